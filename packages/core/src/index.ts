@@ -1,0 +1,16 @@
+export * from './errors.js';
+export * from './duration.js';
+export * from './range.js';
+export * from './time.js';
+export * from './cron.js';
+export * from './config.js';
+export * from './model/definitions.js';
+export * from './model/fields.js';
+export * from './model/job.js';
+export * from './model/check.js';
+export * from './model/notify.js';
+export * from './model/issues.js';
+export * from './model/validate.js';
+export * from './model/plan.js';
+export * from './model/yaml.js';
+export { VERSION } from './version.js';

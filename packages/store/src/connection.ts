@@ -1,0 +1,98 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import pg from 'pg';
+import { redactUrl, type StoreConfig } from '@batchalyzer/core';
+import type { DB } from './db.js';
+import { StoreUnavailableError } from './errors.js';
+import type { Dialect } from './migrate.js';
+
+/** Opens a Kysely instance for the configured database; dialect details stay in this file and tx.ts. */
+export interface Connection {
+  db: Kysely<DB>;
+  dialect: Dialect;
+  location: string;
+  /** PostgreSQL schema selected with `?schema=`. */
+  schema?: string;
+}
+
+const INT8 = 20;
+const NUMERIC = 1700;
+
+export function connect(config: StoreConfig): Connection {
+  if (config.kind === 'sqlite') {
+    let database: Database.Database;
+    try {
+      if (config.path !== ':memory:') mkdirSync(dirname(config.path), { recursive: true });
+      database = new Database(config.path);
+      database.pragma('journal_mode = WAL');
+      database.pragma('busy_timeout = 10000');
+      database.pragma('foreign_keys = ON');
+      database.pragma('synchronous = NORMAL');
+    } catch (err) {
+      throw new StoreUnavailableError(`SQLite database ${config.path}`, err as Error);
+    }
+    return { db: new Kysely<DB>({ dialect: new SqliteDialect({ database }) }), dialect: 'sqlite', location: config.path };
+  }
+  // `?schema=NAME` selects a schema (created if missing); it is ours, not a libpq option, so strip it.
+  const url = new URL(config.url);
+  const schema = url.searchParams.get('schema');
+  url.searchParams.delete('schema');
+  if (schema !== null && !/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
+    throw new StoreUnavailableError('PostgreSQL database', new Error(`schema "${schema}" must be a lower-case identifier`));
+  }
+  const pool = new pg.Pool({
+    connectionString: url.toString(),
+    max: 10,
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === INT8 || oid === NUMERIC ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    },
+  });
+  if (schema) {
+    // Queued before any other query on the new client, so every statement sees the schema.
+    pool.on('connect', (client) => {
+      client.query(`SET search_path TO "${schema}"`).catch(() => undefined);
+    });
+  }
+  // A dropped idle connection must not crash the process; the pool replaces it.
+  pool.on('error', () => undefined);
+  return {
+    db: new Kysely<DB>({ dialect: new PostgresDialect({ pool }) }),
+    dialect: 'postgres',
+    location: redactUrl(config.url),
+    ...(schema ? { schema } : {}),
+  };
+}
+
+/**
+ * Runs `fn` in a write transaction. SQLite uses BEGIN IMMEDIATE so that a second process (the CLI next to a
+ * running server) waits for the write lock up front instead of failing half-way with SQLITE_BUSY.
+ */
+export async function writeTx<T>(conn: Connection, fn: (trx: Kysely<DB>) => Promise<T>): Promise<T> {
+  if (conn.dialect === 'postgres') return conn.db.transaction().execute(fn);
+  return conn.db.connection().execute(async (c) => {
+    await sql`BEGIN IMMEDIATE`.execute(c);
+    try {
+      const out = await fn(c);
+      await sql`COMMIT`.execute(c);
+      return out;
+    } catch (err) {
+      await sql`ROLLBACK`.execute(c).catch(() => undefined);
+      throw err;
+    }
+  });
+}
+
+/**
+ * Serialises capacity checks on the named resources until the transaction ends. PostgreSQL needs advisory
+ * locks (READ COMMITTED would let two transactions both see free capacity); SQLite's write lock already
+ * serialises every write transaction. Locks are taken in sorted order so that two dispatches cannot deadlock.
+ */
+export async function lockResources(conn: Connection, trx: Kysely<DB>, names: string[]): Promise<void> {
+  if (conn.dialect !== 'postgres') return;
+  for (const name of [...new Set(names)].sort()) {
+    await sql`SELECT pg_advisory_xact_lock(hashtext(${`batchalyzer.resource.${name}`}))`.execute(trx);
+  }
+}

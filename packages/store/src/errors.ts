@@ -1,0 +1,31 @@
+import { BatchalyzerError } from '@batchalyzer/core';
+
+export class SchemaTooNewError extends BatchalyzerError {
+  constructor(found: number, known: number) {
+    super(
+      'schema_too_new',
+      `the database schema is at version ${found}, but this batchalyzer only knows versions up to ${known}; ` +
+        'run a batchalyzer release at least as new as the one that last migrated this database, or point --data/--db elsewhere',
+      { found, known },
+    );
+  }
+}
+
+export class MigrationMismatchError extends BatchalyzerError {
+  constructor(version: number, name: string) {
+    super(
+      'migration_mismatch',
+      `migration ${version} (${name}) recorded in the database differs from the one in this release; ` +
+        'released migrations must never be edited: restore the original file and add a new numbered migration instead',
+      { version, name },
+    );
+  }
+}
+
+export class StoreUnavailableError extends BatchalyzerError {
+  constructor(what: string, cause: Error) {
+    super('store_unavailable', `cannot open the ${what}: ${cause.message}; check the path or URL and that the database is running`, {
+      cause: cause.message,
+    });
+  }
+}

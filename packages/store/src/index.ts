@@ -1,0 +1,22 @@
+import type { StoreConfig } from '@batchalyzer/core';
+import { connect } from './connection.js';
+import type { Store } from './port.js';
+import { SqlStore } from './sql-store.js';
+
+export * from './port.js';
+export * from './errors.js';
+export { LATEST_SCHEMA_VERSION, type MigrationReport } from './migrate.js';
+
+/** Opens the configured store and brings its schema up to date (unless `migrate: false`). */
+export async function openStore(config: StoreConfig, opts: { migrate?: boolean } = {}): Promise<Store> {
+  const store = new SqlStore(connect(config));
+  if (opts.migrate !== false) {
+    try {
+      await store.migrate();
+    } catch (err) {
+      await store.close().catch(() => undefined);
+      throw err;
+    }
+  }
+  return store;
+}

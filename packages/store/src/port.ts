@@ -1,0 +1,281 @@
+import type { ApplyPlan, Definitions, JobSpec } from '@batchalyzer/core';
+import type { MigrationReport } from './migrate.js';
+
+/**
+ * The store port: every persistent operation batchalyzer performs, named by what it means. Each method is
+ * one transaction; operations that must be atomic (finishing a run, dispatching it with its resources) are a
+ * single call. Both adapters (SQLite, PostgreSQL) pass the same conformance suite (test/conformance.ts).
+ */
+
+export const RUN_STATES = [
+  'waiting', 'dispatched', 'running', 'succeeded', 'warning', 'failed', 'timed-out', 'cancelled', 'lost', 'skipped',
+] as const;
+export type RunState = (typeof RUN_STATES)[number];
+export const ACTIVE_STATES: readonly RunState[] = ['waiting', 'dispatched', 'running'];
+export const END_STATES: readonly RunState[] = ['succeeded', 'warning', 'failed', 'timed-out', 'cancelled', 'lost', 'skipped'];
+export type EndState = Exclude<RunState, 'waiting' | 'dispatched' | 'running'>;
+
+export type RunOrigin = 'schedule' | 'manual' | 'rerun' | 'order' | 'catch-up';
+
+export interface NewRun {
+  jobName: string;
+  planDate: string;
+  nominalAt: number | null;
+  dueAt: number;
+  origin: RunOrigin;
+  priority: number;
+  targetAgent?: string | null;
+  spec: JobSpec;
+  rerunOf?: number | null;
+  held?: boolean;
+}
+
+export interface RunRecord {
+  id: number;
+  jobName: string;
+  planDate: string;
+  nominalAt: number | null;
+  dueAt: number;
+  origin: RunOrigin;
+  state: RunState;
+  held: boolean;
+  attempt: number;
+  priority: number;
+  targetAgent: string | null;
+  agentName: string | null;
+  waitReason: unknown;
+  rerunOf: number | null;
+  spec: JobSpec;
+  createdAt: number;
+  dispatchedAt: number | null;
+  startedAt: number | null;
+  endedAt: number | null;
+  exitCode: number | null;
+  signal: string | null;
+  endReason: string | null;
+  result: unknown;
+  outputBytes: number;
+  outputTruncated: boolean;
+}
+
+export interface RunEvent {
+  at: number;
+  fromState: RunState | null;
+  toState: RunState;
+  actor: string;
+  detail: unknown;
+}
+
+export interface ConditionRef {
+  name: string;
+  planDate: string;
+}
+
+export interface ConditionRecord extends ConditionRef {
+  postedAt: number;
+  runId: number | null;
+  actor: string;
+}
+
+export interface PoolTake {
+  resource: string;
+  units: number;
+  capacity: number;
+}
+export interface RateTake {
+  resource: string;
+  capacity: number;
+  windowMs: number;
+}
+
+export type DispatchResult =
+  | { ok: true; run: RunRecord }
+  | { ok: false; reason: 'not-waiting' | 'held' | 'pool-full' | 'rate-exhausted'; resource?: string };
+
+export interface FinishRun {
+  runId: number;
+  state: EndState;
+  at: number;
+  actor: string;
+  exitCode?: number | null;
+  signal?: string | null;
+  reason?: string | null;
+  result?: unknown;
+  /** Conditions to post in the same transaction (brief §6). */
+  post?: ConditionRef[];
+}
+
+export interface FinishResult {
+  run: RunRecord;
+  /** False when the run had already ended: nothing was changed (finishing is idempotent). */
+  changed: boolean;
+  posted: ConditionRef[];
+}
+
+export interface OutputChunk {
+  runId: number;
+  stream: 'stdout' | 'stderr';
+  seq: number;
+  at: number;
+  data: Buffer;
+}
+
+export interface RunFilter {
+  state?: RunState[];
+  job?: string;
+  planDate?: string;
+  agent?: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Pass as `before` to get the next (older) page; absent on the last page. */
+  next?: number;
+}
+
+export interface AgentRecord {
+  name: string;
+  enabled: boolean;
+  draining: boolean;
+  status: string;
+  version: string | null;
+  facts: unknown;
+  capabilities: unknown;
+  ackedSeq: number;
+  lastSeenAt: number | null;
+  connectedAt: number | null;
+  createdAt: number;
+}
+
+export type Severity = 'info' | 'warning' | 'critical';
+export type MessageStatus = 'open' | 'acknowledged' | 'deferred' | 'resolved';
+
+export interface RaiseMessage {
+  key: string;
+  severity: Severity;
+  source: 'job' | 'run' | 'check' | 'agent' | 'system';
+  text: string;
+  at: number;
+  actor: string;
+  sourceRef?: string | null;
+  agentName?: string | null;
+  jobName?: string | null;
+}
+
+export interface MessageRecord {
+  id: number;
+  key: string;
+  severity: Severity;
+  source: RaiseMessage['source'];
+  sourceRef: string | null;
+  agentName: string | null;
+  jobName: string | null;
+  text: string;
+  status: MessageStatus;
+  count: number;
+  firstAt: number;
+  lastAt: number;
+  deferredUntil: number | null;
+  resolvedAt: number | null;
+}
+
+export interface MessageEvent {
+  at: number;
+  actor: string;
+  action: string;
+  detail: unknown;
+}
+
+export type Role = 'viewer' | 'operator' | 'admin';
+
+export interface TokenRecord {
+  id: number;
+  name: string;
+  role: Role;
+  createdBy: string;
+  createdAt: number;
+  expiresAt: number | null;
+  lastUsedAt: number | null;
+  revoked: boolean;
+}
+
+export interface CheckValue {
+  checkName: string;
+  agentName: string;
+  series: string;
+  at: number;
+  value: number;
+  state?: string | null;
+}
+
+export interface Store {
+  readonly kind: 'sqlite' | 'postgres';
+  /** A human description (file path or redacted URL). */
+  readonly location: string;
+  migrate(): Promise<MigrationReport>;
+  schemaVersion(): Promise<number>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+
+  // Definitions (jobs-as-code)
+  loadDefinitions(): Promise<Definitions>;
+  /** Writes exactly the plan's changes, with an audit entry each, in one transaction. */
+  applyDefinitions(plan: ApplyPlan, actor: string, at: number): Promise<void>;
+
+  // Agents
+  registerAgent(name: string, keyHash: string, at: number): Promise<AgentRecord>;
+  getAgent(name: string): Promise<AgentRecord | undefined>;
+  /** The stored key hash, for authentication only (never returned by listings). */
+  getAgentKeyHash(name: string): Promise<string | undefined>;
+  listAgents(): Promise<AgentRecord[]>;
+  setAgentKeyHash(name: string, keyHash: string): Promise<void>;
+  setAgentEnabled(name: string, enabled: boolean): Promise<void>;
+  removeAgent(name: string): Promise<void>;
+
+  // Runs
+  createRuns(runs: NewRun[], actor: string, at: number): Promise<RunRecord[]>;
+  getRun(id: number): Promise<RunRecord | undefined>;
+  listRuns(filter: RunFilter, page: { limit: number; before?: number }): Promise<Page<RunRecord>>;
+  runEvents(id: number): Promise<RunEvent[]>;
+  /** Moves a waiting run to an agent, taking all its resources or none, never beyond capacity. */
+  dispatchRun(input: { runId: number; agent: string; at: number; actor: string; pools: PoolTake[]; rates: RateTake[] }): Promise<DispatchResult>;
+  startRun(runId: number, at: number): Promise<RunRecord | undefined>;
+  /** Ends a run: state, exit details, posted conditions, released resources: all or nothing. */
+  finishRun(input: FinishRun): Promise<FinishResult>;
+  /** Puts a failed attempt back to waiting for another attempt at `dueAt`, releasing its resources. */
+  retryRun(input: { runId: number; at: number; dueAt: number; actor: string; reason: string; exitCode?: number | null; signal?: string | null }): Promise<RunRecord | undefined>;
+  setRunHeld(runId: number, held: boolean, actor: string, at: number): Promise<RunRecord | undefined>;
+  /** Units of each pool currently held, derived from the holders. */
+  resourceUsage(): Promise<Record<string, number>>;
+  resourceHolders(resource: string): Promise<{ runId: number; units: number }[]>;
+  rateTakesSince(resource: string, since: number): Promise<number>;
+
+  // Output
+  /** Stores chunks once each (idempotent by run, stream and sequence); returns how many were new. */
+  appendOutput(chunks: OutputChunk[]): Promise<number>;
+  readOutput(runId: number, stream: 'stdout' | 'stderr'): Promise<Buffer>;
+
+  // Conditions
+  postCondition(c: ConditionRef & { actor: string; at: number; runId?: number | null }): Promise<boolean>;
+  removeCondition(c: ConditionRef & { actor: string; at: number }): Promise<boolean>;
+  listConditions(filter: { planDate?: string; name?: string }): Promise<ConditionRecord[]>;
+
+  // Messages
+  raiseMessage(m: RaiseMessage): Promise<{ message: MessageRecord; created: boolean }>;
+  resolveMessage(key: string, actor: string, at: number, why?: string): Promise<MessageRecord | undefined>;
+  setMessageStatus(id: number, status: Exclude<MessageStatus, 'resolved'> | 'resolved', actor: string, at: number, until?: number | null): Promise<MessageRecord | undefined>;
+  listMessages(filter: { status?: MessageStatus[] }, page: { limit: number; before?: number }): Promise<Page<MessageRecord>>;
+  messageEvents(id: number): Promise<MessageEvent[]>;
+
+  // Checks
+  recordCheckValues(values: CheckValue[]): Promise<void>;
+  checkValues(checkName: string, agentName: string, series: string, since: number): Promise<{ at: number; value: number }[]>;
+
+  // Auth
+  createToken(t: { name: string; tokenHash: string; role: Role; createdBy: string; at: number; expiresAt?: number | null }): Promise<TokenRecord>;
+  findTokenByHash(hash: string): Promise<TokenRecord | undefined>;
+  listTokens(): Promise<TokenRecord[]>;
+  revokeToken(id: number, actor: string, at: number): Promise<boolean>;
+  upsertUser(u: { name: string; passwordHash: string; role: Role; at: number }): Promise<void>;
+  getUser(name: string): Promise<{ name: string; passwordHash: string; role: Role; disabled: boolean } | undefined>;
+}

@@ -1,0 +1,529 @@
+import { type Kysely, sql } from 'kysely';
+import { type ApplyPlan, ConflictError, type Definitions, emptyDefinitions, NotFoundError, parseDuration } from '@batchalyzer/core';
+import { type Connection, lockResources, writeTx } from './connection.js';
+import type { DB } from './db.js';
+import { LATEST_SCHEMA_VERSION, migrate, type MigrationReport } from './migrate.js';
+import { messageFromRow, runFromRow, tokenFromRow, agentFromRow } from './rows.js';
+import type {
+  AgentRecord, CheckValue, ConditionRecord, ConditionRef, DispatchResult, FinishResult, FinishRun, MessageEvent,
+  MessageRecord, MessageStatus, NewRun, OutputChunk, Page, PoolTake, RaiseMessage, RateTake, Role, RunEvent, RunFilter,
+  RunRecord, RunState, Store, TokenRecord,
+} from './port.js';
+
+const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
+const parse = (v: string | null): unknown => (v === null ? null : JSON.parse(v));
+
+/** Aborts a transaction (rolling back its writes) and carries the refusal out of it. */
+class Refusal extends Error {
+  constructor(readonly result: DispatchResult) {
+    super('refused');
+  }
+}
+
+/** The store on Kysely: one query codebase for SQLite and PostgreSQL (dialect details live in connection.ts). */
+export class SqlStore implements Store {
+  readonly kind: 'sqlite' | 'postgres';
+  readonly location: string;
+  private readonly db: Kysely<DB>;
+
+  constructor(private readonly conn: Connection) {
+    this.kind = conn.dialect;
+    this.location = conn.location;
+    this.db = conn.db;
+  }
+
+  private tx<T>(fn: (trx: Kysely<DB>) => Promise<T>): Promise<T> {
+    return writeTx(this.conn, fn);
+  }
+
+  async migrate(): Promise<MigrationReport> {
+    if (this.conn.schema) {
+      await sql.raw(`CREATE SCHEMA IF NOT EXISTS "${this.conn.schema}"`).execute(this.db).catch(async (err) => {
+        // Two processes creating the schema at once: fine if it exists now.
+        const r = await sql<{ n: number }>`SELECT count(*) AS n FROM pg_namespace WHERE nspname = ${this.conn.schema}`.execute(this.db);
+        if (!r.rows[0]?.n) throw err;
+      });
+    }
+    return this.tx((trx) => migrate(trx, this.kind, Date.now()));
+  }
+
+  async schemaVersion(): Promise<number> {
+    const r = await this.db.selectFrom('schema_migrations').select((eb) => eb.fn.max('version').as('v')).executeTakeFirst();
+    return Number(r?.v ?? 0);
+  }
+
+  async ping(): Promise<void> {
+    await sql`SELECT 1`.execute(this.db);
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+
+  // ── Definitions ──────────────────────────────────────────────────────────────────────────────
+
+  async loadDefinitions(): Promise<Definitions> {
+    const d = emptyDefinitions();
+    const [settings, groups, resources, jobs, checks, rules] = await Promise.all([
+      this.db.selectFrom('settings').selectAll().where('key', 'in', ['timezone', 'newDayAt']).execute(),
+      this.db.selectFrom('agent_groups').selectAll().orderBy('name').execute(),
+      this.db.selectFrom('resources').selectAll().orderBy('name').execute(),
+      this.db.selectFrom('jobs').selectAll().orderBy('name').execute(),
+      this.db.selectFrom('checks').selectAll().orderBy('name').execute(),
+      this.db.selectFrom('notify_rules').selectAll().orderBy('name').execute(),
+    ]);
+    for (const s of settings) d.settings[s.key as 'timezone' | 'newDayAt'] = s.value;
+    for (const g of groups) d.groups[g.name] = JSON.parse(g.members);
+    for (const r of resources) d.resources[r.name] = JSON.parse(r.spec);
+    for (const j of jobs) d.jobs[j.name] = JSON.parse(j.spec);
+    for (const c of checks) d.checks[c.name] = JSON.parse(c.spec);
+    for (const n of rules) d.notify[n.name] = JSON.parse(n.spec);
+    return d;
+  }
+
+  async applyDefinitions(plan: ApplyPlan, actor: string, at: number): Promise<void> {
+    const r = plan.result;
+    await this.tx(async (trx) => {
+      for (const c of plan.changes) {
+        const del = c.action === 'delete';
+        switch (c.kind) {
+          case 'settings': {
+            const value = r.settings[c.name as 'timezone' | 'newDayAt']!;
+            await trx.insertInto('settings').values({ key: c.name, value, updated_at: at })
+              .onConflict((oc) => oc.column('key').doUpdateSet({ value, updated_at: at })).execute();
+            break;
+          }
+          case 'groups':
+            if (del) await trx.deleteFrom('agent_groups').where('name', '=', c.name).execute();
+            else {
+              const members = JSON.stringify(r.groups[c.name]);
+              await trx.insertInto('agent_groups').values({ name: c.name, members, updated_at: at })
+                .onConflict((oc) => oc.column('name').doUpdateSet({ members, updated_at: at })).execute();
+            }
+            break;
+          case 'resources':
+            if (del) await trx.deleteFrom('resources').where('name', '=', c.name).execute();
+            else {
+              const spec = r.resources[c.name]!;
+              const [capacity, window] = spec.pool !== undefined ? [spec.pool, null] : spec.rate!.split('/');
+              const row = {
+                kind: spec.pool !== undefined ? ('pool' as const) : ('rate' as const),
+                capacity: Number(capacity),
+                window_ms: window === null || window === undefined ? null : (parseDuration(window) as number),
+                spec: JSON.stringify(spec),
+                updated_at: at,
+              };
+              await trx.insertInto('resources').values({ name: c.name, ...row })
+                .onConflict((oc) => oc.column('name').doUpdateSet(row)).execute();
+            }
+            break;
+          case 'jobs':
+            if (del) await trx.deleteFrom('jobs').where('name', '=', c.name).execute();
+            else {
+              const spec = r.jobs[c.name]!;
+              const row = { spec: JSON.stringify(spec), enabled: spec.enabled === false ? 0 : 1, updated_at: at };
+              await trx.insertInto('jobs').values({ name: c.name, ...row })
+                .onConflict((oc) => oc.column('name').doUpdateSet((eb) => ({ ...row, revision: eb('jobs.revision', '+', 1) })))
+                .execute();
+            }
+            break;
+          case 'checks':
+            if (del) await trx.deleteFrom('checks').where('name', '=', c.name).execute();
+            else {
+              const spec = r.checks[c.name]!;
+              const row = { spec: JSON.stringify(spec), enabled: spec.enabled === false ? 0 : 1, updated_at: at };
+              await trx.insertInto('checks').values({ name: c.name, ...row }).onConflict((oc) => oc.column('name').doUpdateSet(row)).execute();
+            }
+            break;
+          case 'notify':
+            if (del) await trx.deleteFrom('notify_rules').where('name', '=', c.name).execute();
+            else {
+              const row = { spec: JSON.stringify(r.notify[c.name]), updated_at: at };
+              await trx.insertInto('notify_rules').values({ name: c.name, ...row }).onConflict((oc) => oc.column('name').doUpdateSet(row)).execute();
+            }
+            break;
+        }
+        await trx.insertInto('audit_log').values({
+          at, actor, action: `${c.action}`, target: `${c.kind}/${c.name}`, detail: json(c.fields ?? null),
+        }).execute();
+      }
+    });
+  }
+
+  // ── Agents ───────────────────────────────────────────────────────────────────────────────────
+
+  async registerAgent(name: string, keyHash: string, at: number): Promise<AgentRecord> {
+    return this.tx(async (trx) => {
+      const existing = await trx.selectFrom('agents').select('name').where('name', '=', name).executeTakeFirst();
+      if (existing) throw new ConflictError(`agent "${name}" is already registered; rotate its key instead, or remove it first`, { name });
+      await trx.insertInto('agents').values({ name, key_hash: keyHash, created_at: at }).execute();
+      return agentFromRow(await trx.selectFrom('agents').selectAll().where('name', '=', name).executeTakeFirstOrThrow());
+    });
+  }
+
+  async getAgent(name: string): Promise<AgentRecord | undefined> {
+    const row = await this.db.selectFrom('agents').selectAll().where('name', '=', name).executeTakeFirst();
+    return row && agentFromRow(row);
+  }
+
+  async getAgentKeyHash(name: string): Promise<string | undefined> {
+    return (await this.db.selectFrom('agents').select('key_hash').where('name', '=', name).executeTakeFirst())?.key_hash;
+  }
+
+  async listAgents(): Promise<AgentRecord[]> {
+    return (await this.db.selectFrom('agents').selectAll().orderBy('name').execute()).map(agentFromRow);
+  }
+
+  private async updateAgent(name: string, values: { key_hash?: string; enabled?: number }): Promise<void> {
+    const r = await this.db.updateTable('agents').set(values).where('name', '=', name).executeTakeFirst();
+    if (Number(r.numUpdatedRows) === 0) throw new NotFoundError('agent', name, 'register it with `batchalyzer agent register NAME`');
+  }
+
+  setAgentKeyHash(name: string, keyHash: string): Promise<void> {
+    return this.updateAgent(name, { key_hash: keyHash });
+  }
+
+  setAgentEnabled(name: string, enabled: boolean): Promise<void> {
+    return this.updateAgent(name, { enabled: enabled ? 1 : 0 });
+  }
+
+  async removeAgent(name: string): Promise<void> {
+    await this.tx(async (trx) => {
+      const busy = await trx.selectFrom('runs').select('id').where('agent_name', '=', name).where('state', 'in', ['dispatched', 'running']).executeTakeFirst();
+      if (busy) throw new ConflictError(`agent "${name}" still has run ${busy.id} in progress; disable it and wait for its runs to end first`, { name });
+      const r = await trx.deleteFrom('agents').where('name', '=', name).executeTakeFirst();
+      if (Number(r.numDeletedRows) === 0) throw new NotFoundError('agent', name);
+    });
+  }
+
+  // ── Runs ─────────────────────────────────────────────────────────────────────────────────────
+
+  async createRuns(runs: NewRun[], actor: string, at: number): Promise<RunRecord[]> {
+    if (runs.length === 0) return [];
+    return this.tx(async (trx) => {
+      const out: RunRecord[] = [];
+      for (const r of runs) {
+        const row = await trx.insertInto('runs').values({
+          job_name: r.jobName, plan_date: r.planDate, nominal_at: r.nominalAt, due_at: r.dueAt, origin: r.origin,
+          state: 'waiting', held: r.held ? 1 : 0, priority: r.priority, target_agent: r.targetAgent ?? null,
+          rerun_of: r.rerunOf ?? null, spec: JSON.stringify(r.spec), created_at: at, updated_at: at,
+        }).returningAll().executeTakeFirstOrThrow();
+        await trx.insertInto('run_events').values({ run_id: row.id, at, from_state: null, to_state: 'waiting', actor, detail: json({ origin: r.origin }) }).execute();
+        out.push(runFromRow(row));
+      }
+      return out;
+    });
+  }
+
+  async getRun(id: number): Promise<RunRecord | undefined> {
+    const row = await this.db.selectFrom('runs').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && runFromRow(row);
+  }
+
+  async listRuns(filter: RunFilter, page: { limit: number; before?: number }): Promise<Page<RunRecord>> {
+    let q = this.db.selectFrom('runs').selectAll();
+    if (filter.state?.length) q = q.where('state', 'in', filter.state);
+    if (filter.job !== undefined) q = q.where('job_name', '=', filter.job);
+    if (filter.planDate !== undefined) q = q.where('plan_date', '=', filter.planDate);
+    if (filter.agent !== undefined) q = q.where('agent_name', '=', filter.agent);
+    if (page.before !== undefined) q = q.where('id', '<', page.before);
+    const rows = await q.orderBy('id', 'desc').limit(page.limit + 1).execute();
+    const items = rows.slice(0, page.limit).map(runFromRow);
+    return rows.length > page.limit ? { items, next: items[items.length - 1]!.id } : { items };
+  }
+
+  async runEvents(id: number): Promise<RunEvent[]> {
+    const rows = await this.db.selectFrom('run_events').selectAll().where('run_id', '=', id).orderBy('id').execute();
+    return rows.map((r) => ({ at: r.at, fromState: r.from_state as RunState | null, toState: r.to_state as RunState, actor: r.actor, detail: parse(r.detail) }));
+  }
+
+  async dispatchRun(input: { runId: number; agent: string; at: number; actor: string; pools: PoolTake[]; rates: RateTake[] }): Promise<DispatchResult> {
+    const { runId, agent, at, actor } = input;
+    const refused = (result: DispatchResult) => {
+      throw new Refusal(result);
+    };
+    try {
+      return await this.tx(async (trx) => {
+        // Claim the run first: the row lock makes a concurrent dispatch of the same run wait, then find it taken.
+        const row = await trx.updateTable('runs')
+          .set({ state: 'dispatched', agent_name: agent, dispatched_at: at, wait_reason: null, updated_at: at })
+          .where('id', '=', runId).where('state', '=', 'waiting').where('held', '=', 0).returningAll().executeTakeFirst();
+        if (!row) {
+          const run = await trx.selectFrom('runs').select(['state', 'held']).where('id', '=', runId).executeTakeFirst();
+          return refused({ ok: false, reason: run?.state === 'waiting' && run.held ? 'held' : 'not-waiting' });
+        }
+        // Re-check capacity inside the transaction: the decision may have been made on a stale snapshot.
+        await lockResources(this.conn, trx, [...input.pools, ...input.rates].map((r) => r.resource));
+        for (const p of input.pools) {
+          const used = await trx.selectFrom('resource_holds').select((eb) => eb.fn.coalesce(eb.fn.sum<number>('units'), eb.lit(0)).as('u'))
+            .where('resource', '=', p.resource).executeTakeFirst();
+          if (Number(used?.u ?? 0) + p.units > p.capacity) refused({ ok: false, reason: 'pool-full', resource: p.resource });
+        }
+        for (const r of input.rates) {
+          const taken = await trx.selectFrom('rate_takes').select((eb) => eb.fn.countAll<number>().as('n'))
+            .where('resource', '=', r.resource).where('at', '>', at - r.windowMs).executeTakeFirst();
+          if (Number(taken?.n ?? 0) + 1 > r.capacity) refused({ ok: false, reason: 'rate-exhausted', resource: r.resource });
+        }
+        for (const p of input.pools) {
+          await trx.insertInto('resource_holds').values({ run_id: runId, resource: p.resource, units: p.units, acquired_at: at }).execute();
+        }
+        for (const r of input.rates) await trx.insertInto('rate_takes').values({ resource: r.resource, at, run_id: runId }).execute();
+        await trx.insertInto('run_events').values({ run_id: runId, at, from_state: 'waiting', to_state: 'dispatched', actor, detail: json({ agent }) }).execute();
+        return { ok: true, run: runFromRow(row) } as const;
+      });
+    } catch (err) {
+      if (err instanceof Refusal) return err.result;
+      throw err;
+    }
+  }
+
+  async startRun(runId: number, at: number): Promise<RunRecord | undefined> {
+    return this.tx(async (trx) => {
+      const row = await trx.updateTable('runs').set({ state: 'running', started_at: at, updated_at: at })
+        .where('id', '=', runId).where('state', '=', 'dispatched').returningAll().executeTakeFirst();
+      if (row) await trx.insertInto('run_events').values({ run_id: runId, at, from_state: 'dispatched', to_state: 'running', actor: `agent:${row.agent_name}`, detail: null }).execute();
+      return row && runFromRow(row);
+    });
+  }
+
+  async finishRun(input: FinishRun): Promise<FinishResult> {
+    return this.tx(async (trx) => {
+      const before = await trx.selectFrom('runs').selectAll().where('id', '=', input.runId).executeTakeFirst();
+      if (!before) throw new NotFoundError('run', input.runId);
+      if (!['waiting', 'dispatched', 'running'].includes(before.state)) return { run: runFromRow(before), changed: false, posted: [] };
+      const row = await trx.updateTable('runs').set({
+        state: input.state, ended_at: input.at, updated_at: input.at, exit_code: input.exitCode ?? null, signal: input.signal ?? null,
+        end_reason: input.reason ?? null, result: json(input.result),
+      }).where('id', '=', input.runId).returningAll().executeTakeFirstOrThrow();
+      await trx.insertInto('run_events').values({
+        run_id: input.runId, at: input.at, from_state: before.state, to_state: input.state, actor: input.actor,
+        detail: json({ exitCode: input.exitCode ?? null, signal: input.signal ?? null, reason: input.reason ?? null }),
+      }).execute();
+      await trx.deleteFrom('resource_holds').where('run_id', '=', input.runId).execute();
+      const posted: ConditionRef[] = [];
+      for (const c of input.post ?? []) {
+        if (await this.postIn(trx, { ...c, actor: input.actor, at: input.at, runId: input.runId })) posted.push(c);
+      }
+      return { run: runFromRow(row), changed: true, posted };
+    });
+  }
+
+  async retryRun(input: { runId: number; at: number; dueAt: number; actor: string; reason: string; exitCode?: number | null; signal?: string | null }): Promise<RunRecord | undefined> {
+    return this.tx(async (trx) => {
+      const before = await trx.selectFrom('runs').select(['state', 'attempt']).where('id', '=', input.runId).executeTakeFirst();
+      if (!before || !['dispatched', 'running'].includes(before.state)) return undefined;
+      const row = await trx.updateTable('runs').set({
+        state: 'waiting', attempt: before.attempt + 1, due_at: input.dueAt, agent_name: null, dispatched_at: null, started_at: null,
+        updated_at: input.at,
+      }).where('id', '=', input.runId).returningAll().executeTakeFirstOrThrow();
+      await trx.insertInto('run_events').values({
+        run_id: input.runId, at: input.at, from_state: before.state, to_state: 'waiting', actor: input.actor,
+        detail: json({ attempt: before.attempt, reason: input.reason, exitCode: input.exitCode ?? null, signal: input.signal ?? null, retryAt: input.dueAt }),
+      }).execute();
+      await trx.deleteFrom('resource_holds').where('run_id', '=', input.runId).execute();
+      return runFromRow(row);
+    });
+  }
+
+  async setRunHeld(runId: number, held: boolean, actor: string, at: number): Promise<RunRecord | undefined> {
+    return this.tx(async (trx) => {
+      const row = await trx.updateTable('runs').set({ held: held ? 1 : 0, updated_at: at })
+        .where('id', '=', runId).where('state', '=', 'waiting').returningAll().executeTakeFirst();
+      if (row) await trx.insertInto('run_events').values({ run_id: runId, at, from_state: 'waiting', to_state: 'waiting', actor, detail: json({ held }) }).execute();
+      return row && runFromRow(row);
+    });
+  }
+
+  async resourceUsage(): Promise<Record<string, number>> {
+    const rows = await this.db.selectFrom('resource_holds').select((eb) => ['resource', eb.fn.sum<number>('units').as('units')]).groupBy('resource').execute();
+    return Object.fromEntries(rows.map((r) => [r.resource, Number(r.units)]));
+  }
+
+  async resourceHolders(resource: string): Promise<{ runId: number; units: number }[]> {
+    const rows = await this.db.selectFrom('resource_holds').select(['run_id', 'units']).where('resource', '=', resource).orderBy('run_id').execute();
+    return rows.map((r) => ({ runId: r.run_id, units: r.units }));
+  }
+
+  async rateTakesSince(resource: string, since: number): Promise<number> {
+    const r = await this.db.selectFrom('rate_takes').select((eb) => eb.fn.countAll<number>().as('n')).where('resource', '=', resource).where('at', '>', since).executeTakeFirst();
+    return Number(r?.n ?? 0);
+  }
+
+  // ── Output ───────────────────────────────────────────────────────────────────────────────────
+
+  async appendOutput(chunks: OutputChunk[]): Promise<number> {
+    if (chunks.length === 0) return 0;
+    return this.tx(async (trx) => {
+      let added = 0;
+      const bytes = new Map<number, number>();
+      for (const c of chunks) {
+        const r = await trx.insertInto('run_output').values({ run_id: c.runId, stream: c.stream, seq: c.seq, at: c.at, data: c.data })
+          .onConflict((oc) => oc.columns(['run_id', 'stream', 'seq']).doNothing()).executeTakeFirst();
+        if (Number(r.numInsertedOrUpdatedRows ?? 0) > 0) {
+          added++;
+          bytes.set(c.runId, (bytes.get(c.runId) ?? 0) + c.data.length);
+        }
+      }
+      for (const [runId, n] of bytes) {
+        await trx.updateTable('runs').set((eb) => ({ output_bytes: eb('output_bytes', '+', n) })).where('id', '=', runId).execute();
+      }
+      return added;
+    });
+  }
+
+  async readOutput(runId: number, stream: 'stdout' | 'stderr'): Promise<Buffer> {
+    const rows = await this.db.selectFrom('run_output').select('data').where('run_id', '=', runId).where('stream', '=', stream).orderBy('seq').execute();
+    return Buffer.concat(rows.map((r) => r.data));
+  }
+
+  // ── Conditions ───────────────────────────────────────────────────────────────────────────────
+
+  private async postIn(trx: Kysely<DB>, c: ConditionRef & { actor: string; at: number; runId?: number | null }): Promise<boolean> {
+    const r = await trx.insertInto('conditions').values({ name: c.name, plan_date: c.planDate, posted_at: c.at, run_id: c.runId ?? null, actor: c.actor })
+      .onConflict((oc) => oc.columns(['name', 'plan_date']).doNothing()).executeTakeFirst();
+    const added = Number(r.numInsertedOrUpdatedRows ?? 0) > 0;
+    if (added) {
+      await trx.insertInto('condition_events').values({ name: c.name, plan_date: c.planDate, action: 'post', at: c.at, actor: c.actor, run_id: c.runId ?? null }).execute();
+    }
+    return added;
+  }
+
+  postCondition(c: ConditionRef & { actor: string; at: number; runId?: number | null }): Promise<boolean> {
+    return this.tx((trx) => this.postIn(trx, c));
+  }
+
+  async removeCondition(c: ConditionRef & { actor: string; at: number }): Promise<boolean> {
+    return this.tx(async (trx) => {
+      const r = await trx.deleteFrom('conditions').where('name', '=', c.name).where('plan_date', '=', c.planDate).executeTakeFirst();
+      const removed = Number(r.numDeletedRows) > 0;
+      if (removed) {
+        await trx.insertInto('condition_events').values({ name: c.name, plan_date: c.planDate, action: 'remove', at: c.at, actor: c.actor, run_id: null }).execute();
+      }
+      return removed;
+    });
+  }
+
+  async listConditions(filter: { planDate?: string; name?: string }): Promise<ConditionRecord[]> {
+    let q = this.db.selectFrom('conditions').selectAll();
+    if (filter.planDate !== undefined) q = q.where('plan_date', '=', filter.planDate);
+    if (filter.name !== undefined) q = q.where('name', '=', filter.name);
+    const rows = await q.orderBy('plan_date').orderBy('name').execute();
+    return rows.map((r) => ({ name: r.name, planDate: r.plan_date, postedAt: r.posted_at, runId: r.run_id, actor: r.actor }));
+  }
+
+  // ── Messages ─────────────────────────────────────────────────────────────────────────────────
+
+  async raiseMessage(m: RaiseMessage): Promise<{ message: MessageRecord; created: boolean }> {
+    return this.tx(async (trx) => {
+      const live = await trx.selectFrom('messages').selectAll().where('key', '=', m.key).where('status', '<>', 'resolved').executeTakeFirst();
+      if (live) {
+        const row = await trx.updateTable('messages').set((eb) => ({
+          count: eb('count', '+', 1), last_at: m.at, severity: m.severity, text: m.text,
+        })).where('id', '=', live.id).returningAll().executeTakeFirstOrThrow();
+        const detail = live.severity !== m.severity ? { from: live.severity, to: m.severity } : { count: row.count };
+        await trx.insertInto('message_events').values({ message_id: live.id, at: m.at, actor: m.actor, action: live.severity !== m.severity ? 'severity' : 'repeat', detail: json(detail) }).execute();
+        return { message: messageFromRow(row), created: false };
+      }
+      const row = await trx.insertInto('messages').values({
+        key: m.key, severity: m.severity, source: m.source, source_ref: m.sourceRef ?? null, agent_name: m.agentName ?? null,
+        job_name: m.jobName ?? null, text: m.text, status: 'open', parent_id: null, first_at: m.at, last_at: m.at,
+        deferred_until: null, resolved_at: null,
+      }).returningAll().executeTakeFirstOrThrow();
+      await trx.insertInto('message_events').values({ message_id: row.id, at: m.at, actor: m.actor, action: 'open', detail: json({ text: m.text }) }).execute();
+      return { message: messageFromRow(row), created: true };
+    });
+  }
+
+  async resolveMessage(key: string, actor: string, at: number, why?: string): Promise<MessageRecord | undefined> {
+    const live = await this.db.selectFrom('messages').select('id').where('key', '=', key).where('status', '<>', 'resolved').executeTakeFirst();
+    if (!live) return undefined;
+    return this.setMessageStatus(live.id, 'resolved', actor, at, null, why);
+  }
+
+  async setMessageStatus(id: number, status: MessageStatus, actor: string, at: number, until?: number | null, why?: string): Promise<MessageRecord | undefined> {
+    if (status === 'deferred' && (until === undefined || until === null)) {
+      throw new ConflictError('deferring a message needs a time until which it stays deferred', { id });
+    }
+    return this.tx(async (trx) => {
+      const row = await trx.updateTable('messages').set({
+        status, deferred_until: status === 'deferred' ? until! : null, resolved_at: status === 'resolved' ? at : null,
+      }).where('id', '=', id).where('status', '<>', 'resolved').returningAll().executeTakeFirst();
+      if (row) {
+        await trx.insertInto('message_events').values({ message_id: id, at, actor, action: status, detail: json({ until: until ?? null, why: why ?? null }) }).execute();
+      }
+      return row && messageFromRow(row);
+    });
+  }
+
+  async listMessages(filter: { status?: MessageStatus[] }, page: { limit: number; before?: number }): Promise<Page<MessageRecord>> {
+    let q = this.db.selectFrom('messages').selectAll();
+    if (filter.status?.length) q = q.where('status', 'in', filter.status);
+    if (page.before !== undefined) q = q.where('id', '<', page.before);
+    const rows = await q.orderBy('id', 'desc').limit(page.limit + 1).execute();
+    const items = rows.slice(0, page.limit).map(messageFromRow);
+    return rows.length > page.limit ? { items, next: items[items.length - 1]!.id } : { items };
+  }
+
+  async messageEvents(id: number): Promise<MessageEvent[]> {
+    const rows = await this.db.selectFrom('message_events').selectAll().where('message_id', '=', id).orderBy('id').execute();
+    return rows.map((r) => ({ at: r.at, actor: r.actor, action: r.action, detail: parse(r.detail) }));
+  }
+
+  // ── Checks ───────────────────────────────────────────────────────────────────────────────────
+
+  async recordCheckValues(values: CheckValue[]): Promise<void> {
+    if (values.length === 0) return;
+    await this.tx(async (trx) => {
+      // Parameter limits: SQLite allows 32766 bound values, PostgreSQL 65535; 6 per row.
+      for (let i = 0; i < values.length; i += 1000) {
+        await trx.insertInto('check_values').values(values.slice(i, i + 1000).map((v) => ({
+          check_name: v.checkName, agent_name: v.agentName, series: v.series, at: v.at, value: v.value, state: v.state ?? null,
+        }))).execute();
+      }
+    });
+  }
+
+  async checkValues(checkName: string, agentName: string, series: string, since: number): Promise<{ at: number; value: number }[]> {
+    return this.db.selectFrom('check_values').select(['at', 'value']).where('check_name', '=', checkName).where('agent_name', '=', agentName)
+      .where('series', '=', series).where('at', '>=', since).orderBy('at').execute();
+  }
+
+  // ── Auth ─────────────────────────────────────────────────────────────────────────────────────
+
+  async createToken(t: { name: string; tokenHash: string; role: Role; createdBy: string; at: number; expiresAt?: number | null }): Promise<TokenRecord> {
+    const row = await this.tx((trx) => trx.insertInto('api_tokens').values({
+      name: t.name, token_hash: t.tokenHash, role: t.role, created_by: t.createdBy, created_at: t.at, expires_at: t.expiresAt ?? null,
+    }).returningAll().executeTakeFirstOrThrow());
+    return tokenFromRow(row);
+  }
+
+  async findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
+    const row = await this.db.selectFrom('api_tokens').selectAll().where('token_hash', '=', hash).executeTakeFirst();
+    return row && tokenFromRow(row);
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    return (await this.db.selectFrom('api_tokens').selectAll().orderBy('id').execute()).map(tokenFromRow);
+  }
+
+  async revokeToken(id: number, actor: string, at: number): Promise<boolean> {
+    return this.tx(async (trx) => {
+      const r = await trx.updateTable('api_tokens').set({ revoked: 1 }).where('id', '=', id).where('revoked', '=', 0).executeTakeFirst();
+      const done = Number(r.numUpdatedRows) > 0;
+      if (done) await trx.insertInto('audit_log').values({ at, actor, action: 'revoke', target: `tokens/${id}`, detail: null }).execute();
+      return done;
+    });
+  }
+
+  async upsertUser(u: { name: string; passwordHash: string; role: Role; at: number }): Promise<void> {
+    await this.tx((trx) => trx.insertInto('users').values({ name: u.name, password_hash: u.passwordHash, role: u.role, created_at: u.at })
+      .onConflict((oc) => oc.column('name').doUpdateSet({ password_hash: u.passwordHash, role: u.role })).execute());
+  }
+
+  async getUser(name: string): Promise<{ name: string; passwordHash: string; role: Role; disabled: boolean } | undefined> {
+    const row = await this.db.selectFrom('users').selectAll().where('name', '=', name).executeTakeFirst();
+    return row && { name: row.name, passwordHash: row.password_hash, role: row.role as Role, disabled: row.disabled === 1 };
+  }
+}
+
+export { LATEST_SCHEMA_VERSION };

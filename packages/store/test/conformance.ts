@@ -1,0 +1,236 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { emptyDefinitions, type JobSpec, planApply } from '@batchalyzer/core';
+import { type NewRun, type Store } from '@batchalyzer/store';
+
+/**
+ * The store conformance suite: every adapter must pass it unchanged (brief §12 "both pass the same test suite").
+ * `open` returns a fresh, migrated store each time it is called for the same database.
+ */
+export function storeConformance(label: string, open: () => Promise<Store>, reopen: () => Promise<Store>) {
+  describe(`store conformance: ${label}`, () => {
+    let store: Store;
+    const T0 = Date.UTC(2026, 10, 28, 12, 0, 0);
+    const spec: JobSpec = { run: { shell: 'true' }, on: { agent: 'a1' } } as JobSpec;
+    const newRun = (over: Partial<NewRun> = {}): NewRun => ({
+      jobName: 'j', planDate: '2026-11-28', nominalAt: T0, dueAt: T0, origin: 'schedule', priority: 0, spec, ...over,
+    });
+
+    beforeAll(async () => {
+      store = await open();
+    });
+    afterAll(async () => {
+      await store?.close();
+    });
+
+    it('migrates once and records the ledger', async () => {
+      const v = await store.schemaVersion();
+      expect(v).toBeGreaterThanOrEqual(1);
+      const again = await store.migrate();
+      expect(again.applied).toEqual([]);
+      expect(again.from).toBe(v);
+    });
+
+    it('stores definitions exactly and applies only the planned changes', async () => {
+      const desired = emptyDefinitions();
+      desired.settings = { timezone: 'Europe/Berlin', newDayAt: '06:00' };
+      desired.groups = { db: ['db1', 'db2'], all: ['db'] };
+      desired.resources = { 'cpu-{agent}': { pool: 4 }, api: { rate: '10/1m' } };
+      desired.jobs = {
+        backup: { run: { command: ['/bin/echo', 'x'] }, on: { group: 'db' }, schedule: { cron: '30 2 * * *' }, resources: { 'cpu-{agent}': 2 }, posts: { success: ['done'] } } as JobSpec,
+      };
+      desired.checks = { disk: { on: { group: 'all' }, builtin: { disk: '/' }, warn: '~:80' } as never };
+      desired.notify = { ops: { email: ['ops@example.com'] } as never };
+      const plan = planApply(await store.loadDefinitions(), desired, { defaultTimezone: 'UTC' });
+      await store.applyDefinitions(plan, 'test', T0);
+      expect(await store.loadDefinitions()).toEqual(desired);
+      const second = planApply(await store.loadDefinitions(), desired, { defaultTimezone: 'UTC' });
+      expect(second.changes).toEqual([]);
+      const pruned = planApply(await store.loadDefinitions(), { ...emptyDefinitions(), groups: { db: ['db1'] } }, { defaultTimezone: 'UTC', prune: true });
+      await store.applyDefinitions(pruned, 'test', T0 + 1);
+      const after = await store.loadDefinitions();
+      expect(after.groups).toEqual({ db: ['db1'] });
+      expect(after.jobs).toEqual({});
+      expect(after.settings).toEqual(desired.settings);
+    });
+
+    it('registers agents with a key hash that listings never include', async () => {
+      const a = await store.registerAgent('a1', 'hash-1', T0);
+      expect(a.name).toBe('a1');
+      expect(JSON.stringify(a)).not.toContain('hash-1');
+      await expect(store.registerAgent('a1', 'x', T0)).rejects.toThrow(/already registered/);
+      expect(await store.getAgentKeyHash('a1')).toBe('hash-1');
+      await store.setAgentKeyHash('a1', 'hash-2');
+      expect(await store.getAgentKeyHash('a1')).toBe('hash-2');
+      await store.setAgentEnabled('a1', false);
+      expect((await store.getAgent('a1'))?.enabled).toBe(false);
+      expect(JSON.stringify(await store.listAgents())).not.toContain('hash-2');
+      await expect(store.setAgentEnabled('nope', true)).rejects.toThrow(/does not exist/);
+      await store.registerAgent('gone', 'h', T0);
+      await store.removeAgent('gone');
+      expect(await store.getAgent('gone')).toBeUndefined();
+    });
+
+    it('creates, dispatches, starts and finishes a run with its history', async () => {
+      const [run] = await store.createRuns([newRun()], 'scheduler', T0);
+      expect(run!.state).toBe('waiting');
+      expect(run!.spec).toEqual(spec);
+      const d = await store.dispatchRun({ runId: run!.id, agent: 'a1', at: T0 + 1, actor: 'scheduler', pools: [], rates: [] });
+      expect(d.ok).toBe(true);
+      expect((await store.dispatchRun({ runId: run!.id, agent: 'a1', at: T0 + 1, actor: 'scheduler', pools: [], rates: [] })).ok).toBe(false);
+      expect((await store.startRun(run!.id, T0 + 2))?.state).toBe('running');
+      const f = await store.finishRun({ runId: run!.id, state: 'succeeded', at: T0 + 3, actor: 'agent:a1', exitCode: 0, result: { rows: 3 } });
+      expect(f.changed).toBe(true);
+      expect(f.run).toMatchObject({ state: 'succeeded', exitCode: 0, endedAt: T0 + 3, result: { rows: 3 } });
+      const again = await store.finishRun({ runId: run!.id, state: 'failed', at: T0 + 4, actor: 'x', exitCode: 1 });
+      expect(again.changed).toBe(false);
+      expect(again.run.state).toBe('succeeded');
+      expect((await store.runEvents(run!.id)).map((e) => e.toState)).toEqual(['waiting', 'dispatched', 'running', 'succeeded']);
+    });
+
+    it('finishing posts conditions and releases resources in one step', async () => {
+      const [run] = await store.createRuns([newRun({ jobName: 'poster' })], 's', T0);
+      await store.dispatchRun({ runId: run!.id, agent: 'a1', at: T0, actor: 's', pools: [{ resource: 'pool-x', units: 2, capacity: 3 }], rates: [] });
+      expect((await store.resourceUsage())['pool-x']).toBe(2);
+      const f = await store.finishRun({
+        runId: run!.id, state: 'succeeded', at: T0 + 5, actor: 'agent:a1', exitCode: 0,
+        post: [{ name: 'ready', planDate: '2026-11-28' }, { name: 'ready2', planDate: '2026-11-28' }],
+      });
+      expect(f.posted).toHaveLength(2);
+      expect((await store.resourceUsage())['pool-x']).toBeUndefined();
+      const conds = await store.listConditions({ planDate: '2026-11-28' });
+      expect(conds.map((c) => c.name)).toEqual(['ready', 'ready2']);
+      expect(conds[0]!.runId).toBe(run!.id);
+      expect(await store.listConditions({ planDate: '2026-11-29' })).toEqual([]);
+    });
+
+    it('never exceeds a pool, even with concurrent dispatches', async () => {
+      const runs = await store.createRuns(Array.from({ length: 6 }, () => newRun({ jobName: 'pooled' })), 's', T0);
+      const results = await Promise.all(runs.map((r) =>
+        store.dispatchRun({ runId: r.id, agent: 'a1', at: T0, actor: 's', pools: [{ resource: 'pool-y', units: 1, capacity: 2 }], rates: [] })));
+      expect(results.filter((r) => r.ok)).toHaveLength(2);
+      expect(results.find((r) => !r.ok)).toMatchObject({ reason: 'pool-full', resource: 'pool-y' });
+      expect((await store.resourceUsage())['pool-y']).toBe(2);
+      expect((await store.resourceHolders('pool-y')).map((h) => h.units)).toEqual([1, 1]);
+    });
+
+    it('dispatches a run once when two decisions race for it', async () => {
+      const [run] = await store.createRuns([newRun({ jobName: 'race' })], 's', T0);
+      const both = await Promise.all([1, 2].map((n) =>
+        store.dispatchRun({ runId: run!.id, agent: `a${n}`, at: T0, actor: 's', pools: [{ resource: 'race-pool', units: 1, capacity: 5 }], rates: [] })));
+      expect(both.filter((r) => r.ok)).toHaveLength(1);
+      expect(both.find((r) => !r.ok)).toMatchObject({ reason: 'not-waiting' });
+      expect((await store.resourceHolders('race-pool'))).toHaveLength(1);
+    });
+
+    it('takes all resources or none', async () => {
+      const [blocker, run] = await store.createRuns([newRun({ jobName: 'b' }), newRun({ jobName: 'c' })], 's', T0);
+      await store.dispatchRun({ runId: blocker!.id, agent: 'a1', at: T0, actor: 's', pools: [{ resource: 'pz', units: 1, capacity: 1 }], rates: [] });
+      const r = await store.dispatchRun({
+        runId: run!.id, agent: 'a1', at: T0, actor: 's',
+        pools: [{ resource: 'pa', units: 1, capacity: 5 }, { resource: 'pz', units: 1, capacity: 1 }], rates: [],
+      });
+      expect(r).toMatchObject({ ok: false, resource: 'pz' });
+      expect((await store.resourceUsage())['pa']).toBeUndefined();
+      expect((await store.getRun(run!.id))?.state).toBe('waiting');
+    });
+
+    it('counts rate acquisitions in a sliding window', async () => {
+      const runs = await store.createRuns(Array.from({ length: 4 }, () => newRun({ jobName: 'rated' })), 's', T0);
+      const rate = { resource: 'api-r', capacity: 2, windowMs: 60_000 };
+      const at = [T0, T0 + 10_000, T0 + 20_000, T0 + 60_001];
+      const ok = [];
+      for (let i = 0; i < 4; i++) ok.push((await store.dispatchRun({ runId: runs[i]!.id, agent: 'a1', at: at[i]!, actor: 's', pools: [], rates: [rate] })).ok);
+      expect(ok).toEqual([true, true, false, true]);
+      expect(await store.rateTakesSince('api-r', T0 + 60_001 - 60_000)).toBe(2);
+    });
+
+    it('retries an attempt and holds/releases waiting runs', async () => {
+      const [run] = await store.createRuns([newRun({ jobName: 'retry' })], 's', T0);
+      await store.dispatchRun({ runId: run!.id, agent: 'a1', at: T0, actor: 's', pools: [{ resource: 'pr', units: 1, capacity: 1 }], rates: [] });
+      const r = await store.retryRun({ runId: run!.id, at: T0 + 1, dueAt: T0 + 60_000, actor: 's', reason: 'exit 1', exitCode: 1 });
+      expect(r).toMatchObject({ state: 'waiting', attempt: 2, dueAt: T0 + 60_000, agentName: null });
+      expect((await store.resourceUsage())['pr']).toBeUndefined();
+      expect((await store.setRunHeld(run!.id, true, 'op', T0 + 2))?.held).toBe(true);
+      expect((await store.dispatchRun({ runId: run!.id, agent: 'a1', at: T0, actor: 's', pools: [], rates: [] }))).toMatchObject({ ok: false, reason: 'held' });
+      expect((await store.setRunHeld(run!.id, false, 'op', T0 + 3))?.held).toBe(false);
+    });
+
+    it('stores output chunks once each, in order', async () => {
+      const [run] = await store.createRuns([newRun({ jobName: 'out' })], 's', T0);
+      const chunk = (seq: number, text: string, stream: 'stdout' | 'stderr' = 'stdout') => ({ runId: run!.id, stream, seq, at: T0, data: Buffer.from(text) });
+      expect(await store.appendOutput([chunk(1, 'b'), chunk(0, 'a'), chunk(0, 'e', 'stderr')])).toBe(3);
+      expect(await store.appendOutput([chunk(1, 'b'), chunk(2, 'c\u00e9\u0000')])).toBe(1);
+      expect((await store.readOutput(run!.id, 'stdout')).toString()).toBe('abc\u00e9\u0000');
+      expect((await store.readOutput(run!.id, 'stderr')).toString()).toBe('e');
+      expect((await store.getRun(run!.id))?.outputBytes).toBe(2 + 1 + Buffer.byteLength('c\u00e9\u0000'));
+    });
+
+    it('posts and removes conditions by hand with an audit trail', async () => {
+      expect(await store.postCondition({ name: 'manual', planDate: '2026-11-27', actor: 'alice', at: T0 })).toBe(true);
+      expect(await store.postCondition({ name: 'manual', planDate: '2026-11-27', actor: 'alice', at: T0 })).toBe(false);
+      expect(await store.removeCondition({ name: 'manual', planDate: '2026-11-27', actor: 'bob', at: T0 + 1 })).toBe(true);
+      expect(await store.removeCondition({ name: 'manual', planDate: '2026-11-27', actor: 'bob', at: T0 + 1 })).toBe(false);
+      expect(await store.listConditions({ name: 'manual' })).toEqual([]);
+    });
+
+    it('de-duplicates messages by key and keeps their history', async () => {
+      const m = { key: 'job:x:failed', severity: 'warning' as const, source: 'job' as const, text: 'x failed', actor: 'scheduler', jobName: 'x' };
+      const a = await store.raiseMessage({ ...m, at: T0 });
+      const b = await store.raiseMessage({ ...m, at: T0 + 1, severity: 'critical' });
+      expect(a.created).toBe(true);
+      expect(b.created).toBe(false);
+      expect(b.message).toMatchObject({ id: a.message.id, count: 2, severity: 'critical', status: 'open' });
+      await store.setMessageStatus(a.message.id, 'acknowledged', 'alice', T0 + 2);
+      await expect(store.setMessageStatus(a.message.id, 'deferred', 'alice', T0 + 2)).rejects.toThrow(/until/);
+      const resolved = await store.resolveMessage(m.key, 'scheduler', T0 + 3, 'job succeeded');
+      expect(resolved?.status).toBe('resolved');
+      const c = await store.raiseMessage({ ...m, at: T0 + 4 });
+      expect(c.created).toBe(true);
+      expect(c.message.id).not.toBe(a.message.id);
+      expect((await store.messageEvents(a.message.id)).map((e) => e.action)).toEqual(['open', 'severity', 'acknowledged', 'resolved']);
+      const page = await store.listMessages({ status: ['open'] }, { limit: 10 });
+      expect(page.items.map((i) => i.id)).toContain(c.message.id);
+    });
+
+    it('pages through runs by filter', async () => {
+      await store.createRuns(Array.from({ length: 25 }, (_, i) => newRun({ jobName: 'paged', planDate: i % 2 ? '2026-11-28' : '2026-11-29' })), 's', T0);
+      const seen: number[] = [];
+      let before: number | undefined;
+      for (;;) {
+        const page = await store.listRuns({ job: 'paged', state: ['waiting'] }, { limit: 10, ...(before ? { before } : {}) });
+        seen.push(...page.items.map((r) => r.id));
+        if (!page.next) break;
+        before = page.next;
+      }
+      expect(seen).toHaveLength(25);
+      expect([...seen].sort((a, b) => b - a)).toEqual(seen);
+      expect((await store.listRuns({ job: 'paged', planDate: '2026-11-29' }, { limit: 100 })).items).toHaveLength(13);
+    });
+
+    it('stores tokens by hash only', async () => {
+      const t = await store.createToken({ name: 'ci', tokenHash: 'sha-abc', role: 'operator', createdBy: 'admin', at: T0 });
+      expect(JSON.stringify(t)).not.toContain('sha-abc');
+      expect((await store.findTokenByHash('sha-abc'))?.id).toBe(t.id);
+      expect(await store.revokeToken(t.id, 'admin', T0)).toBe(true);
+      expect((await store.findTokenByHash('sha-abc'))?.revoked).toBe(true);
+      await store.upsertUser({ name: 'admin', passwordHash: 'scrypt$x', role: 'admin', at: T0 });
+      expect(await store.getUser('admin')).toMatchObject({ role: 'admin', disabled: false });
+    });
+
+    it('records check values in batches', async () => {
+      const values = Array.from({ length: 2500 }, (_, i) => ({ checkName: 'load', agentName: 'a1', series: 'load1', at: T0 + i * 1000, value: i / 10 }));
+      await store.recordCheckValues(values);
+      const got = await store.checkValues('load', 'a1', 'load1', T0 + 2_000_000);
+      expect(got).toHaveLength(500);
+      expect(got[0]).toEqual({ at: T0 + 2_000_000, value: 200 });
+    });
+
+    it('keeps everything across a reopen', async () => {
+      await store.close();
+      store = await reopen();
+      expect((await store.loadDefinitions()).groups).toEqual({ db: ['db1'] });
+      expect((await store.listConditions({ planDate: '2026-11-28' })).map((c) => c.name)).toEqual(['ready', 'ready2']);
+      expect((await store.resourceUsage())['pool-y']).toBe(2);
+    });
+  });
+}
