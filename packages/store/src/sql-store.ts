@@ -48,8 +48,12 @@ export class SqlStore implements Store {
   }
 
   async schemaVersion(): Promise<number> {
-    const r = await this.db.selectFrom('schema_migrations').select((eb) => eb.fn.max('version').as('v')).executeTakeFirst();
-    return Number(r?.v ?? 0);
+    try {
+      const r = await this.db.selectFrom('schema_migrations').select((eb) => eb.fn.max('version').as('v')).executeTakeFirst();
+      return Number(r?.v ?? 0);
+    } catch {
+      return 0; // no ledger yet: a database batchalyzer has never migrated
+    }
   }
 
   async ping(): Promise<void> {

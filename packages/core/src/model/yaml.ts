@@ -134,5 +134,6 @@ export function definitionsToYaml(defs: Definitions): string {
   if (Object.keys(defs.checks).length) out.checks = sorted(defs.checks);
   const rules = Object.keys(defs.notify).sort();
   if (rules.length) out.notify = rules.map((n) => ({ name: n, ...defs.notify[n] }));
-  return stringify(out, { lineWidth: 0, aliasDuplicateObjects: false });
+  const header = '# batchalyzer definitions (format: docs/jobs-as-code.md)\n';
+  return Object.keys(out).length ? header + stringify(out, { lineWidth: 0, aliasDuplicateObjects: false }) : header;
 }

@@ -1,0 +1,40 @@
+import { EventEmitter } from 'node:events';
+
+/**
+ * The one typed event map of the server. The API stream, the web UI and tests subscribe here; tests await
+ * events instead of sleeping. Later capabilities add their events (run:started, agent:lost, …) to this map.
+ */
+export interface ServerEvents {
+  'server:ready': { url: string };
+  'server:stopping': Record<string, never>;
+  'definitions:applied': { changes: number; actor: string };
+}
+
+export class EventBus {
+  private readonly emitter = new EventEmitter({ captureRejections: false });
+
+  constructor() {
+    this.emitter.setMaxListeners(0);
+  }
+
+  emit<K extends keyof ServerEvents>(event: K, payload: ServerEvents[K]): void {
+    this.emitter.emit(event, payload);
+  }
+
+  on<K extends keyof ServerEvents>(event: K, listener: (payload: ServerEvents[K]) => void): () => void {
+    this.emitter.on(event, listener);
+    return () => this.emitter.off(event, listener);
+  }
+
+  /** Resolves with the next event of this kind that satisfies `match`. */
+  once<K extends keyof ServerEvents>(event: K, match: (p: ServerEvents[K]) => boolean = () => true): Promise<ServerEvents[K]> {
+    return new Promise((resolve) => {
+      const off = this.on(event, (p) => {
+        if (match(p)) {
+          off();
+          resolve(p);
+        }
+      });
+    });
+  }
+}

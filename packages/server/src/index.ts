@@ -1,0 +1,3 @@
+export { createServer, type BatchalyzerServer } from './server.js';
+export { EventBus, type ServerEvents } from './events.js';
+export type { Service } from './lifecycle.js';

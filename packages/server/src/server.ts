@@ -1,0 +1,53 @@
+import { pino, type Logger } from 'pino';
+import type { ServerConfig } from '@batchalyzer/core';
+import { openStore, type Store } from '@batchalyzer/store';
+import { EventBus } from './events.js';
+import { buildHttp } from './http/app.js';
+import type { Service } from './lifecycle.js';
+
+/**
+ * Composition root: the one place where the server's parts are created, started in order and stopped in
+ * reverse. Later capabilities (scheduler, agent link, notifier) are added to `services` here.
+ */
+export interface BatchalyzerServer extends Service {
+  readonly events: EventBus;
+  readonly store: Store;
+  /** Base URL once listening, e.g. http://127.0.0.1:8080 */
+  url(): string;
+}
+
+export async function createServer(config: ServerConfig, opts: { logger?: Logger; store?: Store } = {}): Promise<BatchalyzerServer> {
+  const logger = opts.logger ?? pino({ level: config.logLevel, base: undefined });
+  const store = opts.store ?? (await openStore(config.store));
+  const events = new EventBus();
+  const startedAt = Date.now();
+  let ready = false;
+  let url = '';
+  const http = buildHttp({ store, logger, isReady: () => ready, startedAt });
+  const services: Service[] = [];
+
+  return {
+    name: 'server',
+    events,
+    store,
+    url: () => url,
+    async start() {
+      await http.listen({ host: config.listen.host, port: config.listen.port });
+      const addr = http.server.address();
+      const port = typeof addr === 'object' && addr ? addr.port : config.listen.port;
+      const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+      url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+      for (const s of services) await s.start();
+      ready = true;
+      logger.info({ url, store: store.kind }, 'batchalyzer server ready');
+      events.emit('server:ready', { url });
+    },
+    async stop() {
+      ready = false;
+      events.emit('server:stopping', {});
+      for (const s of [...services].reverse()) await s.stop();
+      await http.close();
+      await store.close();
+    },
+  };
+}
