@@ -8,6 +8,24 @@ export interface ServerEvents {
   'server:ready': { url: string };
   'server:stopping': Record<string, never>;
   'definitions:applied': { changes: number; actor: string };
+  'plan:loaded': { planDate: string; entries: number };
+  'run:created': { runId: number; jobName: string; planDate: string; origin: string };
+  'run:dispatched': { runId: number; jobName: string; agent: string };
+  'run:started': { runId: number; agent: string };
+  'run:output': { runId: number; stream: 'stdout' | 'stderr'; bytes: number };
+  'run:retrying': { runId: number; jobName: string; attempt: number; at: number };
+  'run:ended': { runId: number; jobName: string; planDate: string; state: string; agent: string | null };
+  'run:held': { runId: number; held: boolean };
+  'condition:posted': { name: string; planDate: string; actor: string };
+  'condition:removed': { name: string; planDate: string; actor: string };
+  'agent:connected': { name: string };
+  'agent:refused': { name: string; reason: string };
+  'agent:disconnected': { name: string; reason: string };
+  'agent:stale': { name: string };
+  'agent:missing': { name: string };
+  'agent:draining': { name: string };
+  'message:raised': { id: number; key: string; severity: string; created: boolean };
+  'message:resolved': { id: number; key: string };
 }
 
 export class EventBus {

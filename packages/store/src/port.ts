@@ -147,6 +147,25 @@ export interface AgentRecord {
   createdAt: number;
 }
 
+export interface AgentLinkUpdate {
+  status?: 'connected' | 'stale' | 'missing' | 'disconnected';
+  lastSeenAt?: number;
+  connectedAt?: number | null;
+  version?: string | null;
+  facts?: unknown;
+  capabilities?: unknown;
+  draining?: boolean;
+}
+
+export interface RunStep {
+  runId: number;
+  seq: number;
+  at: number;
+  kind: 'progress' | 'message' | 'result';
+  text: string;
+  data?: unknown;
+}
+
 export type Severity = 'info' | 'warning' | 'critical';
 export type MessageStatus = 'open' | 'acknowledged' | 'deferred' | 'resolved';
 
@@ -229,6 +248,8 @@ export interface Store {
   getAgentKeyHash(name: string): Promise<string | undefined>;
   listAgents(): Promise<AgentRecord[]>;
   setAgentKeyHash(name: string, keyHash: string): Promise<void>;
+  /** Records what the agent link learned: connection state, version, host facts, capabilities, draining. */
+  updateAgentLink(name: string, link: AgentLinkUpdate): Promise<void>;
   setAgentEnabled(name: string, enabled: boolean): Promise<void>;
   removeAgent(name: string): Promise<void>;
 
@@ -254,6 +275,11 @@ export interface Store {
   /** Stores chunks once each (idempotent by run, stream and sequence); returns how many were new. */
   appendOutput(chunks: OutputChunk[]): Promise<number>;
   readOutput(runId: number, stream: 'stdout' | 'stderr'): Promise<Buffer>;
+  /** Marks that older output was dropped to respect the run's output cap. */
+  markOutputTruncated(runId: number): Promise<void>;
+  /** Progress steps and messages from node scripts; idempotent by run and sequence. */
+  appendRunSteps(steps: RunStep[]): Promise<number>;
+  runSteps(runId: number): Promise<RunStep[]>;
 
   // Conditions
   postCondition(c: ConditionRef & { actor: string; at: number; runId?: number | null }): Promise<boolean>;

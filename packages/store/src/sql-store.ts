@@ -5,9 +5,9 @@ import type { DB } from './db.js';
 import { LATEST_SCHEMA_VERSION, migrate, type MigrationReport } from './migrate.js';
 import { messageFromRow, runFromRow, tokenFromRow, agentFromRow } from './rows.js';
 import type {
-  AgentRecord, CheckValue, ConditionRecord, ConditionRef, DispatchResult, FinishResult, FinishRun, MessageEvent,
+  AgentLinkUpdate, AgentRecord, CheckValue, ConditionRecord, ConditionRef, DispatchResult, FinishResult, FinishRun, MessageEvent,
   MessageRecord, MessageStatus, NewRun, OutputChunk, Page, PoolTake, RaiseMessage, RateTake, Role, RunEvent, RunFilter,
-  RunRecord, RunState, Store, TokenRecord,
+  RunRecord, RunState, RunStep, Store, TokenRecord,
 } from './port.js';
 
 const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
@@ -185,6 +185,20 @@ export class SqlStore implements Store {
 
   setAgentKeyHash(name: string, keyHash: string): Promise<void> {
     return this.updateAgent(name, { key_hash: keyHash });
+  }
+
+  async updateAgentLink(name: string, link: AgentLinkUpdate): Promise<void> {
+    const values: Record<string, unknown> = {};
+    if (link.status !== undefined) values.status = link.status;
+    if (link.lastSeenAt !== undefined) values.last_seen_at = link.lastSeenAt;
+    if (link.connectedAt !== undefined) values.connected_at = link.connectedAt;
+    if (link.version !== undefined) values.version = link.version;
+    if (link.facts !== undefined) values.facts = json(link.facts);
+    if (link.capabilities !== undefined) values.capabilities = json(link.capabilities);
+    if (link.draining !== undefined) values.draining = link.draining ? 1 : 0;
+    if (Object.keys(values).length === 0) return;
+    const r = await this.db.updateTable('agents').set(values).where('name', '=', name).executeTakeFirst();
+    if (Number(r.numUpdatedRows) === 0) throw new NotFoundError('agent', name);
   }
 
   setAgentEnabled(name: string, enabled: boolean): Promise<void> {
@@ -378,6 +392,28 @@ export class SqlStore implements Store {
   async readOutput(runId: number, stream: 'stdout' | 'stderr'): Promise<Buffer> {
     const rows = await this.db.selectFrom('run_output').select('data').where('run_id', '=', runId).where('stream', '=', stream).orderBy('seq').execute();
     return Buffer.concat(rows.map((r) => r.data));
+  }
+
+  async markOutputTruncated(runId: number): Promise<void> {
+    await this.db.updateTable('runs').set({ output_truncated: 1 }).where('id', '=', runId).execute();
+  }
+
+  async appendRunSteps(steps: RunStep[]): Promise<number> {
+    if (steps.length === 0) return 0;
+    return this.tx(async (trx) => {
+      let added = 0;
+      for (const st of steps) {
+        const r = await trx.insertInto('run_steps').values({ run_id: st.runId, seq: st.seq, at: st.at, kind: st.kind, text: st.text, data: json(st.data) })
+          .onConflict((oc) => oc.columns(['run_id', 'seq']).doNothing()).executeTakeFirst();
+        added += Number(r.numInsertedOrUpdatedRows ?? 0) > 0 ? 1 : 0;
+      }
+      return added;
+    });
+  }
+
+  async runSteps(runId: number): Promise<RunStep[]> {
+    const rows = await this.db.selectFrom('run_steps').selectAll().where('run_id', '=', runId).orderBy('seq').execute();
+    return rows.map((r) => ({ runId: r.run_id, seq: r.seq, at: r.at, kind: r.kind as RunStep['kind'], text: r.text, data: parse(r.data) ?? undefined }));
   }
 
   // ── Conditions ───────────────────────────────────────────────────────────────────────────────

@@ -165,6 +165,22 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       expect((await store.getRun(run!.id))?.outputBytes).toBe(2 + 1 + Buffer.byteLength('c\u00e9\u0000'));
     });
 
+    it('records agent link state and run steps once each', async () => {
+      await store.updateAgentLink('a1', { status: 'connected', connectedAt: T0, lastSeenAt: T0, version: '1.2.3', facts: { cpus: 2 }, capabilities: { jobs: true }, draining: true });
+      expect(await store.getAgent('a1')).toMatchObject({ status: 'connected', version: '1.2.3', facts: { cpus: 2 }, capabilities: { jobs: true }, draining: true, connectedAt: T0 });
+      await expect(store.updateAgentLink('ghost', { status: 'stale' })).rejects.toThrow(/does not exist/);
+      const [run] = await store.createRuns([newRun({ jobName: 'steps' })], 's', T0);
+      const steps = [
+        { runId: run!.id, seq: 1, at: T0, kind: 'progress' as const, text: 'half', data: { pct: 50 } },
+        { runId: run!.id, seq: 0, at: T0, kind: 'message' as const, text: 'hello' },
+      ];
+      expect(await store.appendRunSteps(steps)).toBe(2);
+      expect(await store.appendRunSteps(steps)).toBe(0);
+      expect((await store.runSteps(run!.id)).map((s) => s.text)).toEqual(['hello', 'half']);
+      await store.markOutputTruncated(run!.id);
+      expect((await store.getRun(run!.id))?.outputTruncated).toBe(true);
+    });
+
     it('posts and removes conditions by hand with an audit trail', async () => {
       expect(await store.postCondition({ name: 'manual', planDate: '2026-11-27', actor: 'alice', at: T0 })).toBe(true);
       expect(await store.postCondition({ name: 'manual', planDate: '2026-11-27', actor: 'alice', at: T0 })).toBe(false);
