@@ -14,3 +14,8 @@ export * from './model/validate.js';
 export * from './model/plan.js';
 export * from './model/yaml.js';
 export { VERSION } from './version.js';
+export * from './schedule/planday.js';
+export * from './schedule/occurrences.js';
+export * from './schedule/decide.js';
+export * from './schedule/outcome.js';
+export * from './schedule/materialize.js';

@@ -1,7 +1,11 @@
 import { pino, type Logger } from 'pino';
 import type { ServerConfig } from '@batchalyzer/core';
 import { openStore, type Store } from '@batchalyzer/store';
+import { DEFAULT_ENGINE_OPTIONS, Engine, type Clock, type EngineOptions } from './engine/engine.js';
+import { OperatorActions } from './engine/actions.js';
+import { engineReports } from './engine/reports.js';
 import { EventBus } from './events.js';
+import type { RunReports } from './link.js';
 import { buildHttp } from './http/app.js';
 import type { Service } from './lifecycle.js';
 
@@ -12,11 +16,23 @@ import type { Service } from './lifecycle.js';
 export interface BatchalyzerServer extends Service {
   readonly events: EventBus;
   readonly store: Store;
+  readonly engine: Engine;
+  readonly actions: OperatorActions;
+  /** Where the agent link delivers what agents report. */
+  readonly reports: RunReports;
   /** Base URL once listening, e.g. http://127.0.0.1:8080 */
   url(): string;
 }
 
-export async function createServer(config: ServerConfig, opts: { logger?: Logger; store?: Store } = {}): Promise<BatchalyzerServer> {
+export interface ServerParts {
+  logger?: Logger;
+  store?: Store;
+  /** Injected in tests; the real clock otherwise. */
+  clock?: Clock;
+  engine?: Partial<EngineOptions>;
+}
+
+export async function createServer(config: ServerConfig, opts: ServerParts = {}): Promise<BatchalyzerServer> {
   const logger = opts.logger ?? pino({ level: config.logLevel, base: undefined });
   const store = opts.store ?? (await openStore(config.store));
   const events = new EventBus();
@@ -24,12 +40,19 @@ export async function createServer(config: ServerConfig, opts: { logger?: Logger
   let ready = false;
   let url = '';
   const http = buildHttp({ store, logger, isReady: () => ready, startedAt });
-  const services: Service[] = [];
+  const clock = opts.clock ?? { now: () => Date.now() };
+  const engine = new Engine(store, events, logger, clock, { ...DEFAULT_ENGINE_OPTIONS, timezone: config.timezone, ...opts.engine });
+  const reports = engineReports(engine);
+  const actions = new OperatorActions(engine);
+  const services: Service[] = [engine];
 
   return {
     name: 'server',
     events,
     store,
+    engine,
+    actions,
+    reports,
     url: () => url,
     async start() {
       await http.listen({ host: config.listen.host, port: config.listen.port });

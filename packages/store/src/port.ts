@@ -28,6 +28,24 @@ export interface NewRun {
   spec: JobSpec;
   rerunOf?: number | null;
   held?: boolean;
+  /** Record the occurrence as skipped (ended at once) with this reason instead of waiting. */
+  skipped?: string;
+}
+
+export interface PlanDayRecord {
+  planDate: string;
+  timezone: string;
+  startsAt: number;
+  endsAt: number;
+  loadedAt: number;
+}
+
+export interface PlanEntryRecord {
+  planDate: string;
+  jobName: string;
+  nextDueAt: number | null;
+  lastNominalAt: number | null;
+  jobRevision: number;
 }
 
 export interface RunRecord {
@@ -240,6 +258,8 @@ export interface Store {
   loadDefinitions(): Promise<Definitions>;
   /** Writes exactly the plan's changes, with an audit entry each, in one transaction. */
   applyDefinitions(plan: ApplyPlan, actor: string, at: number): Promise<void>;
+  /** Grows whenever definitions change (also from another process, e.g. the CLI next to a running server). */
+  definitionsVersion(): Promise<number>;
 
   // Agents
   registerAgent(name: string, keyHash: string, at: number): Promise<AgentRecord>;
@@ -266,10 +286,30 @@ export interface Store {
   /** Puts a failed attempt back to waiting for another attempt at `dueAt`, releasing its resources. */
   retryRun(input: { runId: number; at: number; dueAt: number; actor: string; reason: string; exitCode?: number | null; signal?: string | null }): Promise<RunRecord | undefined>;
   setRunHeld(runId: number, held: boolean, actor: string, at: number): Promise<RunRecord | undefined>;
+  /** Puts a dispatched run that never reached its agent back to waiting (same attempt), releasing its pool units. */
+  requeueRun(input: { runId: number; at: number; actor: string; reason: string }): Promise<RunRecord | undefined>;
   /** Units of each pool currently held, derived from the holders. */
   resourceUsage(): Promise<Record<string, number>>;
   resourceHolders(resource: string): Promise<{ runId: number; units: number }[]>;
   rateTakesSince(resource: string, since: number): Promise<number>;
+
+  // Plan days (brief §4)
+  /** Creates a plan day with its entries unless it exists; returns whether it was created. */
+  createPlanDay(day: PlanDayRecord, entries: PlanEntryRecord[]): Promise<boolean>;
+  planDays(): Promise<PlanDayRecord[]>;
+  /** Entries that still have an occurrence to come (next_due_at set), over all plan days. */
+  pendingPlanEntries(): Promise<PlanEntryRecord[]>;
+  planEntries(planDate: string): Promise<PlanEntryRecord[]>;
+  upsertPlanEntries(entries: PlanEntryRecord[]): Promise<void>;
+  /** Creates the runs of due occurrences and moves their entries on, in one transaction (no loss, no duplicate). */
+  advancePlan(entries: PlanEntryRecord[], runs: NewRun[], actor: string, at: number): Promise<RunRecord[]>;
+  /** Runs that have not ended: waiting, dispatched or running. */
+  activeRuns(): Promise<RunRecord[]>;
+  setWaitReasons(items: { runId: number; reason: unknown }[]): Promise<void>;
+  allResourceHolds(): Promise<{ runId: number; resource: string; units: number }[]>;
+  rateTakesAfter(since: number): Promise<{ resource: string; at: number }[]>;
+  /** Retention: deletes ended runs (with their output) that ended before `before`, and old plan days and conditions. */
+  pruneBefore(before: number, planDateBefore: string): Promise<{ runs: number }>;
 
   // Output
   /** Stores chunks once each (idempotent by run, stream and sequence); returns how many were new. */

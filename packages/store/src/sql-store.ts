@@ -1,4 +1,4 @@
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, type Selectable, sql } from 'kysely';
 import { type ApplyPlan, ConflictError, type Definitions, emptyDefinitions, NotFoundError, parseDuration } from '@batchalyzer/core';
 import { type Connection, lockResources, writeTx } from './connection.js';
 import type { DB } from './db.js';
@@ -6,7 +6,7 @@ import { LATEST_SCHEMA_VERSION, migrate, type MigrationReport } from './migrate.
 import { messageFromRow, runFromRow, tokenFromRow, agentFromRow } from './rows.js';
 import type {
   AgentLinkUpdate, AgentRecord, CheckValue, ConditionRecord, ConditionRef, DispatchResult, FinishResult, FinishRun, MessageEvent,
-  MessageRecord, MessageStatus, NewRun, OutputChunk, Page, PoolTake, RaiseMessage, RateTake, Role, RunEvent, RunFilter,
+  MessageRecord, MessageStatus, NewRun, OutputChunk, Page, PlanDayRecord, PlanEntryRecord, PoolTake, RaiseMessage, RateTake, Role, RunEvent, RunFilter,
   RunRecord, RunState, RunStep, Store, TokenRecord,
 } from './port.js';
 
@@ -154,6 +154,11 @@ export class SqlStore implements Store {
     });
   }
 
+  async definitionsVersion(): Promise<number> {
+    const r = await this.db.selectFrom('audit_log').select((eb) => eb.fn.max('id').as('v')).executeTakeFirst();
+    return Number(r?.v ?? 0);
+  }
+
   // ── Agents ───────────────────────────────────────────────────────────────────────────────────
 
   async registerAgent(name: string, keyHash: string, at: number): Promise<AgentRecord> {
@@ -218,18 +223,104 @@ export class SqlStore implements Store {
 
   async createRuns(runs: NewRun[], actor: string, at: number): Promise<RunRecord[]> {
     if (runs.length === 0) return [];
+    return this.tx((trx) => this.insertRuns(trx, runs, actor, at));
+  }
+
+  private async insertRuns(trx: Kysely<DB>, runs: NewRun[], actor: string, at: number): Promise<RunRecord[]> {
+    const out: RunRecord[] = [];
+    for (const r of runs) {
+      const state = r.skipped !== undefined ? 'skipped' : 'waiting';
+      const row = await trx.insertInto('runs').values({
+        job_name: r.jobName, plan_date: r.planDate, nominal_at: r.nominalAt, due_at: r.dueAt, origin: r.origin,
+        state, held: r.held ? 1 : 0, priority: r.priority, target_agent: r.targetAgent ?? null,
+        rerun_of: r.rerunOf ?? null, spec: JSON.stringify(r.spec), created_at: at, updated_at: at,
+        ended_at: r.skipped !== undefined ? at : null, end_reason: r.skipped ?? null,
+      }).returningAll().executeTakeFirstOrThrow();
+      await trx.insertInto('run_events').values({ run_id: row.id, at, from_state: null, to_state: state, actor, detail: json({ origin: r.origin, ...(r.skipped ? { reason: r.skipped } : {}) }) }).execute();
+      out.push(runFromRow(row));
+    }
+    return out;
+  }
+
+  // ── Plan days ────────────────────────────────────────────────────────────────────────────────
+
+  async createPlanDay(day: PlanDayRecord, entries: PlanEntryRecord[]): Promise<boolean> {
     return this.tx(async (trx) => {
-      const out: RunRecord[] = [];
-      for (const r of runs) {
-        const row = await trx.insertInto('runs').values({
-          job_name: r.jobName, plan_date: r.planDate, nominal_at: r.nominalAt, due_at: r.dueAt, origin: r.origin,
-          state: 'waiting', held: r.held ? 1 : 0, priority: r.priority, target_agent: r.targetAgent ?? null,
-          rerun_of: r.rerunOf ?? null, spec: JSON.stringify(r.spec), created_at: at, updated_at: at,
-        }).returningAll().executeTakeFirstOrThrow();
-        await trx.insertInto('run_events').values({ run_id: row.id, at, from_state: null, to_state: 'waiting', actor, detail: json({ origin: r.origin }) }).execute();
-        out.push(runFromRow(row));
+      const r = await trx.insertInto('plan_days').values({
+        plan_date: day.planDate, timezone: day.timezone, starts_at: day.startsAt, ends_at: day.endsAt, loaded_at: day.loadedAt,
+      }).onConflict((oc) => oc.column('plan_date').doNothing()).executeTakeFirst();
+      if (Number(r.numInsertedOrUpdatedRows ?? 0) === 0) return false;
+      await this.writeEntries(trx, entries);
+      return true;
+    });
+  }
+
+  private async writeEntries(trx: Kysely<DB>, entries: PlanEntryRecord[]): Promise<void> {
+    for (const e of entries) {
+      const row = { next_due_at: e.nextDueAt, last_nominal_at: e.lastNominalAt, job_revision: e.jobRevision };
+      await trx.insertInto('plan_entries').values({ plan_date: e.planDate, job_name: e.jobName, ...row })
+        .onConflict((oc) => oc.columns(['plan_date', 'job_name']).doUpdateSet(row)).execute();
+    }
+  }
+
+  async planDays(): Promise<PlanDayRecord[]> {
+    const rows = await this.db.selectFrom('plan_days').selectAll().orderBy('plan_date').execute();
+    return rows.map((r) => ({ planDate: r.plan_date, timezone: r.timezone, startsAt: r.starts_at, endsAt: r.ends_at, loadedAt: r.loaded_at }));
+  }
+
+  private entriesFrom(rows: Selectable<DB['plan_entries']>[]): PlanEntryRecord[] {
+    return rows.map((r) => ({ planDate: r.plan_date, jobName: r.job_name, nextDueAt: r.next_due_at, lastNominalAt: r.last_nominal_at, jobRevision: r.job_revision }));
+  }
+
+  async pendingPlanEntries(): Promise<PlanEntryRecord[]> {
+    return this.entriesFrom(await this.db.selectFrom('plan_entries').selectAll().where('next_due_at', 'is not', null).execute());
+  }
+
+  async planEntries(planDate: string): Promise<PlanEntryRecord[]> {
+    return this.entriesFrom(await this.db.selectFrom('plan_entries').selectAll().where('plan_date', '=', planDate).orderBy('job_name').execute());
+  }
+
+  async upsertPlanEntries(entries: PlanEntryRecord[]): Promise<void> {
+    if (entries.length) await this.tx((trx) => this.writeEntries(trx, entries));
+  }
+
+  async advancePlan(entries: PlanEntryRecord[], runs: NewRun[], actor: string, at: number): Promise<RunRecord[]> {
+    return this.tx(async (trx) => {
+      await this.writeEntries(trx, entries);
+      return this.insertRuns(trx, runs, actor, at);
+    });
+  }
+
+  async activeRuns(): Promise<RunRecord[]> {
+    return (await this.db.selectFrom('runs').selectAll().where('state', 'in', ['waiting', 'dispatched', 'running']).orderBy('id').execute()).map(runFromRow);
+  }
+
+  async setWaitReasons(items: { runId: number; reason: unknown }[]): Promise<void> {
+    if (items.length === 0) return;
+    await this.tx(async (trx) => {
+      for (const i of items) {
+        await trx.updateTable('runs').set({ wait_reason: json(i.reason) }).where('id', '=', i.runId).where('state', '=', 'waiting').execute();
       }
-      return out;
+    });
+  }
+
+  async allResourceHolds(): Promise<{ runId: number; resource: string; units: number }[]> {
+    const rows = await this.db.selectFrom('resource_holds').select(['run_id', 'resource', 'units']).orderBy('run_id').execute();
+    return rows.map((r) => ({ runId: r.run_id, resource: r.resource, units: r.units }));
+  }
+
+  async rateTakesAfter(since: number): Promise<{ resource: string; at: number }[]> {
+    return this.db.selectFrom('rate_takes').select(['resource', 'at']).where('at', '>', since).orderBy('at').execute();
+  }
+
+  async pruneBefore(before: number, planDateBefore: string): Promise<{ runs: number }> {
+    return this.tx(async (trx) => {
+      const r = await trx.deleteFrom('runs').where('ended_at', '<', before).where('state', 'not in', ['waiting', 'dispatched', 'running']).executeTakeFirst();
+      await trx.deleteFrom('plan_entries').where('plan_date', '<', planDateBefore).execute();
+      await trx.deleteFrom('plan_days').where('plan_date', '<', planDateBefore).execute();
+      await trx.deleteFrom('conditions').where('plan_date', '<', planDateBefore).execute();
+      await trx.deleteFrom('rate_takes').where('at', '<', before).execute();
+      return { runs: Number(r.numDeletedRows) };
     });
   }
 
@@ -338,6 +429,17 @@ export class SqlStore implements Store {
         run_id: input.runId, at: input.at, from_state: before.state, to_state: 'waiting', actor: input.actor,
         detail: json({ attempt: before.attempt, reason: input.reason, exitCode: input.exitCode ?? null, signal: input.signal ?? null, retryAt: input.dueAt }),
       }).execute();
+      await trx.deleteFrom('resource_holds').where('run_id', '=', input.runId).execute();
+      return runFromRow(row);
+    });
+  }
+
+  async requeueRun(input: { runId: number; at: number; actor: string; reason: string }): Promise<RunRecord | undefined> {
+    return this.tx(async (trx) => {
+      const row = await trx.updateTable('runs').set({ state: 'waiting', agent_name: null, dispatched_at: null, updated_at: input.at })
+        .where('id', '=', input.runId).where('state', '=', 'dispatched').returningAll().executeTakeFirst();
+      if (!row) return undefined;
+      await trx.insertInto('run_events').values({ run_id: input.runId, at: input.at, from_state: 'dispatched', to_state: 'waiting', actor: input.actor, detail: json({ reason: input.reason }) }).execute();
       await trx.deleteFrom('resource_holds').where('run_id', '=', input.runId).execute();
       return runFromRow(row);
     });

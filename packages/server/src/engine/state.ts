@@ -1,0 +1,130 @@
+import type { AgentView, Definitions, Snapshot, WaitingRun } from '@batchalyzer/core';
+import { requirementNames } from '@batchalyzer/core';
+import type { RunRecord, Store } from '@batchalyzer/store';
+import type { ConnectedAgent } from '../link.js';
+
+/**
+ * The engine's in-memory mirror of what the decision needs: unfinished runs, conditions, resource holders and
+ * rate takes. The store stays the source of truth; this mirror is rebuilt from it at start (so usage is always
+ * recomputed from holders, brief §7) and then updated by the engine's own committed writes.
+ */
+export class EngineState {
+  readonly runs = new Map<number, RunRecord>();
+  readonly conditions = new Set<string>();
+  private readonly conditionNameCounts = new Map<string, number>();
+  readonly holds = new Map<string, { runId: number; units: number }[]>();
+  readonly rateTakes = new Map<string, number[]>();
+  readonly lastDispatchAt = new Map<string, number>();
+
+  async load(store: Store, maxRateWindowMs: number, now: number): Promise<void> {
+    this.runs.clear();
+    this.holds.clear();
+    this.rateTakes.clear();
+    this.conditions.clear();
+    this.conditionNameCounts.clear();
+    const [runs, holds, takes, conditions] = await Promise.all([
+      store.activeRuns(),
+      store.allResourceHolds(),
+      store.rateTakesAfter(now - maxRateWindowMs),
+      store.listConditions({}),
+    ]);
+    for (const r of runs) this.runs.set(r.id, r);
+    for (const h of holds) this.addHold(h.resource, h.runId, h.units);
+    for (const t of takes) this.addRateTake(t.resource, t.at);
+    for (const c of conditions) this.addCondition(c.name, c.planDate);
+  }
+
+  addCondition(name: string, planDate: string): void {
+    const key = `${name}@${planDate}`;
+    if (this.conditions.has(key)) return;
+    this.conditions.add(key);
+    this.conditionNameCounts.set(name, (this.conditionNameCounts.get(name) ?? 0) + 1);
+  }
+
+  removeCondition(name: string, planDate: string): void {
+    if (!this.conditions.delete(`${name}@${planDate}`)) return;
+    const n = (this.conditionNameCounts.get(name) ?? 1) - 1;
+    if (n <= 0) this.conditionNameCounts.delete(name);
+    else this.conditionNameCounts.set(name, n);
+  }
+
+  addHold(resource: string, runId: number, units: number): void {
+    const list = this.holds.get(resource) ?? [];
+    list.push({ runId, units });
+    this.holds.set(resource, list);
+  }
+
+  releaseHolds(runId: number): void {
+    for (const [resource, list] of this.holds) {
+      const kept = list.filter((h) => h.runId !== runId);
+      if (kept.length) this.holds.set(resource, kept);
+      else this.holds.delete(resource);
+    }
+  }
+
+  addRateTake(resource: string, at: number): void {
+    const list = this.rateTakes.get(resource) ?? [];
+    list.push(at);
+    this.rateTakes.set(resource, list);
+  }
+
+  pruneRateTakes(before: number): void {
+    for (const [resource, list] of this.rateTakes) {
+      const kept = list.filter((t) => t > before);
+      if (kept.length) this.rateTakes.set(resource, kept);
+      else this.rateTakes.delete(resource);
+    }
+  }
+
+  unfinishedOf(jobName: string): RunRecord[] {
+    return [...this.runs.values()].filter((r) => r.jobName === jobName);
+  }
+
+  snapshot(now: number, defs: Definitions, agents: ConnectedAgent[], registered: string[], agingMs: number): Snapshot {
+    const waiting: WaitingRun[] = [];
+    const activeByJob = new Map<string, number[]>();
+    const activeByAgent = new Map<string, number>();
+    for (const r of this.runs.values()) {
+      if (r.state === 'waiting') {
+        waiting.push({ id: r.id, jobName: r.jobName, planDate: r.planDate, dueAt: r.dueAt, priority: r.priority, held: r.held, targetAgent: r.targetAgent, spec: r.spec });
+      } else {
+        activeByJob.set(r.jobName, [...(activeByJob.get(r.jobName) ?? []), r.id]);
+        if (r.agentName) activeByAgent.set(r.agentName, (activeByAgent.get(r.agentName) ?? 0) + 1);
+      }
+    }
+    const posters = new Map<string, string[]>();
+    for (const [name, spec] of Object.entries(defs.jobs)) {
+      for (const c of [...(spec.posts?.success ?? []), ...(spec.posts?.failure ?? []), ...(spec.posts?.warning ?? [])]) {
+        posters.set(c, [...(posters.get(c) ?? []), name]);
+      }
+    }
+    const views: AgentView[] = agents.map((a) => ({
+      name: a.name,
+      draining: a.draining,
+      kinds: { command: a.capabilities.command, shell: a.capabilities.shell, node: a.capabilities.node },
+      active: activeByAgent.get(a.name) ?? 0,
+      lastDispatchAt: this.lastDispatchAt.get(a.name) ?? 0,
+    }));
+    const online = new Set(agents.map((a) => a.name));
+    return {
+      now,
+      waiting,
+      activeByJob,
+      conditions: this.conditions,
+      conditionNames: new Set(this.conditionNameCounts.keys()),
+      posters,
+      resources: defs.resources,
+      poolHolders: this.holds,
+      rateTakes: this.rateTakes,
+      agents: views,
+      offlineAgents: new Set(registered.filter((n) => !online.has(n))),
+      groups: defs.groups,
+      agingMs,
+    };
+  }
+}
+
+/** Conditions a job requires, for the dependency graph (brief §6). */
+export function requiredConditions(defs: Definitions, job: string): string[] {
+  return (defs.jobs[job]?.requires ?? []).flatMap(requirementNames);
+}
