@@ -6,6 +6,7 @@ import { LATEST_SCHEMA_VERSION, openStore } from '@batchalyzer/store';
 import { loadConfig, type StoreFlags } from './config.js';
 import { applyFile, exportDefinitions } from './commands/definitions.js';
 import { runServer } from './commands/server.js';
+import { type PreviewFlags, previewCommand } from './commands/preview.js';
 
 const program = new Command('batchalyzer')
   .description('cron, an enterprise workload scheduler and Nagios in one')
@@ -88,6 +89,26 @@ storeOptions(
   } finally {
     await store.close();
   }
+});
+
+storeOptions(
+  program
+    .command('preview')
+    .description('print the next run instants of a schedule, one per line in UTC (DST notes on stderr)')
+    .option('--cron <expr>', 'a cron expression (5 or 6 fields, or @daily …)')
+    .option('--every <duration>', 'an interval; with --cron, the interval inside the cron window')
+    .option('--offset <hh:mm>', 'with --every alone: offset of the grid from the plan day start')
+    .option('--at <datetime>', 'a one-off date-time, e.g. 2026-12-01T14:30')
+    .option('--job <name>', 'a stored job (uses --data/--db)')
+    .option('--tz <zone>', 'IANA time zone (default: the plan zone)')
+    .option('--from <iso>', 'start after this instant (default: now)')
+    .option('--count <n>', 'how many instants', '10')
+    .option('--new-day-at <hh:mm>', 'plan day start, which anchors --every grids (default 00:00)'),
+).action(async (opts: StoreFlags & PreviewFlags) => {
+  const config = loadConfig({ ...(opts.data ? { data: opts.data } : {}), ...(opts.db ? { db: opts.db } : {}), ...(opts.config ? { config: opts.config } : {}) });
+  const r = await previewCommand(opts, () => openStore(config.store), config.timezone);
+  for (const n of r.notes) process.stderr.write(`note: ${n}\n`);
+  if (r.instants.length) process.stdout.write(`${r.instants.join('\n')}\n`);
 });
 
 program

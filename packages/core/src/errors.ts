@@ -21,11 +21,11 @@ export interface ValidationIssue {
 
 export class ValidationError extends BatchalyzerError {
   readonly issues: ValidationIssue[];
-  constructor(subject: string, issues: ValidationIssue[]) {
+  constructor(subject: string, issues: ValidationIssue[], opts: { changesNothing?: boolean } = {}) {
     const n = issues.length;
     super(
       'validation_failed',
-      `${subject} is invalid (${n} error${n === 1 ? '' : 's'}); nothing was changed:\n` +
+      `${subject} is invalid (${n} error${n === 1 ? '' : 's'})${opts.changesNothing === false ? '' : '; nothing was changed'}:\n` +
         issues.map((i) => `  ${i.path || '(top level)'}: ${i.message}`).join('\n'),
       { issues },
     );

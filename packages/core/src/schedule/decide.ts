@@ -32,7 +32,7 @@ export interface AgentView {
 export interface Snapshot {
   now: number;
   waiting: WaitingRun[];
-  /** Dispatched or running runs per job. */
+  /** Dispatched or running runs per concurrency key (see concurrencyKey). */
   activeByJob: Map<string, number[]>;
   /** Condition keys `name@planDate`. */
   conditions: Set<string>;
@@ -75,6 +75,11 @@ export interface Decision {
   waiting: Map<number, WaitReason>;
   /** When the decision should be made again even if nothing happens (due times, rate windows). */
   wakeAt: number | null;
+}
+
+/** Runs of a job compete for its concurrency limit; with `mode: all` each agent's runs count separately. */
+export function concurrencyKey(jobName: string, targetAgent: string | null): string {
+  return targetAgent === null ? jobName : `${jobName}@${targetAgent}`;
 }
 
 export function runKind(spec: JobSpec): 'command' | 'shell' | 'node' {
@@ -214,8 +219,9 @@ export function decide(s: Snapshot): Decision {
       continue;
     }
     const max = run.spec.concurrency?.max ?? 1;
-    if ((w.jobActive.get(run.jobName) ?? 0) >= max) {
-      waiting.set(run.id, { code: 'concurrency', max, active: s.activeByJob.get(run.jobName) ?? [] });
+    const ckey = concurrencyKey(run.jobName, run.targetAgent);
+    if ((w.jobActive.get(ckey) ?? 0) >= max) {
+      waiting.set(run.id, { code: 'concurrency', max, active: s.activeByJob.get(ckey) ?? [] });
       continue;
     }
     const candidates = run.targetAgent ? [run.targetAgent] : expandTarget(run.spec.on, s.groups);
@@ -265,7 +271,7 @@ export function decide(s: Snapshot): Decision {
     dispatch.push({ runId: run.id, agent: name, ...best.take });
     w.agentActive.set(name, (w.agentActive.get(name) ?? 0) + 1);
     w.agentLast.set(name, s.now);
-    w.jobActive.set(run.jobName, (w.jobActive.get(run.jobName) ?? 0) + 1);
+    w.jobActive.set(ckey, (w.jobActive.get(ckey) ?? 0) + 1);
     for (const p of best.take.pools) w.pools.set(p.resource, [...(w.pools.get(p.resource) ?? []), { runId: run.id, units: p.units }]);
     for (const r of best.take.rates) w.rates.set(r.resource, [...(w.rates.get(r.resource) ?? []), s.now]);
   }
@@ -282,7 +288,7 @@ export function explain(runId: number, s: Snapshot): WaitReason[] {
   const missing = missingConditions(run, s);
   if (missing.length) reasons.push({ code: 'conditions', missing });
   const max = run.spec.concurrency?.max ?? 1;
-  const active = s.activeByJob.get(run.jobName) ?? [];
+  const active = s.activeByJob.get(concurrencyKey(run.jobName, run.targetAgent)) ?? [];
   if (active.length >= max) reasons.push({ code: 'concurrency', max, active });
   // Agents and resources are judged as if the run were due now and first in line.
   const probe = decide({ ...s, waiting: [{ ...run, dueAt: Math.min(run.dueAt, s.now), held: false, spec: { ...run.spec, requires: [] } }], activeByJob: new Map() });

@@ -1,5 +1,5 @@
 import type { AgentView, Definitions, Snapshot, WaitingRun } from '@batchalyzer/core';
-import { requirementNames } from '@batchalyzer/core';
+import { concurrencyKey, requirementNames } from '@batchalyzer/core';
 import type { RunRecord, Store } from '@batchalyzer/store';
 import type { ConnectedAgent } from '../link.js';
 
@@ -88,7 +88,8 @@ export class EngineState {
       if (r.state === 'waiting') {
         waiting.push({ id: r.id, jobName: r.jobName, planDate: r.planDate, dueAt: r.dueAt, priority: r.priority, held: r.held, targetAgent: r.targetAgent, spec: r.spec });
       } else {
-        activeByJob.set(r.jobName, [...(activeByJob.get(r.jobName) ?? []), r.id]);
+        const key = concurrencyKey(r.jobName, r.targetAgent);
+        activeByJob.set(key, [...(activeByJob.get(key) ?? []), r.id]);
         if (r.agentName) activeByAgent.set(r.agentName, (activeByAgent.get(r.agentName) ?? 0) + 1);
       }
     }

@@ -1,0 +1,311 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { harness, type Harness } from './support/engine.js';
+
+/** Scheduling scenarios of issue 2/9 at the server's dispatch boundary: real store and engine, injected clock. */
+const BASE = `
+groups:
+  inner: [a1]
+  outer: [inner, a3]
+  both: [a1, a2]
+resources:
+  pool2: { pool: 2 }
+  api: { rate: 2/1m }
+  cpu-{agent}: { pool: 2 }
+`;
+
+let h: Harness;
+afterEach(async () => {
+  await h?.close();
+});
+
+const waitingReason = async (id: number) => (await h.server.store.getRun(id))!.waitReason as { code: string; [k: string]: unknown };
+const states = async (ids: number[]) => Promise.all(ids.map(async (id) => (await h.server.store.getRun(id))!.state));
+
+describe('conditions', () => {
+  const JOBS = `${BASE}
+jobs:
+  A: { run: { shell: "true" }, on: { agent: a1 }, posts: [a-done] }
+  B: { run: { shell: "true" }, on: { agent: a1 }, requires: [a-done] }
+`;
+
+  it('(1) B waits while A runs, runs after A succeeds, and the condition survives a restart', async () => {
+    h = await harness();
+    h.link.connect('a1');
+    await h.apply(JOBS);
+    const [b] = await h.server.actions.runNow('B', 'test');
+    const [a] = await h.server.actions.runNow('A', 'test');
+    await h.server.engine.pass();
+    expect(h.link.sent.map((s) => s.payload.runId)).toEqual([a!.id]);
+    expect(await waitingReason(b!.id)).toMatchObject({ code: 'conditions', missing: [{ name: 'a-done', planDate: '2026-06-01', postedBy: ['A'] }] });
+    const dispatched = h.next('run:dispatched', (e) => e.runId === b!.id);
+    await h.finish(a!.id, 0);
+    await dispatched;
+    expect((await h.server.store.listConditions({ planDate: '2026-06-01' })).map((c) => c.name)).toEqual(['a-done']);
+    await h.finish(b!.id, 0);
+    expect(await states([a!.id, b!.id])).toEqual(['succeeded', 'succeeded']);
+
+    await h.restart();
+    const [b2] = await h.server.actions.runNow('B', 'test');
+    await h.server.engine.pass();
+    expect((await h.server.store.getRun(b2!.id))!.state).toBe('dispatched');
+  });
+
+  it('(2) when A fails, B never runs that day and its explanation names the missing condition', async () => {
+    h = await harness();
+    h.link.connect('a1');
+    await h.apply(JOBS);
+    const [a] = await h.server.actions.runNow('A', 'test');
+    const [b] = await h.server.actions.runNow('B', 'test');
+    await h.server.engine.pass();
+    await h.finish(a!.id, 1);
+    expect((await h.server.store.getRun(a!.id))!.state).toBe('failed');
+    h.clock.advance(13 * 3_600_000); // to 23:00, still the same plan day
+    await h.server.engine.pass();
+    expect((await h.server.store.getRun(b!.id))!.state).toBe('waiting');
+    const why = await h.server.actions.why(b!.id);
+    expect(why.reasons).toEqual([{ code: 'conditions', missing: [{ name: 'a-done', planDate: '2026-06-01', postedBy: ['A'] }] }]);
+    const messages = await h.server.store.listMessages({ status: ['open'] }, { limit: 10 });
+    expect(messages.items[0]).toMatchObject({ key: 'job:A:failed', severity: 'critical' });
+  });
+});
+
+describe('resources', () => {
+  it('(3) a pool of 2 admits two of three runs; the third names the pool and holders, then runs; right after a restart', async () => {
+    h = await harness();
+    h.link.connect('a1');
+    h.link.connect('a2');
+    await h.apply(`${BASE}
+jobs:
+  p1: { run: { shell: "true" }, on: { group: both }, resources: { pool2: 1 } }
+  p2: { run: { shell: "true" }, on: { group: both }, resources: { pool2: 1 } }
+  p3: { run: { shell: "true" }, on: { group: both }, resources: { pool2: 1 } }
+`);
+    const runs = [...(await h.server.actions.runNow('p1', 't')), ...(await h.server.actions.runNow('p2', 't')), ...(await h.server.actions.runNow('p3', 't'))];
+    await h.server.engine.pass();
+    expect(h.link.sent).toHaveLength(2);
+    const third = runs.find((r) => !h.link.sent.some((s) => s.payload.runId === r.id))!;
+    const reason = await waitingReason(third.id);
+    expect(reason).toMatchObject({ code: 'resource', resource: 'pool2', capacity: 2 });
+    expect((reason.holders as { runId: number }[]).map((x) => x.runId).sort()).toEqual(h.link.sent.map((s) => s.payload.runId).sort());
+    expect((await h.server.store.resourceUsage()).pool2).toBe(2);
+
+    await h.restart(); // mid-way: usage is recomputed from the holders
+    expect((await h.server.store.resourceUsage()).pool2).toBe(2);
+    expect(h.server.engine.state.holds.get('pool2')).toHaveLength(2);
+    await h.server.engine.pass();
+    expect(h.link.sent).toHaveLength(2);
+    await h.finish(h.link.sent[0]!.payload.runId, 0);
+    expect(h.link.sent.at(-1)!.payload.runId).toBe(third.id);
+    expect((await h.server.store.resourceUsage()).pool2).toBe(2);
+  });
+
+  it('(4) a rate of 2 per minute admits exactly 2 starts in any 60 s window', async () => {
+    h = await harness();
+    h.link.connect('a1');
+    await h.apply(`${BASE}
+jobs:
+  call: { run: { shell: "true" }, on: { agent: a1 }, resources: { api: 1 }, concurrency: { max: 100 } }
+`);
+    const starts: number[] = [];
+    h.server.events.on('run:dispatched', () => starts.push(h.clock.now()));
+    for (let i = 0; i < 7; i++) await h.server.actions.runNow('call', 't');
+    for (let step = 0; step < 40; step++) {
+      await h.server.engine.pass();
+      h.clock.advance(7_000);
+    }
+    expect(starts.length).toBeGreaterThanOrEqual(5);
+    for (const t of starts) expect(starts.filter((u) => u >= t && u < t + 60_000).length).toBeLessThanOrEqual(2);
+  });
+
+  it('(5) a per-agent pool sends two jobs to two agents and holds the third', async () => {
+    h = await harness();
+    h.link.connect('a1');
+    h.link.connect('a2');
+    await h.apply(`${BASE}
+jobs:
+  c1: { run: { shell: "true" }, on: { group: both }, resources: { "cpu-{agent}": 2 } }
+  c2: { run: { shell: "true" }, on: { group: both }, resources: { "cpu-{agent}": 2 } }
+  c3: { run: { shell: "true" }, on: { group: both }, resources: { "cpu-{agent}": 2 } }
+`);
+    for (const j of ['c1', 'c2', 'c3']) await h.server.actions.runNow(j, 't');
+    await h.server.engine.pass();
+    expect(h.link.sent.map((s) => s.agent).sort()).toEqual(['a1', 'a2']);
+    expect(await h.server.store.resourceUsage()).toMatchObject({ 'cpu-a1': 2, 'cpu-a2': 2 });
+  });
+});
+
+describe('targeting', () => {
+  it('(6) a job for a1 never runs on a2 and runs once a1 connects; groups of groups; mode all fans out', async () => {
+    h = await harness();
+    h.link.connect('a2');
+    h.link.connect('a3');
+    await h.apply(`${BASE}
+jobs:
+  only-a1: { run: { shell: "true" }, on: { agent: a1 } }
+  nested: { run: { shell: "true" }, on: { group: outer } }
+  everywhere: { run: { shell: "true" }, on: { group: outer, mode: all } }
+`);
+    const [r1] = await h.server.actions.runNow('only-a1', 't');
+    await h.server.engine.pass();
+    expect(h.link.sent).toEqual([]);
+    expect(await waitingReason(r1!.id)).toMatchObject({ code: 'no-agent' });
+    for (let i = 0; i < 3; i++) {
+      const [n] = await h.server.actions.runNow('nested', 't');
+      await h.server.engine.pass();
+      expect(h.link.sent.find((s) => s.payload.runId === n!.id)!.agent).toBe('a3'); // a1 is offline; a2 is not a member
+      await h.finish(n!.id, 0);
+    }
+    const fan = await h.server.actions.runNow('everywhere', 't');
+    expect(fan.map((r) => r.targetAgent).sort()).toEqual(['a1', 'a3']);
+    h.link.connect('a1');
+    h.server.events.emit('agent:connected', { name: 'a1' });
+    await h.server.engine.pass();
+    expect(h.link.sent.find((s) => s.payload.runId === r1!.id)!.agent).toBe('a1');
+    expect(fan.map((r) => h.link.sent.find((s) => s.payload.runId === r.id)?.agent).sort()).toEqual(['a1', 'a3']);
+    expect(h.link.sent.some((s) => s.agent === 'a2')).toBe(false);
+  });
+});
+
+describe('operator actions', () => {
+  it('(7) hold, release, run now, re-run, cancel and kill do what the brief says', async () => {
+    h = await harness();
+    h.link.connect('a1');
+    await h.apply(`${BASE}
+jobs:
+  j: { run: { shell: "true" }, on: { agent: a1 }, requires: [go] }
+  k: { run: { shell: "sleep 100" }, on: { agent: a1 } }
+`);
+    const [held] = await h.server.actions.runNow('j', 'alice');
+    await h.server.actions.hold(held!.id, 'alice');
+    await h.server.actions.postCondition('go', '2026-06-01', 'alice');
+    await h.server.engine.pass();
+    expect(h.link.sent).toEqual([]);
+    expect(await waitingReason(held!.id)).toEqual({ code: 'held' });
+    await h.server.actions.release(held!.id, 'bob');
+    await h.server.engine.pass();
+    expect(h.link.sent.map((s) => s.payload.runId)).toEqual([held!.id]);
+    await h.finish(held!.id, 0);
+    const [again] = await h.server.actions.rerun(held!.id, 'carol');
+    expect(again).toMatchObject({ rerunOf: held!.id, origin: 'rerun', planDate: '2026-06-01' });
+    await h.server.engine.pass();
+    expect(h.link.sent.at(-1)!.payload.runId).toBe(again!.id);
+
+    await h.server.actions.removeCondition('go', '2026-06-01', 'alice');
+    const [toCancel] = await h.server.actions.runNow('j', 'alice');
+    await h.server.actions.cancel(toCancel!.id, 'alice');
+    expect((await h.server.store.getRun(toCancel!.id))!.state).toBe('cancelled');
+    await expect(h.server.actions.cancel(toCancel!.id, 'alice')).rejects.toThrow(/already ended/);
+
+    const [k] = await h.server.actions.runNow('k', 'alice');
+    await h.server.engine.pass();
+    await expect(h.server.actions.cancel(k!.id, 'alice')).rejects.toThrow(/kill it instead/);
+    await h.server.actions.kill(k!.id, 'alice');
+    expect(h.link.kills).toEqual([{ agent: 'a1', runId: k!.id }]);
+    await h.finish(k!.id, -1 as never, { signal: 'SIGTERM' });
+    const killed = await h.server.store.getRun(k!.id);
+    expect(killed).toMatchObject({ state: 'failed', signal: 'SIGTERM' });
+    const events = (await h.server.store.runEvents(held!.id)).map((e) => e.actor);
+    expect(events).toContain('alice');
+    expect(events).toContain('bob');
+  });
+
+  it('(8) a one-off job runs exactly once, never on another day', async () => {
+    h = await harness();
+    h.link.connect('a1');
+    await h.apply(`${BASE}
+jobs:
+  once: { run: { shell: "true" }, on: { agent: a1 }, schedule: { at: "2026-06-01T10:05" } }
+`);
+    const created: number[] = [];
+    h.server.events.on('run:created', (e) => created.push(e.runId));
+    for (let i = 0; i < 3 * 24 * 6; i++) {
+      h.clock.advance(10 * 60_000);
+      await h.server.engine.pass();
+      const last = h.link.sent.at(-1);
+      if (last && (await h.server.store.getRun(last.payload.runId))!.state === 'dispatched') await h.finish(last.payload.runId, 0);
+      if (i === 100) await h.restart();
+    }
+    expect(created).toHaveLength(1);
+    expect(h.link.sent).toHaveLength(1);
+    expect((await h.server.store.getRun(created[0]!))!.nominalAt).toBe(Date.parse('2026-06-01T10:05:00Z'));
+  });
+
+  it('retries a failed attempt after its delay and only the last failure ends the run', async () => {
+    h = await harness();
+    h.link.connect('a1');
+    await h.apply(`${BASE}
+jobs:
+  flaky: { run: { shell: "false" }, on: { agent: a1 }, retries: { count: 2, delay: 1m, backoff: 2 } }
+`);
+    const [r] = await h.server.actions.runNow('flaky', 't');
+    await h.server.engine.pass();
+    await h.finish(r!.id, 1);
+    expect(await h.server.store.getRun(r!.id)).toMatchObject({ state: 'waiting', attempt: 2, dueAt: h.clock.now() + 60_000 });
+    h.clock.advance(60_000);
+    await h.server.engine.pass();
+    await h.finish(r!.id, 1);
+    expect(await h.server.store.getRun(r!.id)).toMatchObject({ state: 'waiting', attempt: 3, dueAt: h.clock.now() + 120_000 });
+    expect((await h.server.store.listMessages({ status: ['open'] }, { limit: 5 })).items).toEqual([]);
+    h.clock.advance(120_000);
+    await h.server.engine.pass();
+    await h.finish(r!.id, 1);
+    expect(await h.server.store.getRun(r!.id)).toMatchObject({ state: 'failed', attempt: 3 });
+    expect((await h.server.store.listMessages({ status: ['open'] }, { limit: 5 })).items).toHaveLength(1);
+  });
+});
+
+describe('plan days and schedules', () => {
+  it('materializes a repeating job as it comes due, carries nominal time and plan date to the agent, and rolls over days', async () => {
+    h = await harness(Date.parse('2026-06-01T23:41:00Z'));
+    h.link.connect('a1');
+    await h.apply(`${BASE}
+jobs:
+  tick: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "*/10 * * * *" } }
+`);
+    const seen: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      h.clock.advance(5 * 60_000);
+      await h.server.engine.pass();
+      const last = h.link.sent.at(-1);
+      if (last && !seen.includes(String(last.payload.runId))) {
+        seen.push(String(last.payload.runId));
+        await h.finish(last.payload.runId, 0);
+      }
+    }
+    const nominal = h.link.sent.map((s) => [s.payload.planDate, new Date(s.payload.nominalAt!).toISOString()]);
+    expect(nominal).toEqual([
+      ['2026-06-01', '2026-06-01T23:50:00.000Z'],
+      ['2026-06-02', '2026-06-02T00:00:00.000Z'],
+      ['2026-06-02', '2026-06-02T00:10:00.000Z'],
+    ]);
+    expect((await h.server.store.planDays()).map((d) => d.planDate)).toEqual(['2026-06-01', '2026-06-02']);
+    // One plan entry per job per day, never a row per future occurrence.
+    expect(await h.server.store.planEntries('2026-06-02')).toHaveLength(1);
+  });
+
+  it('after a restart following downtime, the catch-up policy applies once and nothing is duplicated', async () => {
+    const dir = (await import('./support/cli.js')).tempDir();
+    h = await harness(Date.parse('2026-06-01T10:00:00Z'), dir);
+    h.link.connect('a1');
+    await h.apply(`${BASE}
+jobs:
+  every5: { run: { shell: "true" }, on: { agent: a1 }, schedule: { every: 5m }, concurrency: { max: 50 } }
+  all5: { run: { shell: "true" }, on: { agent: a1 }, schedule: { every: 5m, catchUp: all }, concurrency: { max: 50 } }
+  none5: { run: { shell: "true" }, on: { agent: a1 }, schedule: { every: 5m, catchUp: none }, concurrency: { max: 50 } }
+`);
+    h.clock.advance(5 * 60_000);
+    await h.server.engine.pass();
+    await h.server.stop();
+    h.clock.advance(60 * 60_000); // down for an hour: 12 occurrences missed
+    await h.restart();
+    const count = async (job: string) => (await h.server.store.listRuns({ job }, { limit: 100 })).items;
+    // 10:00 and 10:05 ran; the twelve missed (10:10 … 11:05) collapse into one run.
+    expect((await count('every5')).length).toBe(3);
+    expect((await count('all5')).filter((r) => r.state !== 'skipped').length).toBe(14);
+    const none = await count('none5');
+    expect(none.filter((r) => r.state === 'skipped').length).toBe(11);
+    expect(none.filter((r) => r.state !== 'skipped').length).toBe(3); // 10:00, 10:05 and the on-time 11:05
+    await h.server.engine.pass();
+    expect((await count('all5')).length).toBe(14);
+  });
+});
