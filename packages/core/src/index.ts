@@ -19,3 +19,4 @@ export * from './schedule/occurrences.js';
 export * from './schedule/decide.js';
 export * from './schedule/outcome.js';
 export * from './schedule/materialize.js';
+export * from './schedule/graph.js';

@@ -123,3 +123,23 @@ describe('decide', () => {
     expect(reasons[3]).toEqual({ code: 'no-agent', considered: [{ agent: 'gone', why: 'not registered' }] });
   });
 });
+
+describe('dependency graph', () => {
+  it('links posters to requirers through conditions and lists requirements nobody posts', async () => {
+    const { dependencyGraph, emptyDefinitions } = await import('@batchalyzer/core');
+    const defs = emptyDefinitions();
+    defs.jobs = {
+      backup: job({ posts: { success: ['backup-done'], failure: ['backup-failed'] } }),
+      archive: job({ requires: ['backup-done', { condition: 'manual-ok', date: 'any' }] }),
+      cleanup: job({ requires: [{ anyOf: ['backup-failed', { condition: 'backup-done', date: 'previous' }] }] }),
+    };
+    const g = dependencyGraph(defs);
+    expect(g.jobs).toEqual(['archive', 'backup', 'cleanup']);
+    expect(g.edges).toEqual([
+      { from: 'backup', to: 'archive', condition: 'backup-done', on: 'success', date: 'same' },
+      { from: 'backup', to: 'cleanup', condition: 'backup-failed', on: 'failure', date: 'same' },
+      { from: 'backup', to: 'cleanup', condition: 'backup-done', on: 'success', date: 'previous' },
+    ]);
+    expect(g.unposted).toEqual([{ job: 'archive', condition: 'manual-ok' }]);
+  });
+});

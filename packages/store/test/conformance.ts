@@ -241,12 +241,58 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       expect(got[0]).toEqual({ at: T0 + 2_000_000, value: 200 });
     });
 
+    it('keeps plan days with one entry per job and advances entries and runs together', async () => {
+      const day = { planDate: '2026-11-28', timezone: 'UTC', startsAt: T0 - 12 * 3_600_000, endsAt: T0 + 12 * 3_600_000, loadedAt: T0 };
+      const entry = { planDate: '2026-11-28', jobName: 'tick', nextDueAt: T0, lastNominalAt: null, jobRevision: 0 };
+      expect(await store.createPlanDay(day, [entry])).toBe(true);
+      expect(await store.createPlanDay(day, [{ ...entry, nextDueAt: 1 }])).toBe(false);
+      expect(await store.planDays()).toContainEqual(day);
+      expect(await store.pendingPlanEntries()).toContainEqual(entry);
+      const created = await store.advancePlan([{ ...entry, nextDueAt: T0 + 600_000, lastNominalAt: T0 }], [
+        newRun({ jobName: 'tick', nominalAt: T0 }),
+        newRun({ jobName: 'tick', nominalAt: T0 - 600_000, skipped: 'missed' }),
+      ], 'scheduler', T0);
+      expect(created.map((r) => r.state)).toEqual(['waiting', 'skipped']);
+      expect(created[1]).toMatchObject({ endReason: 'missed', endedAt: T0 });
+      expect(await store.planEntries('2026-11-28')).toEqual([{ ...entry, nextDueAt: T0 + 600_000, lastNominalAt: T0 }]);
+      await store.upsertPlanEntries([{ ...entry, nextDueAt: null, lastNominalAt: T0 }]);
+      expect((await store.pendingPlanEntries()).find((e) => e.jobName === 'tick')).toBeUndefined();
+      const active = await store.activeRuns();
+      expect(active.some((r) => r.id === created[0]!.id)).toBe(true);
+      expect(active.some((r) => r.id === created[1]!.id)).toBe(false);
+      await store.setWaitReasons([{ runId: created[0]!.id, reason: { code: 'held' } }]);
+      expect((await store.getRun(created[0]!.id))!.waitReason).toEqual({ code: 'held' });
+    });
+
+    it('requeues a dispatched run that never reached its agent, and knows when definitions changed', async () => {
+      const [run] = await store.createRuns([newRun({ jobName: 'requeue' })], 's', T0);
+      await store.dispatchRun({ runId: run!.id, agent: 'a1', at: T0, actor: 's', pools: [{ resource: 'rq', units: 1, capacity: 1 }], rates: [] });
+      const back = await store.requeueRun({ runId: run!.id, at: T0 + 1, actor: 's', reason: 'not delivered' });
+      expect(back).toMatchObject({ state: 'waiting', attempt: 1, agentName: null });
+      expect((await store.allResourceHolds()).some((h) => h.runId === run!.id)).toBe(false);
+      expect(await store.requeueRun({ runId: run!.id, at: T0 + 1, actor: 's', reason: 'again' })).toBeUndefined();
+      const v = await store.definitionsVersion();
+      const plan = planApply(await store.loadDefinitions(), { ...emptyDefinitions(), groups: { extra: ['x'] } }, { defaultTimezone: 'UTC' });
+      await store.applyDefinitions(plan, 'test', T0);
+      expect(await store.definitionsVersion()).toBeGreaterThan(v);
+      expect((await store.rateTakesAfter(T0 - 1)).length).toBeGreaterThan(0);
+    });
+
     it('keeps everything across a reopen', async () => {
       await store.close();
       store = await reopen();
-      expect((await store.loadDefinitions()).groups).toEqual({ db: ['db1'] });
+      expect((await store.loadDefinitions()).groups).toEqual({ db: ['db1'], extra: ['x'] });
       expect((await store.listConditions({ planDate: '2026-11-28' })).map((c) => c.name)).toEqual(['ready', 'ready2']);
       expect((await store.resourceUsage())['pool-y']).toBe(2);
+    });
+
+    it('prunes ended runs and old plan days by age, never unfinished runs', async () => {
+      const before = (await store.activeRuns()).length;
+      const r = await store.pruneBefore(T0 + 10_000_000, '2026-11-29');
+      expect(r.runs).toBeGreaterThan(0);
+      expect((await store.activeRuns()).length).toBe(before);
+      expect(await store.planDays()).toEqual([]);
+      expect(await store.listConditions({ planDate: '2026-11-28' })).toEqual([]);
     });
   });
 }

@@ -69,7 +69,11 @@ export function materialize(input: MaterializeInput): Materialized {
   let chosen: number[];
   let skipped: number[] = [];
   if (policy === 'all') chosen = due;
-  else if (policy === 'once') chosen = [lastNominalAt];
+  else if (policy === 'once') {
+    // Missed occurrences collapse into the on-time ones, or into one catch-up run when none is on time.
+    const onTime = due.filter((d) => !isMissed(d));
+    chosen = onTime.length ? onTime : [lastNominalAt];
+  }
   else {
     chosen = due.filter((d) => !isMissed(d));
     skipped = due.filter(isMissed).slice(-MAX_SKIPPED_RECORDS);

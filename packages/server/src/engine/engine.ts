@@ -204,6 +204,10 @@ export class Engine implements Service {
     this.loadedDays.add(date);
     for (const e of await this.store.planEntries(date)) if (e.nextDueAt !== null) this.entries.set(`${e.planDate}|${e.jobName}`, e);
     this.events.emit('plan:loaded', { planDate: date, entries: entries.length });
+    // Retention (brief §12): a new day is the moment to forget what is older than the retention period.
+    const cutoff = now - this.options.retentionMs;
+    const pruned = await this.store.pruneBefore(cutoff, planDateOf(cutoff, this.calendar));
+    if (pruned.runs) this.logger.info({ runs: pruned.runs }, 'pruned ended runs past retention');
     this.logger.info({ planDate: date, entries: entries.length }, 'plan day loaded');
   }
 
