@@ -20,3 +20,4 @@ export * from './schedule/decide.js';
 export * from './schedule/outcome.js';
 export * from './schedule/materialize.js';
 export * from './schedule/graph.js';
+export * from './schedule/heap.js';

@@ -143,3 +143,15 @@ describe('dependency graph', () => {
     expect(g.unposted).toEqual([{ job: 'archive', condition: 'manual-ok' }]);
   });
 });
+
+describe('DueHeap', () => {
+  it('pops due times in order', async () => {
+    const { DueHeap } = await import('@batchalyzer/core');
+    const h = new DueHeap<number>();
+    const values = Array.from({ length: 500 }, (_, i) => (i * 7919) % 1000);
+    values.forEach((v, i) => h.push(v, i));
+    const out: number[] = [];
+    while (h.size) out.push(h.pop()!.at);
+    expect(out).toEqual([...values].sort((a, b) => a - b));
+  });
+});

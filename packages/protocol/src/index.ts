@@ -1,1 +1,3 @@
-export const PROTOCOL_VERSION = 1;
+export * from './messages.js';
+export * from './parse.js';
+export * from './keys.js';

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import {
-  compileSchedule, ConflictError, decide, type Definitions, expandTarget, materialize, type Occurrences, planCalendar, type PlanCalendar,
+  compileSchedule, ConflictError, decide, DueHeap, type Definitions, expandTarget, materialize, type Occurrences, planCalendar, type PlanCalendar,
   planDateOf, planDayBounds, type WaitReason, canonicalJson, parseDuration, parseSize,
 } from '@batchalyzer/core';
 import type { NewRun, PlanEntryRecord, RunRecord, Store } from '@batchalyzer/store';
@@ -51,6 +51,8 @@ export class Engine implements Service {
   private link: AgentLink | null = null;
   private registered: string[] = [];
   private readonly entries = new Map<string, PlanEntryRecord>();
+  /** Due times of `entries`, ordered; stale heap items (entry moved or gone) are skipped when popped. */
+  private readonly due = new DueHeap<string>();
   private readonly loadedDays = new Set<string>();
   private readonly schedules = new Map<string, { key: string; occ: Occurrences }>();
   private readonly persistedReasons = new Map<number, string>();
@@ -80,7 +82,7 @@ export class Engine implements Service {
     const now = this.clock.now();
     await this.state.load(this.store, this.maxRateWindow(), now);
     for (const d of await this.store.planDays()) this.loadedDays.add(d.planDate);
-    for (const e of await this.store.pendingPlanEntries()) this.entries.set(`${e.planDate}|${e.jobName}`, e);
+    for (const e of await this.store.pendingPlanEntries()) this.setEntry(e);
     this.registered = (await this.store.listAgents()).map((a) => a.name);
     // Jobs defined while the server was down get today's entry from now on; existing entries keep catching up.
     await this.syncEntries(true);
@@ -102,6 +104,25 @@ export class Engine implements Service {
     if (this.timer) clearTimeout(this.timer);
     for (const off of this.unsubscribe.splice(0)) off();
     await this.running;
+  }
+
+  private setEntry(e: PlanEntryRecord): void {
+    const key = `${e.planDate}|${e.jobName}`;
+    if (e.nextDueAt === null) {
+      this.entries.delete(key);
+      return;
+    }
+    this.entries.set(key, e);
+    this.due.push(e.nextDueAt, key);
+  }
+
+  /** The earliest pending due time, dropping heap items that no longer match their entry. */
+  private nextDue(): number | null {
+    for (let top = this.due.peek(); top; top = this.due.peek()) {
+      if (this.entries.get(top.key)?.nextDueAt === top.at) return top.at;
+      this.due.pop();
+    }
+    return null;
   }
 
   /** Requests a decision as soon as possible; passes never overlap, requests during a pass cause one more. */
@@ -182,8 +203,7 @@ export class Engine implements Service {
     await this.ensurePlanDay(now);
     await this.materializeDue(now);
     const wakeAt = await this.decideAndDispatch(now);
-    let next = wakeAt ?? Number.POSITIVE_INFINITY;
-    for (const e of this.entries.values()) if (e.nextDueAt !== null && e.nextDueAt < next) next = e.nextDueAt;
+    let next = Math.min(wakeAt ?? Number.POSITIVE_INFINITY, this.nextDue() ?? Number.POSITIVE_INFINITY);
     next = Math.min(next, planDayBounds(planDateOf(now, this.calendar), this.calendar).end);
     this.schedule(next);
   }
@@ -202,7 +222,7 @@ export class Engine implements Service {
     }
     await this.store.createPlanDay({ planDate: date, timezone: this.calendar.timezone, startsAt: start, endsAt: end, loadedAt: now }, entries);
     this.loadedDays.add(date);
-    for (const e of await this.store.planEntries(date)) if (e.nextDueAt !== null) this.entries.set(`${e.planDate}|${e.jobName}`, e);
+    for (const e of await this.store.planEntries(date)) this.setEntry(e);
     this.events.emit('plan:loaded', { planDate: date, entries: entries.length });
     // Retention (brief §12): a new day is the moment to forget what is older than the retention period.
     const cutoff = now - this.options.retentionMs;
@@ -243,11 +263,7 @@ export class Engine implements Service {
       if (e) updates.push(e);
     }
     await this.store.upsertPlanEntries(updates);
-    for (const e of updates) {
-      const key = `${e.planDate}|${e.jobName}`;
-      if (e.nextDueAt === null) this.entries.delete(key);
-      else this.entries.set(key, e);
-    }
+    for (const e of updates) this.setEntry(e);
   }
 
   private fanOut(jobName: string): string[] | null {
@@ -258,13 +274,22 @@ export class Engine implements Service {
   private async materializeDue(now: number): Promise<void> {
     const updates: PlanEntryRecord[] = [];
     const runs: NewRun[] = [];
-    for (const [key, e] of this.entries) {
-      if (e.nextDueAt === null || e.nextDueAt > now) continue;
+    const seen = new Set<string>();
+    while (this.due.size) {
+      const top = this.due.peek()!;
+      const e = this.entries.get(top.key);
+      if (!e || e.nextDueAt !== top.at || seen.has(top.key)) {
+        this.due.pop();
+        continue;
+      }
+      if (top.at > now) break;
+      this.due.pop();
+      seen.add(top.key);
       const spec = this.defs.jobs[e.jobName];
       const occ = this.occurrencesOf(e.jobName);
       if (!spec || !occ || spec.enabled === false) {
         updates.push({ ...e, nextDueAt: null });
-        this.entries.delete(key);
+        this.entries.delete(top.key);
         continue;
       }
       const { end } = planDayBounds(e.planDate, this.calendar);
@@ -272,16 +297,24 @@ export class Engine implements Service {
         entry: e, spec, occurrences: occ, now, dayEnd: end, graceMs: this.options.graceMs,
         unfinished: this.state.unfinishedOf(e.jobName).length, fanOut: this.fanOut(e.jobName),
       });
-      const next = { ...e, nextDueAt: m.nextDueAt, lastNominalAt: m.lastNominalAt };
-      updates.push(next);
-      if (next.nextDueAt === null) this.entries.delete(key);
-      else this.entries.set(key, next);
+      updates.push({ ...e, nextDueAt: m.nextDueAt, lastNominalAt: m.lastNominalAt });
       for (const r of m.runs) {
         runs.push({ ...r, priority: spec.priority ?? 0, spec, ...(r.skipped !== undefined ? { skipped: r.skipped } : {}) });
       }
     }
     if (updates.length === 0) return;
-    const created = await this.store.advancePlan(updates, runs, ACTOR, now);
+    let created: RunRecord[];
+    try {
+      created = await this.store.advancePlan(updates, runs, ACTOR, now);
+    } catch (err) {
+      for (const key of seen) {
+        const e = this.entries.get(key);
+        if (e?.nextDueAt != null) this.due.push(e.nextDueAt, key);
+      }
+      throw err;
+    }
+    // Entries move on only once the runs are committed: a crash in between repeats nothing and loses nothing.
+    for (const u of updates) this.setEntry(u);
     for (const r of created) this.track(r);
   }
 
@@ -398,7 +431,7 @@ export class Engine implements Service {
     if (!entry || next >= end) return;
     const e = { ...entry, nextDueAt: next };
     await this.store.upsertPlanEntries([e]);
-    this.entries.set(`${e.planDate}|${e.jobName}`, e);
+    this.setEntry(e);
   }
 
   registeredAgents(): string[] {

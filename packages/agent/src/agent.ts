@@ -1,0 +1,174 @@
+import { arch, cpus, hostname, loadavg, platform, release, totalmem, uptime } from 'node:os';
+import { join } from 'node:path';
+import type { DispatchPayloadMessage, HostFacts, QueueItem } from '@batchalyzer/protocol';
+import type { AgentConfig } from './config.js';
+import { JobRun } from './job.js';
+import { processStartTicks, RunJournal } from './journal.js';
+import { ServerLink } from './link.js';
+import type { Log } from './log.js';
+import { DiskQueue } from './queue.js';
+import { AGENT_VERSION } from './version.js';
+
+/** Above this many bytes not yet on disk, job output pipes pause. */
+const BACKLOG_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The agent (brief §8): owns the disk queue, the running journal, the jobs and the link to the server.
+ * Lifecycle: start() recovers what a previous process left (queued items are re-sent; runs in the journal are
+ * reported lost), then connects; drain() stops taking work, waits for jobs, flushes the queue.
+ */
+export class Agent {
+  readonly queue: DiskQueue;
+  readonly journal: RunJournal;
+  readonly link: ServerLink;
+  private readonly runs = new Map<number, JobRun>();
+  private draining = false;
+  private reliefWaiters: (() => void)[] = [];
+
+  constructor(readonly config: AgentConfig, readonly log: Log) {
+    this.queue = DiskQueue.open(join(config.dataDir, 'queue'), config.queueMemoryBytes);
+    this.journal = new RunJournal(join(config.dataDir, 'running'));
+    this.queue.on('durable', () => {
+      if (this.queue.pendingBytes < BACKLOG_BYTES / 2) for (const w of this.reliefWaiters.splice(0)) w();
+    });
+    this.link = new ServerLink(config, this.queue, {
+      hello: () => ({
+        protocol: config.protocolVersion,
+        agent: config.name,
+        version: AGENT_VERSION,
+        facts: hostFacts(),
+        capabilities: config.accept,
+        queueId: this.queue.queueId,
+        activeRuns: this.activeRuns(),
+        draining: this.draining,
+      }),
+      dispatch: (p) => this.accept(p),
+      kill: (runId) => {
+        const run = this.runs.get(runId);
+        run?.kill();
+        return run !== undefined;
+      },
+      activeRuns: () => this.activeRuns(),
+    }, log);
+  }
+
+  start(): void {
+    this.recover();
+    this.link.start();
+  }
+
+  /** Runs that are executing or whose reports are still queued: the server must not think them lost. */
+  activeRuns(): number[] {
+    const ids = new Set(this.runs.keys());
+    for (const item of this.queue.unackedItems()) ids.add(item.runId);
+    return [...ids].slice(0, 10_000);
+  }
+
+  get runningCount(): number {
+    return this.runs.size;
+  }
+
+  /** A previous agent process died with runs in its journal: report them lost and end their leftovers. */
+  private recover(): void {
+    const finished = new Set<string>();
+    for (const item of this.queue.unackedItems()) if (item.kind === 'finished' || item.kind === 'lost') finished.add(`${item.runId}:${item.attempt}`);
+    for (const e of this.journal.list()) {
+      if (!finished.has(`${e.runId}:${e.attempt}`)) {
+        this.queue.append({ kind: 'lost', runId: e.runId, attempt: e.attempt, at: Date.now(), reason: `agent ${this.config.name} restarted while run ${e.runId} was running; its result is unknown` });
+        this.log.warn(`run ${e.runId} was running when the agent stopped; reporting it lost`);
+      }
+      // Only when the process is the same one (start time matches): a reused PID is someone else's.
+      if (e.pid && e.startTicks !== undefined && processStartTicks(e.pid) === e.startTicks) {
+        try {
+          process.kill(-e.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
+    this.queue.flush();
+    for (const e of this.journal.list()) this.journal.remove(e.runId);
+    if (this.queue.length) this.log.info(`${this.queue.length} queued report(s) from before the restart will be re-sent`);
+  }
+
+  private accept(p: DispatchPayloadMessage): string | null {
+    const existing = this.runs.get(p.runId);
+    if (existing && existing.attempt === p.attempt) return null; // a repeated dispatch (lost accept): same run
+    if (this.draining) return `agent ${this.config.name} is draining and takes no new work`;
+    if (existing) return `agent ${this.config.name} is still running attempt ${existing.attempt} of run ${p.runId}`;
+    this.journal.write({ runId: p.runId, attempt: p.attempt, acceptedAt: Date.now() });
+    const run = new JobRun(p, {
+      config: this.config,
+      log: this.log,
+      journal: this.journal,
+      emit: (item: QueueItem) => this.queue.append(item),
+      flushNow: () => this.queue.flush(),
+      backlogged: () => this.queue.pendingBytes > BACKLOG_BYTES,
+      onRelief: (cb) => this.reliefWaiters.push(cb),
+    });
+    this.runs.set(p.runId, run);
+    run.done.then(() => this.runs.delete(p.runId));
+    this.log.info(`run ${p.runId} (${p.jobName}, attempt ${p.attempt}) accepted`);
+    // Started after the accept frame is sent, so that the server knows the run before its first report.
+    setImmediate(() => run.start());
+    return null;
+  }
+
+  /**
+   * SIGTERM (brief §8): announce draining, take no new work, wait for running jobs up to the drain timeout
+   * (then terminate them), wait for the queue to be acknowledged (bounded), stop. The queue stays on disk.
+   */
+  async drain(): Promise<void> {
+    this.draining = true;
+    this.link.send({ type: 'draining' });
+    this.log.info(`draining: ${this.runs.size} running job(s), waiting up to ${this.config.drainTimeoutMs} ms`);
+    const all = () => Promise.all([...this.runs.values()].map((r) => r.done));
+    const timedOut = await Promise.race([all().then(() => false), delay(this.config.drainTimeoutMs).then(() => true)]);
+    if (timedOut) {
+      this.log.warn(`drain timeout: terminating ${this.runs.size} job(s)`);
+      for (const r of this.runs.values()) r.terminate();
+      await Promise.race([all(), delay(15_000)]);
+    }
+    this.queue.flush();
+    if (this.queue.length > 0 && this.link.connected) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 10_000);
+        const check = () => {
+          if (this.queue.length === 0) {
+            clearTimeout(t);
+            this.queue.off('acked', check);
+            resolve();
+          }
+        };
+        this.queue.on('acked', check);
+        check();
+      });
+    }
+    if (this.queue.length) this.log.warn(`${this.queue.length} report(s) not yet acknowledged stay queued on disk`);
+    this.stop();
+  }
+
+  stop(): void {
+    this.link.stop();
+    this.queue.close();
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+export function hostFacts(): HostFacts {
+  return {
+    hostname: hostname(),
+    platform: platform(),
+    arch: arch(),
+    release: release(),
+    cpus: cpus().length,
+    memoryBytes: totalmem(),
+    bootTime: Math.round(Date.now() - uptime() * 1000),
+    load1: loadavg()[0] ?? 0,
+    node: process.versions.node,
+    pid: process.pid,
+  };
+}

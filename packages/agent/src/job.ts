@@ -1,0 +1,283 @@
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { realpathSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { DispatchPayloadMessage, QueueItem } from '@batchalyzer/protocol';
+import type { AgentConfig } from './config.js';
+import { jobEnv, lookupGroup, lookupUser, type PasswdEntry, resolveExecutable } from './env.js';
+import { matchesAny } from './glob.js';
+import { processStartTicks, type RunJournal } from './journal.js';
+import type { Log } from './log.js';
+import { Masker, RunOutput } from './output.js';
+
+/** What a running job needs from the agent. */
+export interface JobContext {
+  config: AgentConfig;
+  log: Log;
+  journal: RunJournal;
+  /** Appends an item to the disk queue. */
+  emit(item: QueueItem): void;
+  /** Makes every emitted item durable now (before the journal entry goes). */
+  flushNow(): void;
+  /** True while the queue has too much not yet on disk: output pipes pause (backpressure). */
+  backlogged(): boolean;
+  onRelief(cb: () => void): void;
+}
+
+type Kind = 'command' | 'shell' | 'node';
+const MAX_STEPS = 10_000;
+const MAX_STEP_DATA = 64 * 1024;
+
+/**
+ * One attempt of one run on this agent (brief §3, §8): checks the refusals, spawns the process in its own
+ * process group, streams its output, enforces the timeout on the whole group (SIGTERM, then SIGKILL after the
+ * grace period), and reports started/output/steps/finished through the queue.
+ */
+export class JobRun {
+  readonly runId: number;
+  readonly attempt: number;
+  readonly done: Promise<void>;
+  private resolveDone!: () => void;
+  private child: ChildProcess | undefined;
+  private output: RunOutput;
+  private masker: Masker;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private timeoutTimer: NodeJS.Timeout | undefined;
+  private terminating = false;
+  private timedOut = false;
+  private finished = false;
+  private exit: { code: number | null; signal: string | null } | undefined;
+  private steps = 0;
+  private result: unknown;
+  private paused = false;
+
+  constructor(readonly payload: DispatchPayloadMessage, private readonly ctx: JobContext) {
+    this.runId = payload.runId;
+    this.attempt = payload.attempt;
+    this.done = new Promise((r) => (this.resolveDone = r));
+    this.masker = new Masker(payload.secrets);
+    this.output = new RunOutput(payload.maxOutputBytes, payload.secrets, ctx.config.chunkBytes, {
+      chunk: (stream, chunk, data) => this.item({ kind: 'output', stream, chunk, data: data.toString('base64') }),
+      truncated: (droppedBytes) => this.item({ kind: 'truncated', droppedBytes }),
+    });
+  }
+
+  private item(partial: Record<string, unknown> & { kind: QueueItem['kind'] }): void {
+    this.ctx.emit({ ...partial, runId: this.runId, attempt: this.attempt, at: Date.now() } as QueueItem);
+  }
+
+  get kind(): Kind {
+    const r = this.payload.run;
+    return 'command' in r ? 'command' : 'shell' in r ? 'shell' : 'node';
+  }
+
+  start(): void {
+    try {
+      this.spawn();
+    } catch (err) {
+      this.finish({ error: (err as Error).message });
+    }
+  }
+
+  private spawn(): void {
+    const { config } = this.ctx;
+    const p = this.payload;
+    const kind = this.kind;
+    if (!config.accept[kind]) throw new Error(`refused: ${kind} jobs are disabled on agent ${config.name} (--refuse ${kind})`);
+    let user: PasswdEntry | undefined;
+    let gid: number | undefined;
+    if (p.runAs) {
+      user = lookupUser(p.runAs.user);
+      if (!user) throw new Error(`cannot start: run-as user "${p.runAs.user}" does not exist on ${config.name}`);
+      gid = user.gid;
+      if (p.runAs.group) {
+        gid = lookupGroup(p.runAs.group);
+        if (gid === undefined) throw new Error(`cannot start: run-as group "${p.runAs.group}" does not exist on ${config.name}`);
+      }
+      if (process.getuid?.() !== 0 && user.uid !== process.getuid?.()) {
+        throw new Error(`cannot start: running as "${p.runAs.user}" needs the agent to run as root`);
+      }
+    }
+    const env = jobEnv(config.baseEnv, p, user);
+    const cwd = p.cwd ? resolve(env.HOME ?? '/', p.cwd) : (env.HOME ?? '/');
+    try {
+      if (!statSync(cwd).isDirectory()) throw new Error();
+    } catch {
+      throw new Error(`cannot start: working directory ${cwd} does not exist on ${config.name}`);
+    }
+    const r = p.run;
+    const exe = 'command' in r
+      ? resolveExecutable(r.command[0]!, cwd, env.PATH ?? '')
+      : 'shell' in r ? '/bin/sh' : resolve(cwd, r.node);
+    if (!exe) throw new Error(`cannot start: ${(r as { command: string[] }).command[0]} not found on PATH (${env.PATH})`);
+    this.checkLists(exe);
+
+    const ids = user ? { uid: user.uid, gid: gid ?? user.gid } : {};
+    // detached: the job gets its own process group, so that timeout and kill reach all its processes.
+    const common = { cwd, env, detached: true, ...ids };
+    if ('node' in r) {
+      this.child = fork(exe, r.args ?? [], { ...common, stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: [], serialization: 'json' });
+    } else {
+      const [file, args] = 'command' in r ? [exe, r.command.slice(1)] : ['/bin/sh', ['-c', r.shell]];
+      this.child = spawn(file, args, { ...common, stdio: ['ignore', 'pipe', 'pipe'] });
+    }
+    this.wire(this.child, 'node' in r ? r.config : undefined);
+  }
+
+  private checkLists(exe: string): void {
+    const { config } = this.ctx;
+    let real = exe;
+    try {
+      real = realpathSync(exe);
+    } catch {
+      /* checked as given; spawning will report a missing file */
+    }
+    const paths = real === exe ? [exe] : [exe, real];
+    const denied = config.deny.find((_, i) => paths.some((x) => config.denyRe[i]!.test(x)));
+    if (denied !== undefined) throw new Error(`refused: ${exe} matches the deny pattern "${denied}" of agent ${config.name}`);
+    if (config.allow.length && !paths.some((x) => matchesAny(x, config.allowRe))) {
+      throw new Error(`refused: ${exe} is not in the allow list of agent ${config.name} (${config.allow.join(', ')})`);
+    }
+  }
+
+  private wire(child: ChildProcess, nodeConfig: unknown): void {
+    const p = this.payload;
+    child.on('error', (err) => {
+      if (child.pid === undefined) this.finish({ error: `cannot start: ${err.message}` });
+      else this.ctx.log.warn(`run ${this.runId}: ${err.message}`);
+    });
+    if (child.pid === undefined) return;
+    this.ctx.journal.write({ runId: this.runId, attempt: this.attempt, acceptedAt: Date.now(), pid: child.pid, startTicks: processStartTicks(child.pid) });
+    this.item({ kind: 'started', pid: child.pid });
+    for (const stream of ['stdout', 'stderr'] as const) {
+      child[stream]!.on('data', (d: Buffer) => {
+        this.output.write(stream, d);
+        if (!this.paused && this.ctx.backlogged()) this.pause();
+      });
+    }
+    this.flushTimer = setInterval(() => this.output.flush(), this.ctx.config.flushIntervalMs);
+    if (p.timeoutMs) {
+      this.timeoutTimer = setTimeout(() => {
+        this.timedOut = true;
+        this.ctx.log.info(`run ${this.runId}: timeout after ${p.timeoutMs} ms; terminating its process group`);
+        this.terminate();
+      }, p.timeoutMs);
+    }
+    if (child.send) {
+      child.on('message', (m) => this.onScriptMessage(m));
+      child.send({ type: 'config', config: nodeConfig ?? null, run: this.runInfo() }, (err) => {
+        if (err) this.ctx.log.warn(`run ${this.runId}: could not send the configuration: ${err.message}`);
+      });
+    }
+    child.on('exit', (code, signal) => {
+      this.exit = { code, signal };
+      // The job ends with its leader: whatever it left in its process group is ended too, so no orphan survives.
+      if (this.groupAlive()) this.terminate();
+    });
+    child.on('close', () => this.finish({}));
+  }
+
+  private runInfo() {
+    const p = this.payload;
+    return { id: p.runId, attempt: p.attempt, job: p.jobName, planDate: p.planDate, nominalTime: p.nominalAt === null ? null : new Date(p.nominalAt).toISOString() };
+  }
+
+  /** Node-script IPC (docs/agent.md): { progress }, { message }, { result }. */
+  private onScriptMessage(m: unknown): void {
+    if (!m || typeof m !== 'object') return;
+    const msg = m as Record<string, unknown>;
+    if ('result' in msg) {
+      this.result = this.maskValue(msg.result);
+      if (this.child?.connected) this.child.disconnect();
+      return;
+    }
+    const stepKind = 'progress' in msg ? 'progress' : 'message' in msg ? 'message' : undefined;
+    if (!stepKind || this.steps >= MAX_STEPS) return;
+    const raw = msg[stepKind];
+    const text = this.maskText(typeof raw === 'string' ? raw : JSON.stringify(raw) ?? '').slice(0, 4096);
+    const data = msg.data === undefined ? undefined : this.maskValue(msg.data);
+    this.item({ kind: 'step', step: ++this.steps, stepKind, text, ...(data !== undefined ? { data } : {}) });
+  }
+
+  private maskText(s: string): string {
+    return this.masker.push(Buffer.from(s)).toString() + this.masker.end().toString();
+  }
+
+  private maskValue(v: unknown): unknown {
+    const json = JSON.stringify(v);
+    if (json === undefined || json.length > MAX_STEP_DATA) return undefined;
+    try {
+      return JSON.parse(this.maskText(json));
+    } catch {
+      return undefined;
+    }
+  }
+
+  private pause(): void {
+    this.paused = true;
+    this.child?.stdout?.pause();
+    this.child?.stderr?.pause();
+    this.ctx.onRelief(() => {
+      this.paused = false;
+      this.child?.stdout?.resume();
+      this.child?.stderr?.resume();
+    });
+  }
+
+  private groupAlive(): boolean {
+    if (!this.child?.pid) return false;
+    try {
+      process.kill(-this.child.pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private signalGroup(sig: NodeJS.Signals): void {
+    if (!this.child?.pid) return;
+    try {
+      process.kill(-this.child.pid, sig);
+    } catch {
+      /* already gone */
+    }
+  }
+
+  /** SIGTERM to the whole process group, SIGKILL after the grace period (brief §3). */
+  terminate(): void {
+    if (this.terminating || !this.child?.pid) return;
+    this.terminating = true;
+    this.signalGroup('SIGTERM');
+    setTimeout(() => {
+      if (this.groupAlive()) this.signalGroup('SIGKILL');
+    }, this.payload.killGraceMs).unref();
+  }
+
+  /** Kill requested by the server. */
+  kill(): void {
+    this.ctx.log.info(`run ${this.runId}: kill requested by the server; terminating its process group`);
+    this.terminate();
+  }
+
+  private finish(extra: { error?: string }): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearInterval(this.flushTimer);
+    clearTimeout(this.timeoutTimer);
+    this.output.end();
+    const code = this.exit?.code ?? null;
+    this.item({
+      kind: 'finished',
+      exitCode: code === null ? null : Math.max(0, Math.min(255, code)),
+      signal: this.exit?.signal ?? null,
+      timedOut: this.timedOut,
+      ...(extra.error ? { error: extra.error } : {}),
+      ...(this.result !== undefined ? { result: this.result } : {}),
+    });
+    // The finished report is on disk before the journal entry goes: a crash in between cannot lose the run.
+    this.ctx.flushNow();
+    this.ctx.journal.remove(this.runId);
+    if (extra.error) this.ctx.log.warn(`run ${this.runId} (${this.payload.jobName}): ${extra.error}`);
+    else this.ctx.log.info(`run ${this.runId} (${this.payload.jobName}) ended`, { exitCode: code, signal: this.exit?.signal ?? null, timedOut: this.timedOut });
+    this.resolveDone();
+  }
+}

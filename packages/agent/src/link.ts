@@ -1,0 +1,175 @@
+import WebSocket from 'ws';
+import {
+  CLOSE, type DispatchPayloadMessage, encode, type HelloMessage, MAX_FRAME_BYTES, parseServerMessage, type ServerMessage, signChallenge,
+} from '@batchalyzer/protocol';
+import type { AgentConfig } from './config.js';
+import type { Log } from './log.js';
+import type { DiskQueue } from './queue.js';
+
+/** What the link asks of the agent. */
+export interface LinkHandlers {
+  hello(): Omit<HelloMessage, 'type' | 'clock'>;
+  /** Returns null when accepted, or the reason for rejecting the dispatch. */
+  dispatch(payload: DispatchPayloadMessage): string | null;
+  kill(runId: number): boolean;
+  activeRuns(): number[];
+}
+
+const MAX_IN_FLIGHT = 1024 * 1024;
+
+/**
+ * The agent's side of the connection (brief §8): connects out, proves its key over the server's challenge,
+ * sends queued items in order from the first unacknowledged one, and reconnects with exponential back-off
+ * and jitter, trying the server URLs in turn. Refusals are logged with their reason and retried, never fatal.
+ */
+export class ServerLink {
+  private ws: WebSocket | undefined;
+  private urlIndex = 0;
+  private failures = 0;
+  private ready = false;
+  private stopped = false;
+  private cursor = 0;
+  private inFlight = 0;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private retry: NodeJS.Timeout | undefined;
+  private lastFrameAt = 0;
+  private heartbeatMs = 10_000;
+  private connectedOnce = false;
+
+  constructor(private readonly config: AgentConfig, private readonly queue: DiskQueue, private readonly handlers: LinkHandlers, private readonly log: Log) {
+    queue.on('durable', () => this.pump());
+  }
+
+  get connected(): boolean {
+    return this.ready;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retry);
+    clearInterval(this.heartbeat);
+    this.ws?.close(CLOSE.goingAway, 'agent stopping');
+  }
+
+  send(message: Parameters<typeof encode>[0]): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(encode(message));
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const url = this.config.servers[this.urlIndex % this.config.servers.length]!;
+    this.log.debug(`connecting to ${url}`);
+    const ws = new WebSocket(url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000 });
+    this.ws = ws;
+    let refusal: string | undefined;
+    ws.on('open', () => {
+      this.lastFrameAt = Date.now();
+      ws.send(encode({ type: 'hello', ...this.handlers.hello(), clock: Date.now() }));
+    });
+    ws.on('message', (data: Buffer) => {
+      this.lastFrameAt = Date.now();
+      const r = parseServerMessage(data);
+      if (!r.ok) {
+        this.log.warn(`invalid frame from ${url}: ${r.error.message}`);
+        ws.close(CLOSE.protocolError, r.error.message);
+        return;
+      }
+      const m = r.message;
+      if (m.type === 'refused') {
+        refusal = `${m.reason}: ${m.message}`;
+        return;
+      }
+      this.onMessage(ws, url, m);
+    });
+    ws.on('error', (err) => this.log.debug(`connection to ${url}: ${err.message}`));
+    ws.on('close', (code, reason) => {
+      const wasReady = this.ready && this.ws === ws;
+      if (this.ws === ws) {
+        this.ready = false;
+        clearInterval(this.heartbeat);
+      }
+      if (refusal) this.log.warn(`refused by ${url}: ${refusal}; retrying with back-off`);
+      else if (wasReady) this.log.warn(`disconnected from ${url} (${code}${reason.length ? ` ${reason.toString()}` : ''}); reconnecting`);
+      if (this.ws === ws) this.scheduleReconnect();
+    });
+  }
+
+  private onMessage(ws: WebSocket, url: string, m: ServerMessage): void {
+    switch (m.type) {
+      case 'challenge':
+        ws.send(encode({ type: 'auth', signature: signChallenge(this.config.key, m.nonce, this.config.name, this.config.protocolVersion) }));
+        return;
+      case 'welcome':
+        this.ready = true;
+        this.failures = 0;
+        this.heartbeatMs = m.heartbeatMs;
+        this.cursor = this.queue.firstUnacked();
+        this.inFlight = 0;
+        this.log.info(`${this.connectedOnce ? 'reconnected' : 'connected'} to ${url} as ${this.config.name}`, { clockOffsetMs: m.serverTime - Date.now(), queued: this.queue.length });
+        this.connectedOnce = true;
+        clearInterval(this.heartbeat);
+        this.heartbeat = setInterval(() => this.beat(ws), this.heartbeatMs);
+        this.pump();
+        return;
+      case 'ack':
+        this.queue.ack(m.seq);
+        this.pump();
+        return;
+      case 'dispatch': {
+        const why = this.handlers.dispatch(m.payload);
+        const { runId, attempt } = m.payload;
+        ws.send(encode(why === null ? { type: 'accepted', runId, attempt } : { type: 'rejected', runId, attempt, reason: why }));
+        return;
+      }
+      case 'kill':
+        ws.send(encode({ type: 'kill-result', runId: m.runId, found: this.handlers.kill(m.runId) }));
+        return;
+      default:
+        return;
+    }
+  }
+
+  private beat(ws: WebSocket): void {
+    // A server silent for three heartbeats is gone (half-open TCP): drop the socket and reconnect.
+    if (Date.now() - this.lastFrameAt > 3 * this.heartbeatMs) {
+      this.log.warn('no answer from the server for three heartbeats; reconnecting');
+      ws.terminate();
+      return;
+    }
+    ws.send(encode({ type: 'heartbeat', at: Date.now(), activeRuns: this.handlers.activeRuns() }));
+  }
+
+  /** Sends durable items in sequence order while the socket's buffer has room. */
+  private pump(): void {
+    const ws = this.ws;
+    if (!this.ready || !ws || ws.readyState !== WebSocket.OPEN) return;
+    while (this.inFlight < MAX_IN_FLIGHT && this.cursor <= this.queue.durableSeq) {
+      const seq = this.queue.nextAtOrAfter(this.cursor);
+      if (seq === undefined) break;
+      const entry = this.queue.get(seq);
+      this.cursor = seq + 1;
+      if (!entry) continue;
+      const frame = encode({ type: 'report', seq, item: entry.item });
+      this.inFlight += frame.length;
+      ws.send(frame, () => {
+        this.inFlight -= frame.length;
+        if (this.inFlight < MAX_IN_FLIGHT / 2) this.pump();
+      });
+    }
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped) return;
+    this.urlIndex++;
+    // Exponential back-off with full jitter in [50%, 100%] of the step, capped.
+    const step = Math.min(this.config.reconnect.maxMs, this.config.reconnect.minMs * 2 ** Math.min(this.failures, 20));
+    this.failures++;
+    const delay = Math.round(step * (0.5 + Math.random() * 0.5));
+    this.retry = setTimeout(() => this.connect(), delay);
+  }
+}

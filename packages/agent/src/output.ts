@@ -1,0 +1,167 @@
+/**
+ * Job output handling (brief §8): secrets masked before anything is queued, chunks flushed on size and on
+ * an interval, byte order exact per stream, and a per-run cap. Within the cap's first half output streams
+ * live; beyond it each stream keeps only its last quarter-of-the-cap bytes in memory (a ring), which are
+ * sent when the job ends after a one-line marker, with the truncation reported. So the stored output is the
+ * head and the tail, never more than the cap, and memory stays bounded even for gigabytes of output.
+ */
+
+const MASK = Buffer.from('***');
+
+/** Replaces secret values by `***`, also when a value is split across reads. */
+export class Masker {
+  private readonly secrets: Buffer[];
+  private carry: Buffer = Buffer.alloc(0);
+
+  constructor(secrets: string[]) {
+    // Longest first, so that a secret containing another is masked as a whole.
+    this.secrets = [...new Set(secrets.filter((s) => s.length > 0))].map((s) => Buffer.from(s)).sort((a, b) => b.length - a.length);
+  }
+
+  /** Returns the bytes that are safe to emit now; holds back a tail that could be the start of a secret. */
+  push(data: Buffer): Buffer {
+    if (this.secrets.length === 0) return data;
+    const buf = this.mask(this.carry.length ? Buffer.concat([this.carry, data]) : data);
+    const hold = this.prefixHold(buf);
+    this.carry = Buffer.from(buf.subarray(buf.length - hold));
+    return buf.subarray(0, buf.length - hold);
+  }
+
+  end(): Buffer {
+    const rest = this.carry;
+    this.carry = Buffer.alloc(0);
+    return rest;
+  }
+
+  private mask(buf: Buffer): Buffer {
+    let out = buf;
+    for (const s of this.secrets) {
+      let i = out.indexOf(s);
+      if (i < 0) continue;
+      const parts: Buffer[] = [];
+      let from = 0;
+      while (i >= 0) {
+        parts.push(out.subarray(from, i), MASK);
+        from = i + s.length;
+        i = out.indexOf(s, from);
+      }
+      parts.push(out.subarray(from));
+      out = Buffer.concat(parts);
+    }
+    return out;
+  }
+
+  /** Length of the longest suffix of `buf` that is a proper prefix of some secret. */
+  private prefixHold(buf: Buffer): number {
+    const max = Math.min(buf.length, (this.secrets[0]?.length ?? 1) - 1);
+    for (let k = max; k > 0; k--) {
+      const tail = buf.subarray(buf.length - k);
+      if (this.secrets.some((s) => s.length > k && s.subarray(0, k).equals(tail))) return k;
+    }
+    return 0;
+  }
+}
+
+export interface OutputSink {
+  chunk(stream: 'stdout' | 'stderr', chunk: number, data: Buffer): void;
+  truncated(droppedBytes: number): void;
+}
+
+class Ring {
+  private parts: Buffer[] = [];
+  size = 0;
+  dropped = 0;
+  constructor(private readonly cap: number) {}
+  push(b: Buffer): void {
+    this.parts.push(Buffer.from(b));
+    this.size += b.length;
+    while (this.size > this.cap && this.parts.length) {
+      const first = this.parts[0]!;
+      const over = this.size - this.cap;
+      if (first.length <= over) {
+        this.parts.shift();
+        this.size -= first.length;
+        this.dropped += first.length;
+      } else {
+        this.parts[0] = first.subarray(over);
+        this.size -= over;
+        this.dropped += over;
+      }
+    }
+  }
+  take(): Buffer {
+    const b = Buffer.concat(this.parts);
+    this.parts = [];
+    this.size = 0;
+    return b;
+  }
+}
+
+/** Both streams of one run: shares the cap between them, numbers chunks per stream. */
+export class RunOutput {
+  private headLeft: number;
+  private readonly pending = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+  private readonly pendingSize = { stdout: 0, stderr: 0 };
+  private readonly chunkNo = { stdout: 0, stderr: 0 };
+  private readonly tails: { stdout: Ring; stderr: Ring };
+  private readonly maskers: { stdout: Masker; stderr: Masker };
+
+  constructor(maxBytes: number, secrets: string[], private readonly chunkBytes: number, private readonly sink: OutputSink) {
+    this.headLeft = Math.floor(maxBytes / 2);
+    const tailCap = Math.floor(maxBytes / 4);
+    this.tails = { stdout: new Ring(tailCap), stderr: new Ring(tailCap) };
+    this.maskers = { stdout: new Masker(secrets), stderr: new Masker(secrets) };
+  }
+
+  write(stream: 'stdout' | 'stderr', data: Buffer): void {
+    this.route(stream, this.maskers[stream].push(data));
+  }
+
+  private route(stream: 'stdout' | 'stderr', data: Buffer): void {
+    if (data.length === 0) return;
+    const head = Math.min(this.headLeft, data.length);
+    if (head > 0) {
+      this.pending[stream].push(Buffer.from(data.subarray(0, head)));
+      this.pendingSize[stream] += head;
+      this.headLeft -= head;
+      if (this.pendingSize[stream] >= this.chunkBytes) this.flushStream(stream);
+    }
+    if (head < data.length) this.tails[stream].push(data.subarray(head));
+  }
+
+  /** Sends what is buffered (called on size and on the flush interval). */
+  flush(): void {
+    this.flushStream('stdout');
+    this.flushStream('stderr');
+  }
+
+  private flushStream(stream: 'stdout' | 'stderr'): void {
+    if (this.pendingSize[stream] === 0) return;
+    const all = Buffer.concat(this.pending[stream]);
+    this.pending[stream] = [];
+    this.pendingSize[stream] = 0;
+    this.emitBytes(stream, all);
+  }
+
+  private emitBytes(stream: 'stdout' | 'stderr', all: Buffer): void {
+    for (let i = 0; i < all.length; i += this.chunkBytes) this.sink.chunk(stream, ++this.chunkNo[stream], all.subarray(i, i + this.chunkBytes));
+  }
+
+  /** At the end of the job: the masked remainder, then the kept tails after a marker line. */
+  end(): void {
+    for (const s of ['stdout', 'stderr'] as const) this.route(s, this.maskers[s].end());
+    this.flush();
+    let dropped = 0;
+    for (const s of ['stdout', 'stderr'] as const) {
+      const ring = this.tails[s];
+      if (ring.size === 0 && ring.dropped === 0) continue;
+      const tail = ring.take();
+      if (ring.dropped > 0) {
+        dropped += ring.dropped;
+        this.emitBytes(s, Buffer.from(`\n[batchalyzer: ${ring.dropped} bytes of ${s} not kept (output cap); the last ${tail.length} bytes follow]\n`));
+      }
+      this.emitBytes(s, tail);
+    }
+    if (dropped > 0) this.sink.truncated(dropped);
+  }
+}

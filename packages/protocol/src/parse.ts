@@ -1,0 +1,36 @@
+import type { z } from 'zod';
+import { type AgentMessage, agentMessage, MAX_FRAME_BYTES, type ServerMessage, serverMessage } from './messages.js';
+
+/** Why a frame was not accepted; `message` is short enough for a WebSocket close reason (≤ 123 bytes). */
+export type ParseError = { code: 'too-large' | 'not-json' | 'invalid'; message: string };
+export type Parsed<T> = { ok: true; message: T } | { ok: false; error: ParseError };
+
+function parseWith<T>(schema: z.ZodType<T>, frame: string | Buffer, maxBytes: number): Parsed<T> {
+  const size = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.length;
+  if (size > maxBytes) return { ok: false, error: { code: 'too-large', message: `frame of ${size} bytes exceeds ${maxBytes}` } };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(typeof frame === 'string' ? frame : frame.toString('utf8'));
+  } catch {
+    return { ok: false, error: { code: 'not-json', message: 'frame is not JSON' } };
+  }
+  const r = schema.safeParse(raw);
+  if (r.success) return { ok: true, message: r.data };
+  const issue = r.error.issues[0];
+  const where = issue?.path.length ? issue.path.join('.') : 'frame';
+  return { ok: false, error: { code: 'invalid', message: `invalid ${where}: ${issue?.message ?? 'bad message'}`.slice(0, 120) } };
+}
+
+/** Validates a frame from an agent. Never throws. */
+export function parseAgentMessage(frame: string | Buffer, maxBytes = MAX_FRAME_BYTES): Parsed<AgentMessage> {
+  return parseWith(agentMessage, frame, maxBytes);
+}
+
+/** Validates a frame from the server. Never throws. */
+export function parseServerMessage(frame: string | Buffer, maxBytes = MAX_FRAME_BYTES): Parsed<ServerMessage> {
+  return parseWith(serverMessage, frame, maxBytes);
+}
+
+export function encode(message: AgentMessage | ServerMessage): string {
+  return JSON.stringify(message);
+}

@@ -1,0 +1,34 @@
+import { MAX_FRAME_BYTES } from '@batchalyzer/protocol';
+
+/** The server side of the agent link, configured by the composition root (brief §8). */
+export interface AgentHubConfig {
+  /** How often agents send a heartbeat (told to them in `welcome`). */
+  heartbeatMs: number;
+  /** No frame for this long: the agent is stale (still connected, maybe busy or slow). */
+  staleAfterMs: number;
+  /** No frame for this long: the agent is missing; a connection that is still open is dropped. */
+  missingAfterMs: number;
+  /** A run on an agent that stays missing this long after it went missing is reported lost. */
+  lostRunLeaseMs: number;
+  /** An agent must complete hello + auth within this time. */
+  handshakeTimeoutMs: number;
+  /** A dispatch not accepted by the agent within this time fails (the engine puts the run back). */
+  dispatchTimeoutMs: number;
+  maxFrameBytes: number;
+  /** How often liveness is evaluated. */
+  tickMs: number;
+  /** Reports waiting to be committed per connection before the socket is paused (server-side backpressure). */
+  maxPendingReports: number;
+}
+
+export const DEFAULT_AGENT_HUB_CONFIG: AgentHubConfig = {
+  heartbeatMs: 10_000,
+  staleAfterMs: 30_000,
+  missingAfterMs: 90_000,
+  lostRunLeaseMs: 5 * 60_000,
+  handshakeTimeoutMs: 10_000,
+  dispatchTimeoutMs: 15_000,
+  maxFrameBytes: MAX_FRAME_BYTES,
+  tickMs: 1_000,
+  maxPendingReports: 256,
+};

@@ -1,0 +1,26 @@
+import type { Logger } from 'pino';
+import type { QueueItem } from '@batchalyzer/protocol';
+import type { Store } from '@batchalyzer/store';
+import type { EventBus } from '../events.js';
+import type { AgentHubConfig } from './config.js';
+import type { AgentSession } from './session.js';
+
+/** What a session needs from the hub: shared state and the side effects of its lifecycle. */
+export interface HubContext {
+  readonly store: Store;
+  readonly events: EventBus;
+  readonly logger: Logger;
+  readonly config: AgentHubConfig;
+  /** Registers an authenticated session under its name; returns the refusal text when another live one holds it. */
+  claim(session: AgentSession): string | null;
+  online(session: AgentSession): Promise<void>;
+  offline(session: AgentSession, reason: string): void;
+  draining(session: AgentSession): void;
+  seen(session: AgentSession): void;
+  /** Highest committed sequence of the session's agent queue. */
+  acceptedSeq(session: AgentSession): number;
+  setAcceptedSeq(session: AgentSession, seq: number): void;
+  wasDispatchedTo(runId: number, agent: string): Promise<boolean>;
+  /** Hands a validated report to RunReports; resolves after it is committed. */
+  deliver(session: AgentSession, item: QueueItem): Promise<void>;
+}

@@ -1,0 +1,266 @@
+import type { IncomingMessage } from 'node:http';
+import type { WebSocket } from 'ws';
+import {
+  CLOSE, type AgentMessage, encode, type HelloMessage, MIN_PROTOCOL_VERSION, newNonce, parseAgentMessage,
+  PROTOCOL_VERSION, type QueueItem, type RefusalReason, type ServerMessage, verifyChallenge,
+} from '@batchalyzer/protocol';
+import type { HubContext } from './context.js';
+
+type Ownership = 'ok' | 'stale' | { offense: string };
+
+/**
+ * One agent connection (brief §8): handshake (hello → challenge → auth → welcome or refused), then reports
+ * committed in order through RunReports and acknowledged only after the commit, dispatch/kill round trips,
+ * heartbeats. Any frame that breaks the protocol closes this connection with a reason; nothing throws out.
+ */
+export class AgentSession {
+  state: 'hello' | 'auth' | 'ready' | 'closed' = 'hello';
+  name = '';
+  hello: HelloMessage | undefined;
+  readonly remote: string;
+  readonly openedAt = Date.now();
+  connectedAt = 0;
+  lastFrameAt = Date.now();
+  draining = false;
+  activeRuns = new Set<number>();
+  private nonce = '';
+  private lastSeq = 0;
+  private chain: Promise<void> = Promise.resolve();
+  private pendingReports = 0;
+  private paused = false;
+  private readonly ownership = new Map<string, Ownership>();
+  private readonly waits = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private readonly handshakeTimer: NodeJS.Timeout;
+
+  constructor(readonly ws: WebSocket, req: IncomingMessage, private readonly hub: HubContext) {
+    this.remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    this.handshakeTimer = setTimeout(() => this.close(CLOSE.timeout, 'handshake not completed in time'), hub.config.handshakeTimeoutMs);
+    ws.on('message', (data: Buffer) => {
+      try {
+        this.onFrame(data);
+      } catch (err) {
+        this.hub.logger.error({ err, agent: this.name }, 'agent frame handling failed');
+        this.close(CLOSE.protocolError, 'frame could not be handled');
+      }
+    });
+    ws.on('error', (err) => this.hub.logger.debug({ err: err.message, remote: this.remote }, 'agent socket error'));
+    ws.on('close', (code, reason) => this.onClose(code, reason.toString()));
+  }
+
+  send(m: ServerMessage): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(encode(m));
+  }
+
+  close(code: number, reason: string): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    clearTimeout(this.handshakeTimer);
+    try {
+      this.ws.close(code, reason.slice(0, 120));
+    } catch {
+      this.ws.terminate();
+    }
+    // A peer that never answers the close handshake is cut off.
+    setTimeout(() => this.ws.terminate(), 2_000).unref();
+  }
+
+  private offend(reason: string): void {
+    this.hub.logger.warn({ agent: this.name || undefined, remote: this.remote, reason }, 'agent connection closed: protocol violation');
+    this.close(CLOSE.protocolError, reason);
+  }
+
+  private refuse(reason: RefusalReason, message: string): void {
+    this.hub.logger.warn({ agent: this.name, remote: this.remote, reason }, `agent refused: ${message}`);
+    this.hub.events.emit('agent:refused', { name: this.name, reason });
+    this.send({ type: 'refused', reason, message });
+    this.close(CLOSE.refused, reason);
+  }
+
+  private onFrame(data: Buffer): void {
+    if (this.state === 'closed') return;
+    this.lastFrameAt = Date.now();
+    const r = parseAgentMessage(data, this.hub.config.maxFrameBytes);
+    if (!r.ok) return this.offend(r.error.message);
+    const m = r.message;
+    if (this.state === 'hello') {
+      if (m.type !== 'hello') return this.offend(`expected hello, got ${m.type}`);
+      return this.onHello(m);
+    }
+    if (this.state === 'auth') {
+      if (m.type !== 'auth') return this.offend(`expected auth, got ${m.type}`);
+      this.state = 'closed'; // until verified: ignore anything else the peer sends meanwhile
+      this.onAuth(m.signature).catch((err) => {
+        this.hub.logger.error({ err, agent: this.name }, 'agent authentication failed');
+        this.state = 'auth';
+        this.close(CLOSE.serverError, 'server error during authentication');
+      });
+      return;
+    }
+    this.hub.seen(this);
+    this.onReady(m);
+  }
+
+  private onHello(m: HelloMessage): void {
+    this.name = m.agent;
+    this.hello = m;
+    if (m.protocol < MIN_PROTOCOL_VERSION || m.protocol > PROTOCOL_VERSION) {
+      return this.refuse('incompatible-version', `agent ${m.agent} speaks protocol ${m.protocol}; this server speaks ${MIN_PROTOCOL_VERSION === PROTOCOL_VERSION ? PROTOCOL_VERSION : `${MIN_PROTOCOL_VERSION} to ${PROTOCOL_VERSION}`}; install an agent of the server's release`);
+    }
+    this.nonce = newNonce();
+    this.state = 'auth';
+    this.send({ type: 'challenge', nonce: this.nonce, serverTime: Date.now() });
+  }
+
+  private async onAuth(signature: string): Promise<void> {
+    const hello = this.hello!;
+    const record = await this.hub.store.getAgent(hello.agent);
+    if (!record) return this.refuseAfterAuth('unknown-agent', `agent "${hello.agent}" is not registered; register it with \`batchalyzer agent register ${hello.agent}\``);
+    const publicKey = await this.hub.store.getAgentKeyHash(hello.agent);
+    if (!publicKey || !verifyChallenge(publicKey, signature, this.nonce, hello.agent, hello.protocol)) {
+      return this.refuseAfterAuth('wrong-key', `the key does not match agent "${hello.agent}"; use the key printed by \`batchalyzer agent register\` or \`agent rotate-key ${hello.agent}\``);
+    }
+    if (!record.enabled) return this.refuseAfterAuth('disabled', `agent "${hello.agent}" is disabled; enable it with \`batchalyzer agent enable ${hello.agent}\``);
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    const clash = this.hub.claim(this);
+    if (clash) return this.refuseAfterAuth('duplicate-connection', clash);
+    clearTimeout(this.handshakeTimer);
+    this.state = 'ready';
+    this.connectedAt = Date.now();
+    this.draining = hello.draining;
+    this.activeRuns = new Set(hello.activeRuns);
+    await this.hub.online(this);
+    this.send({ type: 'welcome', serverTime: Date.now(), heartbeatMs: this.hub.config.heartbeatMs });
+  }
+
+  private refuseAfterAuth(reason: RefusalReason, message: string): void {
+    this.state = 'auth';
+    this.refuse(reason, message);
+  }
+
+  private onReady(m: AgentMessage): void {
+    switch (m.type) {
+      case 'heartbeat':
+        this.activeRuns = new Set(m.activeRuns);
+        this.send({ type: 'ack', seq: this.hub.acceptedSeq(this) });
+        return;
+      case 'report':
+        if (m.seq <= this.lastSeq) return this.offend(`sequence replay: ${m.seq} after ${this.lastSeq} on this connection`);
+        this.lastSeq = m.seq;
+        this.enqueue(m.seq, m.item);
+        return;
+      case 'accepted':
+      case 'rejected': {
+        const key = `d:${m.runId}:${m.attempt}`;
+        const w = this.waits.get(key);
+        if (!w) return this.offend(`${m.type} for run ${m.runId} attempt ${m.attempt}, which was not dispatched on this connection`);
+        this.waits.delete(key);
+        clearTimeout(w.timer);
+        if (m.type === 'accepted') {
+          this.activeRuns.add(m.runId);
+          w.resolve(undefined);
+        } else w.reject(new Error(`agent ${this.name} rejected run ${m.runId}: ${m.reason}`));
+        return;
+      }
+      case 'kill-result': {
+        const w = this.waits.get(`k:${m.runId}`);
+        if (!w) return this.offend(`kill-result for run ${m.runId}, which was not asked to be killed`);
+        this.waits.delete(`k:${m.runId}`);
+        clearTimeout(w.timer);
+        w.resolve(m.found);
+        return;
+      }
+      case 'draining':
+        if (!this.draining) {
+          this.draining = true;
+          this.hub.draining(this);
+        }
+        return;
+      default:
+        return this.offend(`unexpected ${m.type} after the handshake`);
+    }
+  }
+
+  /** Reports are committed strictly in order; the ack follows the commit (brief §12). */
+  private enqueue(seq: number, item: QueueItem): void {
+    this.pendingReports++;
+    if (!this.paused && this.pendingReports > this.hub.config.maxPendingReports) {
+      this.paused = true;
+      this.ws.pause();
+    }
+    this.chain = this.chain.then(async () => {
+      if (this.state !== 'ready') return;
+      try {
+        await this.commit(seq, item);
+      } catch (err) {
+        this.hub.logger.error({ err, agent: this.name, seq, kind: item.kind, runId: item.runId }, 'could not commit an agent report; the agent will re-send it');
+        this.close(CLOSE.serverError, 'report not stored; reconnect and re-send');
+      } finally {
+        this.pendingReports--;
+        if (this.paused && this.pendingReports < this.hub.config.maxPendingReports / 2) {
+          this.paused = false;
+          this.ws.resume();
+        }
+      }
+    });
+  }
+
+  private async commit(seq: number, item: QueueItem): Promise<void> {
+    if (seq <= this.hub.acceptedSeq(this)) {
+      this.send({ type: 'ack', seq }); // already committed before a reconnect: acknowledge again, store nothing
+      return;
+    }
+    const own = await this.owns(item);
+    if (typeof own === 'object') return this.offend(own.offense);
+    if (own === 'ok') await this.hub.deliver(this, item);
+    else this.hub.logger.info({ agent: this.name, runId: item.runId, attempt: item.attempt, kind: item.kind }, 'late report of an earlier attempt ignored');
+    if (item.kind === 'finished' || item.kind === 'lost') this.activeRuns.delete(item.runId);
+    this.hub.setAcceptedSeq(this, seq);
+    this.send({ type: 'ack', seq });
+  }
+
+  /** Whether the run's attempt belongs to this agent; reports for anything else are hostile (brief §8). */
+  private async owns(item: QueueItem): Promise<Ownership> {
+    const key = `${item.runId}:${item.attempt}`;
+    const cached = this.ownership.get(key);
+    if (cached) return cached;
+    const run = await this.hub.store.getRun(item.runId);
+    let verdict: Ownership;
+    if (!run) verdict = { offense: `run ${item.runId} does not exist` };
+    else if (item.attempt > run.attempt) verdict = { offense: `run ${item.runId} has no attempt ${item.attempt}` };
+    else if (run.agentName === this.name && item.attempt === run.attempt && run.state !== 'waiting') verdict = 'ok';
+    else if (await this.hub.wasDispatchedTo(item.runId, this.name)) verdict = 'stale';
+    else verdict = { offense: `run ${item.runId} is not dispatched to agent ${this.name}` };
+    this.ownership.set(key, verdict);
+    return verdict;
+  }
+
+  /** Sends a frame and waits for its answer (accepted/rejected, kill-result). */
+  request<T>(key: string, m: ServerMessage, timeoutMs: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.state !== 'ready') return reject(new Error(`agent ${this.name} is not connected`));
+      const timer = setTimeout(() => {
+        this.waits.delete(key);
+        reject(new Error(`agent ${this.name} did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waits.set(key, { resolve: resolve as (v: unknown) => void, reject, timer });
+      this.send(m);
+    });
+  }
+
+  /** Resolves when every report received so far is committed (or failed). */
+  settled(): Promise<void> {
+    return this.chain;
+  }
+
+  private onClose(code: number, reason: string): void {
+    const wasReady = this.connectedAt > 0;
+    this.state = 'closed';
+    clearTimeout(this.handshakeTimer);
+    for (const w of this.waits.values()) {
+      clearTimeout(w.timer);
+      w.reject(new Error(`connection to agent ${this.name} closed`));
+    }
+    this.waits.clear();
+    if (wasReady) this.hub.offline(this, `connection closed (${code}${reason ? ` ${reason}` : ''})`);
+  }
+}
