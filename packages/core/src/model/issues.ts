@@ -73,10 +73,24 @@ function messageFor(issue: z.core.$ZodIssue, input: unknown): ValidationIssue[] 
     }
     case 'invalid_type': {
       const got = valueAt(input, base);
-      if (got === undefined) return [{ path: formatPath(base), message: `is required: ${issue.message.replace(/^Invalid input: /, '')}` }];
-      const msg = issue.message.startsWith('Invalid input') ? `expected ${issue.expected}` : issue.message;
+      const expected = issue.expected === 'object' ? 'a mapping' : issue.expected === 'array' ? 'a list' : `a ${issue.expected}`;
+      if (got === undefined) return [{ path: formatPath(base), message: `is required; add it (${expected})` }];
+      const msg = issue.message.startsWith('Invalid input') ? `expected ${expected}` : issue.message;
       return [{ path: formatPath(base), message: `${msg}, got ${describe(got)}` }];
     }
+    case 'too_small':
+    case 'too_big': {
+      if (!issue.message.startsWith('Too ')) return [{ path: formatPath(base), message: issue.message }];
+      const small = issue.code === 'too_small';
+      const limit = Number((issue as { minimum?: unknown; maximum?: unknown })[small ? 'minimum' : 'maximum']);
+      const inclusive = (issue as { inclusive?: boolean }).inclusive !== false;
+      const what = issue.origin === 'array' ? 'items' : issue.origin === 'string' ? 'characters' : '';
+      const bound = small ? (inclusive ? 'at least' : 'more than') : inclusive ? 'at most' : 'less than';
+      const got = valueAt(input, base);
+      return [{ path: formatPath(base), message: `must be ${bound} ${limit}${what ? ` ${what}` : ''}${typeof got === 'number' ? ` (got ${got})` : ''}; change the value` }];
+    }
+    case 'invalid_value':
+      return [{ path: formatPath(base), message: issue.message.startsWith('Invalid option') ? `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}` : issue.message }];
     default:
       return [{ path: formatPath(base), message: issue.message }];
   }

@@ -18,7 +18,7 @@ export const notifyRule = z
         group: nameList.optional(),
       })
       .optional(),
-    email: z.array(z.email({ error: (i) => `"${String(i.input)}" is not an email address` })).min(1).optional(),
+    email: z.array(z.email({ error: (i) => `"${String(i.input)}" is not an email address; write it as name@example.com` })).min(1).optional(),
     webhook: z
       .strictObject({
         url: z.url({ protocol: /^https?$/, error: 'webhook url must be an http:// or https:// URL' }),

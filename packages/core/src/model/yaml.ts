@@ -45,7 +45,7 @@ export function parseDefinitionsYaml(text: string): ParsedFile {
       invalid: { groups: new Set(), resources: new Set() },
       issues: doc.errors.map((e) => ({
         path: e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '',
-        message: `YAML syntax error: ${e.message.split('\n')[0]}; fix the file's indentation or quoting there`,
+        message: `YAML syntax error: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}; fix the file's indentation or quoting there`,
       })),
     };
   }
