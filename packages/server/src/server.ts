@@ -6,6 +6,7 @@ import { OperatorActions } from './engine/actions.js';
 import { engineReports } from './engine/reports.js';
 import { EventBus } from './events.js';
 import type { RunReports } from './link.js';
+import { type AgentHub, type AgentHubConfig, createAgentHub } from './agents/index.js';
 import { buildHttp } from './http/app.js';
 import type { Service } from './lifecycle.js';
 
@@ -20,6 +21,8 @@ export interface BatchalyzerServer extends Service {
   readonly actions: OperatorActions;
   /** Where the agent link delivers what agents report. */
   readonly reports: RunReports;
+  /** The agent link: WebSocket endpoint /api/v1/agent. */
+  readonly agents: AgentHub;
   /** Base URL once listening, e.g. http://127.0.0.1:8080 */
   url(): string;
 }
@@ -30,6 +33,7 @@ export interface ServerParts {
   /** Injected in tests; the real clock otherwise. */
   clock?: Clock;
   engine?: Partial<EngineOptions>;
+  agents?: Partial<AgentHubConfig>;
 }
 
 export async function createServer(config: ServerConfig, opts: ServerParts = {}): Promise<BatchalyzerServer> {
@@ -44,7 +48,11 @@ export async function createServer(config: ServerConfig, opts: ServerParts = {})
   const engine = new Engine(store, events, logger, clock, { ...DEFAULT_ENGINE_OPTIONS, timezone: config.timezone, ...opts.engine });
   const reports = engineReports(engine);
   const actions = new OperatorActions(engine);
-  const services: Service[] = [engine];
+  const agents = createAgentHub({ store, events, logger, reports, ...(opts.agents ? { config: opts.agents } : {}) });
+  engine.attachLink(agents);
+  agents.attach(http.server);
+  // Started in order, stopped in reverse: the agent link stops taking reports before the engine stops.
+  const services: Service[] = [engine, agents];
 
   return {
     name: 'server',
@@ -53,6 +61,7 @@ export async function createServer(config: ServerConfig, opts: ServerParts = {})
     engine,
     actions,
     reports,
+    agents,
     url: () => url,
     async start() {
       await http.listen({ host: config.listen.host, port: config.listen.port });

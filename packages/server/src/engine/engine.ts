@@ -213,8 +213,8 @@ export class Engine implements Service {
     const date = planDateOf(now, this.calendar);
     if (this.loadedDays.has(date)) return;
     const { start, end } = planDayBounds(date, this.calendar);
-    // On the very first start there is nothing to catch up: plan from now, not from the day's start.
-    const from = this.loadedDays.size === 0 ? now : start;
+    // On the very first start there is nothing to catch up: plan from now (less the grace), not from the day's start.
+    const from = this.loadedDays.size === 0 ? Math.max(start, now - this.options.graceMs) : start;
     const entries: PlanEntryRecord[] = [];
     for (const jobName of Object.keys(this.defs.jobs)) {
       const e = this.firstEntry(jobName, date, from, end);
