@@ -148,7 +148,17 @@ export class JobRun {
     if (child.pid === undefined) return;
     this.ctx.journal.write({ runId: this.runId, attempt: this.attempt, acceptedAt: Date.now(), pid: child.pid, startTicks: processStartTicks(child.pid) });
     this.item({ kind: 'started', pid: child.pid });
+    // Finish once the process exited and both pipes closed (not on 'close': it never fires for a forked
+    // child whose IPC channel the agent disconnected).
+    let open = 2;
+    const maybeFinish = () => {
+      if (open === 0 && this.exit) this.finish({});
+    };
     for (const stream of ['stdout', 'stderr'] as const) {
+      child[stream]!.on('close', () => {
+        open--;
+        maybeFinish();
+      });
       child[stream]!.on('data', (d: Buffer) => {
         this.output.write(stream, d);
         if (!this.paused && this.ctx.backlogged()) this.pause();
@@ -172,8 +182,8 @@ export class JobRun {
       this.exit = { code, signal };
       // The job ends with its leader: whatever it left in its process group is ended too, so no orphan survives.
       if (this.groupAlive()) this.terminate();
+      maybeFinish();
     });
-    child.on('close', () => this.finish({}));
   }
 
   private runInfo() {

@@ -1,3 +1,5 @@
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
 import WebSocket from 'ws';
 import {
   CLOSE, type DispatchPayloadMessage, encode, type HelloMessage, MAX_FRAME_BYTES, parseServerMessage, type ServerMessage, signChallenge,
@@ -35,6 +37,8 @@ export class ServerLink {
   private lastFrameAt = 0;
   private heartbeatMs = 10_000;
   private connectedOnce = false;
+  private rejectedHead = 0;
+  private rejections = 0;
 
   constructor(private readonly config: AgentConfig, private readonly queue: DiskQueue, private readonly handlers: LinkHandlers, private readonly log: Log) {
     queue.on('durable', () => this.pump());
@@ -93,6 +97,7 @@ export class ServerLink {
         this.ready = false;
         clearInterval(this.heartbeat);
       }
+      if (code === CLOSE.protocolError && wasReady) this.onRejected(reason.toString());
       if (refusal) this.log.warn(`refused by ${url}: ${refusal}; retrying with back-off`);
       else if (wasReady) this.log.warn(`disconnected from ${url} (${code}${reason.length ? ` ${reason.toString()}` : ''}); reconnecting`);
       if (this.ws === ws) this.scheduleReconnect();
@@ -161,6 +166,24 @@ export class ServerLink {
         if (this.inFlight < MAX_IN_FLIGHT / 2) this.pump();
       });
     }
+  }
+
+  /**
+   * The server closed the connection over one of our reports (e.g. a run deleted by retention while we were
+   * away). It commits in order, so the culprit is the first unacknowledged item. Rather than block the queue
+   * forever, an item rejected three times in a row is moved to DATA/queue/rejected.log and skipped.
+   */
+  private onRejected(reason: string): void {
+    const head = this.queue.firstUnacked();
+    if (head > this.queue.durableSeq) return;
+    this.rejections = head === this.rejectedHead ? this.rejections + 1 : 1;
+    this.rejectedHead = head;
+    if (this.rejections < 3) return;
+    const entry = this.queue.get(head);
+    appendFileSync(join(this.config.dataDir, 'queue', 'rejected.log'), `${JSON.stringify({ at: new Date().toISOString(), reason, ...entry })}\n`);
+    this.queue.ack(head);
+    this.rejections = 0;
+    this.log.error(`the server rejected queued report ${head} three times (${reason}); it was moved to rejected.log and skipped`);
   }
 
   private scheduleReconnect(): void {

@@ -11,54 +11,60 @@ const MASK = Buffer.from('***');
 /** Replaces secret values by `***`, also when a value is split across reads. */
 export class Masker {
   private readonly secrets: Buffer[];
+  private readonly firstBytes: number[];
   private carry: Buffer = Buffer.alloc(0);
 
   constructor(secrets: string[]) {
     // Longest first, so that a secret containing another is masked as a whole.
     this.secrets = [...new Set(secrets.filter((s) => s.length > 0))].map((s) => Buffer.from(s)).sort((a, b) => b.length - a.length);
+    this.firstBytes = [...new Set(this.secrets.map((s) => s[0]!))];
   }
 
-  /** Returns the bytes that are safe to emit now; holds back a tail that could be the start of a secret. */
+  /** Returns the bytes that are safe to emit now; holds back a tail that could still become a secret. */
   push(data: Buffer): Buffer {
     if (this.secrets.length === 0) return data;
-    const buf = this.mask(this.carry.length ? Buffer.concat([this.carry, data]) : data);
-    const hold = this.prefixHold(buf);
-    this.carry = Buffer.from(buf.subarray(buf.length - hold));
-    return buf.subarray(0, buf.length - hold);
+    return this.scan(this.carry.length ? Buffer.concat([this.carry, data]) : data, false);
   }
 
   end(): Buffer {
     const rest = this.carry;
     this.carry = Buffer.alloc(0);
-    return rest;
+    return this.secrets.length ? this.scan(rest, true) : rest;
   }
 
-  private mask(buf: Buffer): Buffer {
-    let out = buf;
-    for (const s of this.secrets) {
-      let i = out.indexOf(s);
-      if (i < 0) continue;
-      const parts: Buffer[] = [];
-      let from = 0;
-      while (i >= 0) {
-        parts.push(out.subarray(from, i), MASK);
-        from = i + s.length;
-        i = out.indexOf(s, from);
+  private scan(buf: Buffer, final: boolean): Buffer {
+    const parts: Buffer[] = [];
+    let from = 0;
+    let i = 0;
+    this.carry = Buffer.alloc(0);
+    for (;;) {
+      i = this.nextCandidate(buf, i);
+      if (i < 0) break;
+      const left = buf.length - i;
+      // A secret that may continue in the next read: wait for it (even if a shorter one matches already).
+      if (!final && this.secrets.some((s) => s.length > left && buf.subarray(i).equals(s.subarray(0, left)))) {
+        this.carry = Buffer.from(buf.subarray(i));
+        buf = buf.subarray(0, i);
+        break;
       }
-      parts.push(out.subarray(from));
-      out = Buffer.concat(parts);
+      const s = this.secrets.find((x) => x.length <= left && buf.subarray(i, i + x.length).equals(x));
+      if (s) {
+        parts.push(buf.subarray(from, i), MASK);
+        i += s.length;
+        from = i;
+      } else i++;
     }
-    return out;
+    parts.push(buf.subarray(from));
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
-  /** Length of the longest suffix of `buf` that is a proper prefix of some secret. */
-  private prefixHold(buf: Buffer): number {
-    const max = Math.min(buf.length, (this.secrets[0]?.length ?? 1) - 1);
-    for (let k = max; k > 0; k--) {
-      const tail = buf.subarray(buf.length - k);
-      if (this.secrets.some((s) => s.length > k && s.subarray(0, k).equals(tail))) return k;
+  private nextCandidate(buf: Buffer, from: number): number {
+    let best = -1;
+    for (const b of this.firstBytes) {
+      const at = buf.indexOf(b, from);
+      if (at >= 0 && (best < 0 || at < best)) best = at;
     }
-    return 0;
+    return best;
   }
 }
 

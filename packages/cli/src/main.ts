@@ -6,6 +6,7 @@ import { LATEST_SCHEMA_VERSION, openStore } from '@batchalyzer/store';
 import { loadConfig, type StoreFlags } from './config.js';
 import { applyFile, exportDefinitions } from './commands/definitions.js';
 import { runServer } from './commands/server.js';
+import { addAgentCommands } from './commands/agent-cli.js';
 import { type PreviewFlags, previewCommand } from './commands/preview.js';
 
 const program = new Command('batchalyzer')
@@ -110,6 +111,8 @@ storeOptions(
   for (const n of r.notes) process.stderr.write(`note: ${n}\n`);
   if (r.instants.length) process.stdout.write(`${r.instants.join('\n')}\n`);
 });
+
+addAgentCommands(program, storeOptions, actor);
 
 program
   .command('version')

@@ -75,7 +75,8 @@ export function parseListen(text: string, where: string): { host: string; port: 
   if (!m || !Number.isInteger(port) || port < 0 || port > 65535) {
     throw new ConfigError(`${where}: "${text}" is not a listen address; write HOST:PORT (e.g. 127.0.0.1:8080) or a port`);
   }
-  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+  // A bare port matches the second pattern with empty groups: it listens on 127.0.0.1, not on every interface.
+  return { host: m[1] || m[2] || '127.0.0.1', port };
 }
 
 export function compileConfig(input: ConfigInput): ServerConfig {

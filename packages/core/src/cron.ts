@@ -10,6 +10,12 @@ export const CRON_HINT =
   'write 5 fields "minute hour day-of-month month day-of-week" (optionally a leading seconds field), ' +
   'e.g. "30 2 * * *", or a nickname (@hourly, @daily, @weekly, @monthly, @yearly)';
 
+/** croner reports some fields 0-based ("day: 31" for 32); name the field and its range instead. */
+const FIELD_RANGES: Record<string, string> = {
+  second: 'seconds field (0-59)', minute: 'minute field (0-59)', hour: 'hour field (0-23)', day: 'day-of-month field (1-31)',
+  nearestWeekdays: 'day-of-month field (1-31)', month: 'month field (1-12 or jan-dec)', dayOfWeek: 'day-of-week field (0-7 or sun-sat)',
+};
+
 export interface ParsedCron {
   /** The expression with nicknames expanded; always 5 or 6 fields. */
   fields: string[];
@@ -54,7 +60,9 @@ export function checkCron(expr: unknown, timezone: string, from = Date.now()): s
   try {
     cron = makeCron(parsed, timezone);
   } catch (err) {
-    const reason = (err as Error).message.replace(/^CronPattern: /, '');
+    const reason = (err as Error).message
+      .replace(/^CronPattern: /, '')
+      .replace(/^Invalid value for (\w+): .*$/, (all, field: string) => (FIELD_RANGES[field] ? `a value in the ${FIELD_RANGES[field]} is out of range` : all));
     return `"${expr}" is not a valid cron expression (${reason}); ${CRON_HINT}`;
   }
   if (cron.nextRun(new Date(from)) === null) {

@@ -95,7 +95,7 @@ export function parseLocalDateTime(input: unknown, zone: string): number | strin
   const [year, month, day, hour, minute, second] = [m[1], m[2], m[3], m[4], m[5], m[6] ?? '0'].map(Number) as number[];
   const probe = new Date(Date.UTC(year!, month! - 1, day!, hour!, minute!, second!));
   if (probe.getUTCMonth() !== month! - 1 || probe.getUTCDate() !== day! || hour! > 23 || minute! > 59 || second! > 59) {
-    return `"${input}" is not a real calendar date-time`;
+    return `"${input}" is not a real calendar date-time; check the month (01-12), the day of that month and the time (00:00-23:59)`;
   }
   if (m[7]) {
     const t = Date.parse(`${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${String(second).padStart(2, '0')}${m[7] === 'Z' ? 'Z' : m[7].replace(/^([+-]\d{2})(\d{2})$/, '$1:$2')}`);

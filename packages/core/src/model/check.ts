@@ -5,13 +5,14 @@ import { positiveDuration, tags, target, thresholdRange } from './fields.js';
 
 export const BUILTIN_SIMPLE = ['memory', 'swap', 'load', 'cpu', 'uptime', 'processes'] as const;
 
+const BUILTIN_HINT = `builtin is one of ${BUILTIN_SIMPLE.join(', ')}, { disk: MOUNT } or { inodes: MOUNT }`;
 const builtin = z.union(
   [
-    z.enum(BUILTIN_SIMPLE),
+    z.enum(BUILTIN_SIMPLE, { error: BUILTIN_HINT }),
     z.strictObject({ disk: z.string().startsWith('/', { error: 'disk takes a mount point such as "/"' }) }),
     z.strictObject({ inodes: z.string().startsWith('/', { error: 'inodes takes a mount point such as "/"' }) }),
   ],
-  { error: `builtin is one of ${BUILTIN_SIMPLE.join(', ')}, { disk: MOUNT } or { inodes: MOUNT }` },
+  { error: BUILTIN_HINT },
 );
 
 export const check = z

@@ -30,7 +30,7 @@ function canonical<T>(parse: (v: unknown) => T | string, format: (v: T) => strin
 /** A duration, stored canonically (`90m` → `1h30m`). */
 export const duration = canonical(parseDuration, formatDuration, 'a duration such as 30s, 10m or 1h30m');
 /** A positive duration. */
-export const positiveDuration = duration.refine((d) => d !== '0s', { error: 'must be longer than zero' });
+export const positiveDuration = duration.refine((d) => d !== '0s', { error: 'must be longer than zero; write a duration such as 30s or 10m' });
 export const size = canonical(parseSize, formatSize, 'a size such as 10MB');
 
 export const timeZone = z.string({ error: `expected a time zone; ${TIMEZONE_HINT}` }).refine(isValidTimeZone, {

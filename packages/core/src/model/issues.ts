@@ -24,29 +24,37 @@ const VOCABULARY = [
   'match', 'severity', 'source', 'email', 'webhook', 'url', 'digest',
 ];
 
+/** Edit distance in which swapping two neighbouring letters counts as one edit (`crti` is closer to `crit` than to `cron`). */
 function distance(a: string, b: string): number {
-  const dp = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = dp[0]!;
-    dp[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = dp[j]!;
-      dp[j] = Math.min(dp[j]! + 1, dp[j - 1]! + 1, prev + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
-      prev = tmp;
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  const d = Array.from({ length: x.length + 1 }, (_, i) => Array.from({ length: y.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= x.length; i++) {
+    for (let j = 1; j <= y.length; j++) {
+      const row = d[i]!;
+      row[j] = Math.min(d[i - 1]![j]! + 1, row[j - 1]! + 1, d[i - 1]![j - 1]! + (x[i - 1] === y[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && x[i - 1] === y[j - 2] && x[i - 2] === y[j - 1]) row[j] = Math.min(row[j]!, d[i - 2]![j - 2]! + 1);
     }
   }
-  return dp[b.length]!;
+  return d[x.length]![y.length]!;
 }
 
-export function suggestKey(key: string): string | undefined {
+/** The known key closest to `key` (at most two edits away), from `among` (default: every key of the format). */
+export function suggestKey(key: string, among: readonly string[] = VOCABULARY): string | undefined {
   let best: string | undefined;
   let bestD = 3;
-  for (const k of VOCABULARY) {
+  for (const k of among) {
     const d = distance(key, k);
     if (d < bestD) [best, bestD] = [k, d];
   }
   return best;
 }
+
+/** How to write the required keys people most often forget. */
+const REQUIRED_EXAMPLES: Record<string, string> = {
+  run: 'e.g. run: { shell: "script" } or run: { command: [/path/to/program, arg] }',
+  on: 'e.g. on: { agent: NAME } or on: { group: NAME }',
+};
 
 function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   let v: unknown = root;
@@ -74,7 +82,10 @@ function messageFor(issue: z.core.$ZodIssue, input: unknown): ValidationIssue[] 
     case 'invalid_type': {
       const got = valueAt(input, base);
       const expected = issue.expected === 'object' ? 'a mapping' : issue.expected === 'array' ? 'a list' : `a ${issue.expected}`;
-      if (got === undefined) return [{ path: formatPath(base), message: `is required; add it (${expected})` }];
+      if (got === undefined) {
+        const example = REQUIRED_EXAMPLES[String(base[base.length - 1])];
+        return [{ path: formatPath(base), message: `is required; add it (${example ?? expected})` }];
+      }
       const msg = issue.message.startsWith('Invalid input') ? `expected ${expected}` : issue.message;
       return [{ path: formatPath(base), message: `${msg}, got ${describe(got)}` }];
     }
@@ -88,6 +99,12 @@ function messageFor(issue: z.core.$ZodIssue, input: unknown): ValidationIssue[] 
       const bound = small ? (inclusive ? 'at least' : 'more than') : inclusive ? 'at most' : 'less than';
       const got = valueAt(input, base);
       return [{ path: formatPath(base), message: `must be ${bound} ${limit}${what ? ` ${what}` : ''}${typeof got === 'number' ? ` (got ${got})` : ''}; change the value` }];
+    }
+    case 'invalid_key': {
+      // A record key (env name, resource name) failed its own schema: say which key and why.
+      const inner = (issue as { issues?: { message: string }[] }).issues ?? [];
+      const key = String(base[base.length - 1]);
+      return [{ path: formatPath(base), message: inner.length ? inner.map((i) => i.message).join('; ') : `"${key}" is not a valid key here; rename it` }];
     }
     case 'invalid_value':
       return [{ path: formatPath(base), message: issue.message.startsWith('Invalid option') ? `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}` : issue.message }];

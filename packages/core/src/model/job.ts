@@ -18,7 +18,8 @@ export const schedule = z
     const hint = 'use one of { at }, { cron }, { cron, every } (window + interval), { every [, from] } or { after }';
     if (forms === 0) ctx.addIssue({ code: 'custom', message: `a schedule needs a form; ${hint}` });
     else if (forms > 1 && !(forms === 2 && s.cron !== undefined && s.every !== undefined)) {
-      ctx.addIssue({ code: 'custom', message: `these keys cannot be combined; ${hint}` });
+      const given = (['at', 'cron', 'every', 'after'] as const).filter((k) => s[k] !== undefined);
+      ctx.addIssue({ code: 'custom', message: `${given.join(' and ')} cannot be combined; ${hint}` });
     }
     if (s.from !== undefined && (s.every === undefined || s.cron !== undefined)) {
       ctx.addIssue({ code: 'custom', path: ['from'], message: '"from" offsets an "every" grid; it needs "every" and no "cron"' });
@@ -91,13 +92,15 @@ export const job = z.strictObject({
   tags: tags.optional(),
   enabled: z.boolean().optional(),
   run,
-  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'env names use letters, digits and _' }), envValue).optional(),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+    error: (i) => `"${String(i.input)}" is not a valid variable name; env names start with a letter or _ and use only letters, digits and _`,
+  }), envValue).optional(),
   cwd: z.string().min(1).optional(),
   runAs: z.strictObject({ user: z.string().min(1), group: z.string().min(1).optional() }).optional(),
   on: target,
   schedule: schedule.optional(),
   requires: z.array(requirement).optional(),
-  resources: z.record(resourceName, z.number().int({ error: 'units are a whole number' }).min(1, { error: 'take at least 1 unit' })).optional(),
+  resources: z.record(resourceName, z.number({ error: 'units are a whole number, e.g. { db-pool: 1 }' }).int({ error: 'units are a whole number, e.g. { db-pool: 1 }' }).min(1, { error: 'take at least 1 unit; remove the resource if the job does not need it' })).optional(),
   posts: posts.optional(),
   timeout: positiveDuration.optional(),
   killGrace: positiveDuration.optional(),
@@ -133,7 +136,7 @@ export const group = nameList;
 
 export const resource = z
   .strictObject({
-    pool: z.number({ error: 'a pool is a whole number of units' }).int({ error: 'a pool is a whole number of units' }).min(1, { error: 'a pool needs at least 1 unit' }).optional(),
+    pool: z.number({ error: 'a pool is a whole number of units' }).int({ error: 'a pool is a whole number of units' }).min(1, { error: (i) => `a pool needs at least 1 unit (got ${String(i.input)}); write its capacity as a whole number, e.g. { pool: 4 }` }).optional(),
     rate: z
       .string({ error: 'a rate is written N/WINDOW, e.g. 10/1m' })
       .transform((v, ctx) => {

@@ -65,7 +65,7 @@ function changedFields(a: unknown, b: unknown): string[] {
 export function planApplyFromYaml(current: Definitions, text: string, subject: string, opts: ApplyOptions): ApplyPlan {
   const parsed = parseDefinitionsYaml(text);
   if (parsed.issues.length && parsed.issues.every((i) => i.path.startsWith('line '))) throw new ValidationError(subject, parsed.issues);
-  return planApply(current, parsed.definitions, { ...opts, invalid: parsed.invalid }, parsed.issues, subject);
+  return planApply(current, parsed.definitions, { ...opts, invalid: parsed.invalid, notifyIndex: parsed.notifyIndex }, parsed.issues, subject);
 }
 
 const SINGULAR: Record<DefinitionChange['kind'], string> = {

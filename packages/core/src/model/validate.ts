@@ -21,6 +21,8 @@ export interface ValidateOptions {
   now?: number;
   /** Groups and resources that exist in the input but were rejected; references to them are not reported again. */
   invalid?: { groups: Set<string>; resources: Set<string> };
+  /** Position of each notify rule in the file, so its problems are located as `notify[N]` like parse errors. */
+  notifyIndex?: Map<string, number>;
 }
 
 export function validateDefinitions(defs: Definitions, opts: ValidateOptions): SemanticResult {
@@ -48,7 +50,7 @@ export function validateDefinitions(defs: Definitions, opts: ValidateOptions): S
     });
   }
   for (const cycle of groupCycles(defs.groups)) {
-    issue(['groups', cycle[0]!], `groups form a cycle (${cycle.join(' → ')} → ${cycle[0]}); a group may not contain itself through other groups`);
+    issue(['groups', cycle[0]!], `groups form a cycle (${cycle.join(' → ')} → ${cycle[0]}); a group may not contain itself through other groups, so remove one of these memberships`);
   }
 
   const checkTarget = (path: (string | number)[], t: Target) => {
@@ -87,7 +89,7 @@ export function validateDefinitions(defs: Definitions, opts: ValidateOptions): S
         if (!opts.invalid?.resources.has(res)) issue(at('resources', res), `unknown resource "${res}"; define it under resources: (e.g. ${res}: { pool: 4 })`);
       } else {
         const cap = def.pool ?? Number(def.rate!.split('/')[0]);
-        if (units > cap) issue(at('resources', res), `takes ${units} units but "${res}" has only ${cap}; the job could never start`);
+        if (units > cap) issue(at('resources', res), `takes ${units} units but "${res}" has only ${cap}; the job could never start; take at most ${cap} or raise the ${def.pool !== undefined ? 'pool' : 'rate'}`);
       }
     }
     const codes = spec.exitCodes;
@@ -105,8 +107,11 @@ export function validateDefinitions(defs: Definitions, opts: ValidateOptions): S
   for (const [checkName, spec] of Object.entries(defs.checks)) checkTarget(['checks', checkName, 'on'], spec.on);
 
   for (const [ruleName, rule] of Object.entries(defs.notify)) {
+    const pos = opts.notifyIndex?.get(ruleName);
     (rule.match?.group ?? []).forEach((g, i) => {
-      if (!defs.groups[g] && !opts.invalid?.groups.has(g)) issue(['notify', ruleName, 'match', 'group', i], `unknown group "${g}"; define it under groups:`);
+      if (!defs.groups[g] && !opts.invalid?.groups.has(g)) {
+        issue(['notify', ...(pos !== undefined ? [pos] : [ruleName]), 'match', 'group', i], `unknown group "${g}"; define it under groups: or match agents with agent: NAME`);
+      }
     });
   }
   return { issues, warnings };

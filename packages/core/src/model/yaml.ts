@@ -16,6 +16,8 @@ export interface ParsedFile {
   issues: ValidationIssue[];
   /** Names whose entries were rejected: other entries may still refer to them without extra errors. */
   invalid: { groups: Set<string>; resources: Set<string> };
+  /** Position of each notify rule in the file's list, by rule name. */
+  notifyIndex: Map<string, number>;
 }
 
 /** Finds keys repeated within one mapping, reporting each repeat by path (`jobs.backup`). */
@@ -43,23 +45,31 @@ export function parseDefinitionsYaml(text: string): ParsedFile {
     return {
       definitions,
       invalid: { groups: new Set(), resources: new Set() },
-      issues: doc.errors.map((e) => ({
-        path: e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '',
-        message: `YAML syntax error: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}; fix the file's indentation or quoting there`,
-      })),
+      notifyIndex: new Map(),
+      issues: doc.errors.map((e) => {
+        const line = e.linePos ? text.split('\n')[e.linePos[0].line - 1] ?? '' : '';
+        // The usual cause: an unquoted `{agent}` name inside a flow mapping, where YAML reserves braces.
+        const fix = /[{,]\s*[^"'\s{,][^\s,:]*\{agent\}/.test(line)
+          ? 'inside { } quote names that contain {agent}, e.g. { "cpu-{agent}": 2 }'
+          : "fix the file's indentation or quoting there";
+        return {
+          path: e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '',
+          message: `YAML syntax error: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}; ${fix}`,
+        };
+      }),
     };
   }
   const issues: ValidationIssue[] = [];
   duplicateKeys(doc.contents as Node, [], issues);
   const raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    return { definitions, invalid: { groups: new Set(), resources: new Set() }, issues: [{ path: '', message: 'the file must be a mapping with keys such as jobs:, groups:, resources:' }] };
+    return { definitions, invalid: { groups: new Set(), resources: new Set() }, notifyIndex: new Map(), issues: [{ path: '', message: 'the file must be a mapping with keys such as jobs:, groups:, resources:' }] };
   }
   const top = raw as Record<string, unknown>;
   for (const key of Object.keys(top)) {
     if (!(key in documentShape)) {
-      const hint = suggestKey(key);
-      issues.push({ path: key, message: `unknown top-level key "${key}"${hint ? ` (did you mean "${hint}"?)` : ''}; the file may hold ${Object.keys(documentShape).join(', ')}` });
+      const hint = suggestKey(key, Object.keys(documentShape));
+      issues.push({ path: key, message: `unknown top-level key "${key}"${hint && hint !== key ? ` (did you mean "${hint}"?)` : ''}; the file may hold ${Object.keys(documentShape).join(', ')}` });
     }
   }
   // Each entry is checked on its own, so one broken job does not hide the errors of the others.
@@ -79,6 +89,7 @@ export function parseDefinitionsYaml(text: string): ParsedFile {
     return Object.entries(v);
   };
   const invalid = { groups: new Set<string>(), resources: new Set<string>() };
+  const notifyIndex = new Map<string, number>();
   if (top.timezone !== undefined) {
     const tz = one(documentShape.timezone, top.timezone, ['timezone']);
     if (tz !== undefined) definitions.settings.timezone = tz;
@@ -117,9 +128,10 @@ export function parseDefinitionsYaml(text: string): ParsedFile {
       }
       const { name: _omit, ...spec } = rule;
       definitions.notify[ruleName] = spec;
+      notifyIndex.set(ruleName, i);
     });
   }
-  return { definitions, issues, invalid };
+  return { definitions, issues, invalid, notifyIndex };
 }
 
 /** Writes definitions as a jobs-as-code file; applying the result to the same store changes nothing. */

@@ -128,8 +128,9 @@ export class AgentSession {
     this.connectedAt = Date.now();
     this.draining = hello.draining;
     this.activeRuns = new Set(hello.activeRuns);
-    await this.hub.online(this);
+    // Welcome first: dispatches that follow agent:connected must reach an agent that knows it is connected.
     this.send({ type: 'welcome', serverTime: Date.now(), heartbeatMs: this.hub.config.heartbeatMs });
+    await this.hub.online(this);
   }
 
   private refuseAfterAuth(reason: RefusalReason, message: string): void {

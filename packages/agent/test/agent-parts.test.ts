@@ -1,0 +1,101 @@
+import { appendFileSync, mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { QueueItem } from '@batchalyzer/protocol';
+import { agentUrl, compileAgentConfig } from '../src/config.js';
+import { globToRegExp } from '../src/glob.js';
+import { Masker, RunOutput } from '../src/output.js';
+import { DiskQueue } from '../src/queue.js';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'bz-agent-'));
+const step = (runId: number, n: number): QueueItem => ({ kind: 'step', runId, attempt: 1, at: n, step: n, stepKind: 'progress', text: `step ${n} ${'x'.repeat(100)}` });
+
+describe('glob patterns for allow/deny lists', () => {
+  it('matches paths segment by segment', () => {
+    expect(globToRegExp('/usr/bin/*').test('/usr/bin/echo')).toBe(true);
+    expect(globToRegExp('/usr/bin/*').test('/usr/bin/x/y')).toBe(false);
+    expect(globToRegExp('/opt/**').test('/opt/a/b/c')).toBe(true);
+    expect(globToRegExp('/bin/ec?o').test('/bin/echo')).toBe(true);
+    expect(globToRegExp('/bin/[ab]sh').test('/bin/bsh')).toBe(true);
+    expect(globToRegExp('/a.b').test('/axb')).toBe(false);
+  });
+});
+
+describe('secret masking', () => {
+  it('masks values split across writes and holds back only a possible prefix', () => {
+    const m = new Masker(['hunter2', 'hunter2-long']);
+    const out = [m.push(Buffer.from('pw=hun')), m.push(Buffer.from('ter2 and hunter2-lo')), m.push(Buffer.from('ng!')), m.end()];
+    expect(Buffer.concat(out).toString()).toBe('pw=*** and ***!');
+    expect(new Masker(['abc']).push(Buffer.from('xyz')).toString()).toBe('xyz');
+  });
+});
+
+describe('run output', () => {
+  it('numbers chunks per stream, flushes on size, and keeps head and tail beyond the cap', () => {
+    const chunks: { stream: string; chunk: number; data: string }[] = [];
+    let dropped = 0;
+    const out = new RunOutput(400, [], 64, { chunk: (stream, chunk, data) => chunks.push({ stream, chunk, data: data.toString() }), truncated: (n) => (dropped = n) });
+    for (let i = 0; i < 100; i++) out.write('stdout', Buffer.from(`${String(i).padStart(9, '0')}\n`));
+    out.write('stderr', Buffer.from('e'));
+    out.end();
+    const stdout = chunks.filter((c) => c.stream === 'stdout');
+    expect(stdout.map((c) => c.chunk)).toEqual(stdout.map((_, i) => i + 1));
+    const text = stdout.map((c) => c.data).join('');
+    expect(text.startsWith('000000000\n')).toBe(true);
+    expect(text.endsWith('000000099\n')).toBe(true);
+    expect(dropped).toBe(1000 - 200 - 100);
+    expect(chunks.filter((c) => c.stream === 'stderr').map((c) => c.data)).toEqual(['e']);
+  });
+});
+
+describe('disk queue', () => {
+  it('keeps unacknowledged items across a restart, in order, and forgets acknowledged ones', () => {
+    const dir = tmp();
+    const q = DiskQueue.open(dir);
+    for (let i = 1; i <= 5; i++) expect(q.append(step(1, i))).toBe(i);
+    q.flush();
+    expect(q.durableSeq).toBe(5);
+    q.ack(2);
+    q.close();
+    const again = DiskQueue.open(dir);
+    expect(again.queueId).toBe(q.queueId);
+    expect(again.firstUnacked()).toBe(3);
+    expect([...again.unackedItems()].map((i) => (i as { step: number }).step)).toEqual([3, 4, 5]);
+    expect(again.append(step(1, 6))).toBe(6);
+    again.close();
+  });
+
+  it('cuts a torn last line left by a crash, and reads items back from disk beyond its memory budget', () => {
+    const dir = tmp();
+    const q = DiskQueue.open(dir, 300);
+    for (let i = 1; i <= 10; i++) q.append(step(1, i));
+    q.flush();
+    expect((q.get(9)!.item as { step: number }).step).toBe(9);
+    q.close();
+    const seg = readdirSync(dir).find((f) => f.endsWith('.log'))!;
+    appendFileSync(join(dir, seg), '{"seq":11,"item":{"kind":"st');
+    const again = DiskQueue.open(dir, 300);
+    expect(again.length).toBe(10);
+    expect(again.append(step(1, 11))).toBe(11);
+    again.flush();
+    again.ack(11);
+    expect(again.length).toBe(0);
+    again.close();
+    expect(DiskQueue.open(dir).length).toBe(0);
+  });
+});
+
+describe('agent configuration', () => {
+  const base = { env: { BATCHALYZER_AGENT_KEY: 'bza1.k' }, cwd: '/tmp' };
+  it('compiles flags over environment with clear errors', () => {
+    const c = compileAgentConfig({ ...base, flags: { name: 'a1', server: ['http://h:8080', 'https://g'], refuse: ['shell', 'checks'], allow: ['/usr/bin/*'] } });
+    expect(c.servers).toEqual(['ws://h:8080/api/v1/agent', 'wss://g/api/v1/agent']);
+    expect(c.accept).toEqual({ command: true, shell: false, node: true, checks: { builtin: false, plugin: false, node: false } });
+    expect(c.baseEnv.PATH).toBeTruthy();
+    expect(() => compileAgentConfig({ ...base, flags: { server: ['http://h'] } })).toThrow(/--name is required/);
+    expect(() => compileAgentConfig({ ...base, flags: { name: 'a', server: ['http://h'], refuse: ['everything'] } })).toThrow(/unknown kind "everything"/);
+    expect(() => compileAgentConfig({ ...base, flags: { name: 'a', server: ['http://h'], drainTimeout: 'soon' } })).toThrow(/not a duration/);
+    expect(() => agentUrl('ftp://x')).toThrow(/must be http/);
+  });
+});

@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import {
+  encode, generateAgentKey, MAX_FRAME_BYTES, parseAgentMessage, parseServerMessage, publicKeyOf, signChallenge, verifyChallenge,
+} from '../src/index.js';
+
+const hello = {
+  type: 'hello' as const, protocol: 1, agent: 'a1', version: '0.1.0', clock: 1, facts: { hostname: 'h' },
+  capabilities: { command: true, shell: true, node: false, checks: { builtin: true, plugin: true, node: true } },
+  queueId: 'abcdefgh-1234', activeRuns: [3], draining: false,
+};
+
+describe('protocol messages', () => {
+  it('round-trips valid messages of both directions', () => {
+    expect(parseAgentMessage(encode(hello))).toEqual({ ok: true, message: hello });
+    const report = { type: 'report', seq: 4, item: { kind: 'output', runId: 1, attempt: 1, at: 2, stream: 'stderr', chunk: 1, data: 'aGk=' } } as const;
+    expect(parseAgentMessage(JSON.stringify(report))).toEqual({ ok: true, message: report });
+    expect(parseServerMessage('{"type":"ack","seq":9}')).toEqual({ ok: true, message: { type: 'ack', seq: 9 } });
+  });
+
+  it('never throws, and says what is wrong', () => {
+    const inputs: (string | Buffer)[] = ['', '{', 'null', '[]', '1', '"x"', Buffer.from([0xff, 0xfe]), '{"type":"nope"}', '{"type":"report","seq":"1"}',
+      JSON.stringify({ ...hello, extra: 1 }), JSON.stringify({ ...hello, agent: '../etc' }), JSON.stringify({ type: 'report', seq: 1, item: { kind: 'output', runId: 1, attempt: 1, at: 1, stream: 'stdout', chunk: 1, data: '!!' } })];
+    for (const i of inputs) {
+      const r = parseAgentMessage(i);
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.error.message.length).toBeLessThanOrEqual(123);
+    }
+    expect(parseAgentMessage('{"type":"report","seq":"1"}')).toMatchObject({ ok: false, error: { code: 'invalid' } });
+    expect(parseAgentMessage('{')).toMatchObject({ ok: false, error: { code: 'not-json', message: 'frame is not JSON' } });
+    expect(parseAgentMessage('x'.repeat(MAX_FRAME_BYTES + 1))).toMatchObject({ ok: false, error: { code: 'too-large' } });
+  });
+});
+
+describe('agent keys', () => {
+  it('proves possession of the key over a challenge without revealing it', () => {
+    const { key, publicKey } = generateAgentKey();
+    expect(key).toMatch(/^bza1\./);
+    expect(publicKey).toMatch(/^ed25519:/);
+    expect(publicKeyOf(key)).toBe(publicKey);
+    const sig = signChallenge(key, 'nonce-1', 'a1', 1);
+    expect(verifyChallenge(publicKey, sig, 'nonce-1', 'a1', 1)).toBe(true);
+    expect(verifyChallenge(publicKey, sig, 'nonce-2', 'a1', 1)).toBe(false);
+    expect(verifyChallenge(publicKey, sig, 'nonce-1', 'a2', 1)).toBe(false);
+    expect(verifyChallenge(publicKey, sig, 'nonce-1', 'a1', 2)).toBe(false);
+    expect(verifyChallenge(generateAgentKey().publicKey, sig, 'nonce-1', 'a1', 1)).toBe(false);
+    expect(verifyChallenge('garbage', sig, 'nonce-1', 'a1', 1)).toBe(false);
+    expect(verifyChallenge(publicKey, '', 'nonce-1', 'a1', 1)).toBe(false);
+    expect(() => signChallenge('not-a-key', 'n', 'a1', 1)).toThrow(/not a batchalyzer agent key/);
+  });
+});

@@ -1,0 +1,48 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { processAlive, serverWithAgent, TestAgent, until } from './support/agent.js';
+
+const cleanup: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+async function endedRun(store: Awaited<ReturnType<typeof serverWithAgent>>['store'], id: number) {
+  return until(`run ${id} ended`, async () => {
+    const r = await store.getRun(id);
+    return r && !['dispatched', 'running'].includes(r.state) ? r : undefined;
+  });
+}
+
+describe('kill -9 of the agent while a job runs (brief §8)', () => {
+  it('the restarted agent reports the run lost from its journal and ends the leftover process group', async () => {
+    const { server, agent, store, keyFile } = await serverWithAgent('a1');
+    cleanup.push(() => server.stop(), () => agent.kill9(), () => store.close());
+    const runId = await server.run('a1', { shell: 'echo $$; exec sleep 300' });
+    const pid = Number(await until('job pid', async () => (await store.readOutput(runId, 'stdout')).toString().trim() || undefined));
+    expect(processAlive(pid)).toBe(true);
+
+    await agent.kill9();
+    const again = new TestAgent({ name: 'a1', url: server.url, keyFile, data: agent.data }).start();
+    cleanup.push(() => again.kill9());
+    const run = await endedRun(store, runId);
+    expect(run.state).toBe('lost');
+    expect(run.endReason).toMatch(/agent a1 restarted while run \d+ was running/);
+    await until('leftover job process ended', () => !processAlive(pid));
+  });
+
+  it('an agent that never comes back: its run is lost after the missing time and the lease, never stuck running', async () => {
+    const { server, agent, store } = await serverWithAgent('a1');
+    cleanup.push(() => server.stop(), () => agent.kill9(), () => store.close());
+    const runId = await server.run('a1', { shell: 'echo $$; exec sleep 300' });
+    const pid = Number(await until('job pid', async () => (await store.readOutput(runId, 'stdout')).toString().trim() || undefined));
+    cleanup.push(async () => process.kill(pid, 'SIGKILL'));
+
+    await agent.kill9();
+    await server.event('agent:disconnected', (e) => e.name === 'a1');
+    await server.event('agent:missing', (e) => e.name === 'a1');
+    const run = await endedRun(store, runId);
+    expect(run.state).toBe('lost');
+    expect(run.endReason).toMatch(/agent a1 missing since .*\(lease of \d+ ms expired\)/);
+    expect((await store.getAgent('a1'))!.status).toBe('missing');
+  });
+});
