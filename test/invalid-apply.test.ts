@@ -22,11 +22,13 @@ describe('apply rejects invalid jobs-as-code files', () => {
     expect(fixtures.length).toBeGreaterThanOrEqual(15);
   });
 
-  it.each(fixtures)('%s', async (file) => {
+  // Rejected applies only read the store, so the fixtures run concurrently (each is a real CLI process).
+  it.concurrent.each(fixtures.map((f, i) => [f, i] as const))('%s', async (file, i) => {
     const text = readFileSync(join(DIR, file), 'utf8');
     const expected = [...text.matchAll(/^# expect: (.+)$/gm)].map((m) => m[1]!.trim());
     expect(expected.length).toBeGreaterThan(0);
-    for (const prune of [[], ['--prune']]) {
+    // --prune changes what the resulting state is, not whether bad input is rejected: check it on a sample.
+    for (const prune of i % 4 === 0 ? [[], ['--prune']] : [[]]) {
       const r = await cli(['apply', '-f', join(DIR, file), '--data', data, ...prune]);
       expect(r.code).not.toBe(0);
       expect(r.stdout).toBe('');

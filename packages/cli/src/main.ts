@@ -5,7 +5,6 @@ import { BatchalyzerError, type RawOptions, VERSION } from '@batchalyzer/core';
 import { LATEST_SCHEMA_VERSION, openStore } from '@batchalyzer/store';
 import { loadConfig, type StoreFlags } from './config.js';
 import { applyFile, exportDefinitions } from './commands/definitions.js';
-import { runServer } from './commands/server.js';
 import { addAgentCommands } from './commands/agent-cli.js';
 import { type PreviewFlags, previewCommand } from './commands/preview.js';
 
@@ -31,6 +30,8 @@ storeOptions(
     .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default info)'))
     .addOption(new Option('--apply <file>', 'apply this jobs-as-code file at start (create/update only)')),
 ).action(async (opts: StoreFlags & RawOptions & { apply?: string }) => {
+  // Loaded on demand: the HTTP framework and the engine are not needed by the other commands.
+  const { runServer } = await import('./commands/server.js');
   await runServer(loadConfig(opts), { apply: opts.apply, actor: actor() });
 });
 

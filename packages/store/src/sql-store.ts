@@ -87,69 +87,61 @@ export class SqlStore implements Store {
 
   async applyDefinitions(plan: ApplyPlan, actor: string, at: number): Promise<void> {
     const r = plan.result;
+    const upserts = (kind: ApplyPlan['changes'][number]['kind']) => plan.changes.filter((c) => c.kind === kind && c.action !== 'delete').map((c) => c.name);
+    const deletes = (kind: ApplyPlan['changes'][number]['kind']) => plan.changes.filter((c) => c.kind === kind && c.action === 'delete').map((c) => c.name);
+    // Multi-row statements in chunks (parameter limits: SQLite 32766, PostgreSQL 65535), all in one transaction.
+    const chunks = <T>(items: T[], size = 500): T[][] => Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
     await this.tx(async (trx) => {
-      for (const c of plan.changes) {
-        const del = c.action === 'delete';
-        switch (c.kind) {
-          case 'settings': {
-            const value = r.settings[c.name as 'timezone' | 'newDayAt']!;
-            await trx.insertInto('settings').values({ key: c.name, value, updated_at: at })
-              .onConflict((oc) => oc.column('key').doUpdateSet({ value, updated_at: at })).execute();
-            break;
-          }
-          case 'groups':
-            if (del) await trx.deleteFrom('agent_groups').where('name', '=', c.name).execute();
-            else {
-              const members = JSON.stringify(r.groups[c.name]);
-              await trx.insertInto('agent_groups').values({ name: c.name, members, updated_at: at })
-                .onConflict((oc) => oc.column('name').doUpdateSet({ members, updated_at: at })).execute();
-            }
-            break;
-          case 'resources':
-            if (del) await trx.deleteFrom('resources').where('name', '=', c.name).execute();
-            else {
-              const spec = r.resources[c.name]!;
-              const [capacity, window] = spec.pool !== undefined ? [spec.pool, null] : spec.rate!.split('/');
-              const row = {
-                kind: spec.pool !== undefined ? ('pool' as const) : ('rate' as const),
-                capacity: Number(capacity),
-                window_ms: window === null || window === undefined ? null : (parseDuration(window) as number),
-                spec: JSON.stringify(spec),
-                updated_at: at,
-              };
-              await trx.insertInto('resources').values({ name: c.name, ...row })
-                .onConflict((oc) => oc.column('name').doUpdateSet(row)).execute();
-            }
-            break;
-          case 'jobs':
-            if (del) await trx.deleteFrom('jobs').where('name', '=', c.name).execute();
-            else {
-              const spec = r.jobs[c.name]!;
-              const row = { spec: JSON.stringify(spec), enabled: spec.enabled === false ? 0 : 1, updated_at: at };
-              await trx.insertInto('jobs').values({ name: c.name, ...row })
-                .onConflict((oc) => oc.column('name').doUpdateSet((eb) => ({ ...row, revision: eb('jobs.revision', '+', 1) })))
-                .execute();
-            }
-            break;
-          case 'checks':
-            if (del) await trx.deleteFrom('checks').where('name', '=', c.name).execute();
-            else {
-              const spec = r.checks[c.name]!;
-              const row = { spec: JSON.stringify(spec), enabled: spec.enabled === false ? 0 : 1, updated_at: at };
-              await trx.insertInto('checks').values({ name: c.name, ...row }).onConflict((oc) => oc.column('name').doUpdateSet(row)).execute();
-            }
-            break;
-          case 'notify':
-            if (del) await trx.deleteFrom('notify_rules').where('name', '=', c.name).execute();
-            else {
-              const row = { spec: JSON.stringify(r.notify[c.name]), updated_at: at };
-              await trx.insertInto('notify_rules').values({ name: c.name, ...row }).onConflict((oc) => oc.column('name').doUpdateSet(row)).execute();
-            }
-            break;
-        }
-        await trx.insertInto('audit_log').values({
-          at, actor, action: `${c.action}`, target: `${c.kind}/${c.name}`, detail: json(c.fields ?? null),
-        }).execute();
+      for (const key of upserts('settings')) {
+        const value = r.settings[key as 'timezone' | 'newDayAt']!;
+        await trx.insertInto('settings').values({ key, value, updated_at: at })
+          .onConflict((oc) => oc.column('key').doUpdateSet({ value, updated_at: at })).execute();
+      }
+      const drop = async (kind: 'groups' | 'resources' | 'jobs' | 'checks' | 'notify', table: 'agent_groups' | 'resources' | 'jobs' | 'checks' | 'notify_rules') => {
+        for (const names of chunks(deletes(kind))) await trx.deleteFrom(table).where('name', 'in', names).execute();
+      };
+      await drop('groups', 'agent_groups');
+      await drop('resources', 'resources');
+      await drop('jobs', 'jobs');
+      await drop('checks', 'checks');
+      await drop('notify', 'notify_rules');
+      for (const names of chunks(upserts('groups'))) {
+        await trx.insertInto('agent_groups').values(names.map((name) => ({ name, members: JSON.stringify(r.groups[name]), updated_at: at })))
+          .onConflict((oc) => oc.column('name').doUpdateSet((eb) => ({ members: eb.ref('excluded.members'), updated_at: at }))).execute();
+      }
+      for (const names of chunks(upserts('resources'))) {
+        const rows = names.map((name) => {
+          const spec = r.resources[name]!;
+          const [capacity, window] = spec.pool !== undefined ? [spec.pool, null] : spec.rate!.split('/');
+          return {
+            name, kind: spec.pool !== undefined ? ('pool' as const) : ('rate' as const), capacity: Number(capacity),
+            window_ms: window === null || window === undefined ? null : (parseDuration(window) as number), spec: JSON.stringify(spec), updated_at: at,
+          };
+        });
+        await trx.insertInto('resources').values(rows).onConflict((oc) => oc.column('name').doUpdateSet((eb) => ({
+          kind: eb.ref('excluded.kind'), capacity: eb.ref('excluded.capacity'), window_ms: eb.ref('excluded.window_ms'), spec: eb.ref('excluded.spec'), updated_at: at,
+        }))).execute();
+      }
+      for (const names of chunks(upserts('jobs'))) {
+        const rows = names.map((name) => ({ name, spec: JSON.stringify(r.jobs[name]), enabled: r.jobs[name]!.enabled === false ? 0 : 1, updated_at: at }));
+        await trx.insertInto('jobs').values(rows).onConflict((oc) => oc.column('name').doUpdateSet((eb) => ({
+          spec: eb.ref('excluded.spec'), enabled: eb.ref('excluded.enabled'), updated_at: at, revision: eb('jobs.revision', '+', 1),
+        }))).execute();
+      }
+      for (const names of chunks(upserts('checks'))) {
+        const rows = names.map((name) => ({ name, spec: JSON.stringify(r.checks[name]), enabled: r.checks[name]!.enabled === false ? 0 : 1, updated_at: at }));
+        await trx.insertInto('checks').values(rows).onConflict((oc) => oc.column('name').doUpdateSet((eb) => ({
+          spec: eb.ref('excluded.spec'), enabled: eb.ref('excluded.enabled'), updated_at: at,
+        }))).execute();
+      }
+      for (const names of chunks(upserts('notify'))) {
+        await trx.insertInto('notify_rules').values(names.map((name) => ({ name, spec: JSON.stringify(r.notify[name]), updated_at: at })))
+          .onConflict((oc) => oc.column('name').doUpdateSet((eb) => ({ spec: eb.ref('excluded.spec'), updated_at: at }))).execute();
+      }
+      for (const changes of chunks(plan.changes)) {
+        await trx.insertInto('audit_log').values(changes.map((c) => ({
+          at, actor, action: c.action, target: `${c.kind}/${c.name}`, detail: json(c.fields ?? null),
+        }))).execute();
       }
     });
   }
