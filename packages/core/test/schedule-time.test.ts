@@ -78,6 +78,23 @@ describe.each([
   });
 });
 
+describe('fixed times with several hours or minutes across DST (brief §4)', () => {
+  const ny = 'America/New_York';
+  it('each gap time runs once at the first instant after the gap, and coinciding times run once', () => {
+    expect(between({ cron: '15,45 2 * * *' }, ny, '2026-03-08T05:00:00Z', '2026-03-09T05:00:00Z')).toEqual(['2026-03-08T07:00:00Z']);
+    expect(between({ cron: '0 0,2 * * *' }, ny, '2026-03-08T04:00:00Z', '2026-03-09T04:00:00Z')).toEqual(['2026-03-08T05:00:00Z', '2026-03-08T07:00:00Z']);
+    expect(between({ cron: '0 2,3 * * *' }, ny, '2026-03-08T05:00:00Z', '2026-03-09T05:00:00Z')).toEqual(['2026-03-08T07:00:00Z']);
+  });
+  it('each repeated-hour time runs once, at its first occurrence', () => {
+    expect(between({ cron: '30 1,2 * * *' }, ny, '2026-11-01T04:00:00Z', '2026-11-02T05:00:00Z')).toEqual(['2026-11-01T05:30:00Z', '2026-11-01T07:30:00Z']);
+    expect(between({ cron: '0 1-3 * * *' }, ny, '2026-11-01T04:00:00Z', '2026-11-02T05:00:00Z')).toEqual(['2026-11-01T05:00:00Z', '2026-11-01T07:00:00Z', '2026-11-01T08:00:00Z']);
+    expect(between({ cron: '30 0,1 * * *' }, 'Europe/London', '2026-10-24T23:00:00Z', '2026-10-26T00:00:00Z')).toEqual(['2026-10-24T23:30:00Z', '2026-10-25T00:30:00Z']);
+  });
+  it('a weekly fixed time on the spring-forward Sunday is not skipped', () => {
+    expect(between({ cron: '30 2 * * 0' }, ny, '2026-03-01T00:00:00Z', '2026-03-20T00:00:00Z')).toEqual(['2026-03-01T07:30:00Z', '2026-03-08T07:00:00Z', '2026-03-15T06:30:00Z']);
+  });
+});
+
 describe('every, window and once', () => {
   it('every 15m from 00:05 is a grid anchored at the plan day start plus the offset', () => {
     const got = between({ every: '15m', from: '00:05' }, 'Europe/Berlin', '2026-06-01T22:00:00Z', '2026-06-01T23:00:00Z', '00:00');

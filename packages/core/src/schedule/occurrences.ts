@@ -1,5 +1,6 @@
 import type { Cron } from 'croner';
-import { makeCron, parseCronFields } from '../cron.js';
+import { makeCron, type ParsedCron, parseCronFields } from '../cron.js';
+import { fixedTimeNext, isFixedTime } from './fixed-cron.js';
 import { parseDuration } from '../duration.js';
 import type { Schedule } from '../model/job.js';
 import { parseLocalDateTime, parseTimeOfDay, zoneOffset } from '../time.js';
@@ -73,6 +74,8 @@ export function compileSchedule(s: Schedule, defaultZone: string, cal: PlanCalen
   }
   if (s.cron !== undefined) {
     const cron = cronOf(s.cron, timezone);
+    const parsed = parseCronFields(s.cron) as ParsedCron;
+    if (isFixedTime(parsed)) return { kind: 'cron', timezone, next: fixedTimeNext(parsed, timezone) };
     return { kind: 'cron', timezone, next: (t) => cron.nextRun(new Date(t))?.getTime() ?? null };
   }
   const interval = parseDuration(s.every) as number;
