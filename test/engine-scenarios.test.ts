@@ -309,3 +309,109 @@ jobs:
     expect((await count('all5')).length).toBe(14);
   });
 });
+
+describe('review findings', () => {
+  it('a definitions change landing at a due time does not drop the due occurrence', async () => {
+    h = await harness(Date.parse('2026-06-01T10:29:50Z'));
+    h.link.connect('a1');
+    await h.apply(`${BASE}
+jobs:
+  backup: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "30 10 * * *" } }
+  other: { run: { shell: "true" }, on: { agent: a1 } }
+`);
+    h.clock.advance(10_200); // 10:30:00.2, no pass yet
+    await h.apply(`${BASE}
+jobs:
+  backup: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "30 10 * * *" } }
+  other: { run: { shell: "true" }, on: { agent: a1 }, tags: [changed] }
+`);
+    const runs = (await h.server.store.listRuns({ job: 'backup' }, { limit: 5 })).items;
+    expect(runs.map((r) => new Date(r.nominalAt!).toISOString())).toEqual(['2026-06-01T10:30:00.000Z']);
+  });
+
+  it('cancel never ends a run that a dispatch has claimed', async () => {
+    h = await harness();
+    h.link.connect('a1');
+    await h.apply(`${BASE}
+jobs:
+  j: { run: { shell: "true" }, on: { agent: a1 }, resources: { pool2: 1 } }
+`);
+    const [r] = await h.server.actions.runNow('j', 't');
+    // The store claims the run while the engine's mirror still says waiting.
+    await h.server.store.dispatchRun({ runId: r!.id, agent: 'a1', at: h.clock.now(), actor: 'test', pools: [{ resource: 'pool2', units: 1, capacity: 2 }], rates: [] });
+    await expect(h.server.actions.cancel(r!.id, 'alice')).rejects.toThrow(/dispatched now; kill it instead/);
+    expect((await h.server.store.getRun(r!.id))!.state).toBe('dispatched');
+    expect((await h.server.store.resourceUsage()).pool2).toBe(1);
+  });
+
+  it('mode all with overlap: skip runs on every agent', async () => {
+    h = await harness();
+    for (const a of ['a1', 'a2']) h.link.connect(a);
+    await h.apply(`${BASE}
+jobs:
+  fan: { run: { shell: "true" }, on: { group: both, mode: all }, schedule: { every: 10m }, concurrency: { overlap: skip } }
+`);
+    h.clock.advance(10 * 60_000);
+    await h.server.engine.pass();
+    const runs = (await h.server.store.listRuns({ job: 'fan' }, { limit: 10 })).items;
+    expect(runs.filter((r) => r.state !== 'skipped').map((r) => r.targetAgent).sort()).toEqual(['a1', 'a2']);
+  });
+
+  it('a killed run ends failed, naming who killed it, and is not retried', async () => {
+    h = await harness();
+    h.link.connect('a1');
+    await h.apply(`${BASE}
+jobs:
+  long: { run: { shell: "sleep 100" }, on: { agent: a1 }, retries: { count: 3, delay: 1s } }
+`);
+    const [r] = await h.server.actions.runNow('long', 't');
+    await h.server.engine.pass();
+    await h.server.actions.kill(r!.id, 'alice');
+    await h.finish(r!.id, null as never, { signal: 'SIGTERM' });
+    expect(await h.server.store.getRun(r!.id)).toMatchObject({ state: 'failed', attempt: 1, endReason: 'killed by alice (killed by SIGTERM)' });
+  });
+
+  it('refuses to order a job into a date that does not exist', async () => {
+    h = await harness();
+    await h.apply(`${BASE}
+jobs:
+  j: { run: { shell: "true" }, on: { agent: a1 } }
+`);
+    await expect(h.server.actions.order('j', '2026-02-31', 't')).rejects.toThrow(/not a date/);
+    const [r] = await h.server.actions.order('j', '2026-05-31', 't');
+    expect(r).toMatchObject({ planDate: '2026-05-31', origin: 'order' });
+  });
+
+  it('a job whose env needs a secret fails with the reason instead of running without it', async () => {
+    h = await harness();
+    h.link.connect('a1');
+    await h.apply(`${BASE}
+jobs:
+  j: { run: { shell: "true" }, on: { agent: a1 }, env: { TOKEN: { secret: api-token } } }
+`);
+    const [r] = await h.server.actions.runNow('j', 't');
+    await h.server.engine.pass();
+    await new Promise((res) => setImmediate(res));
+    const ended = await h.server.store.getRun(r!.id);
+    expect(ended!.state).toBe('failed');
+    expect(ended!.endReason).toMatch(/secret "api-token"/);
+    expect(h.link.sent).toEqual([]);
+  });
+
+  it('whole plan days missed while down go through the catch-up policy', async () => {
+    const dir = (await import('./support/cli.js')).tempDir();
+    h = await harness(Date.parse('2026-06-01T13:00:00Z'), dir);
+    await h.apply(`${BASE}
+jobs:
+  noon-all: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "0 12 * * *", catchUp: all }, concurrency: { max: 9 } }
+  noon-none: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "0 12 * * *", catchUp: none } }
+`);
+    await h.server.stop();
+    h.clock.advance(2 * 86_400_000); // down until 2026-06-03 13:00
+    await h.restart();
+    const all = (await h.server.store.listRuns({ job: 'noon-all' }, { limit: 10 })).items.map((r) => r.planDate).sort();
+    expect(all).toEqual(['2026-06-02', '2026-06-03']);
+    const none = (await h.server.store.listRuns({ job: 'noon-none' }, { limit: 10 })).items;
+    expect(none.find((r) => r.planDate === '2026-06-02')?.state).toBe('skipped');
+  });
+});

@@ -121,6 +121,8 @@ export interface FinishRun {
   result?: unknown;
   /** Conditions to post in the same transaction (brief §6). */
   post?: ConditionRef[];
+  /** End the run only if it is in one of these states (e.g. cancel: only while waiting); otherwise nothing changes. */
+  onlyFrom?: RunState[];
 }
 
 export interface FinishResult {

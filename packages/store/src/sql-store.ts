@@ -10,6 +10,8 @@ import type {
   RunRecord, RunState, RunStep, Store, TokenRecord,
 } from './port.js';
 
+/** Rows per multi-row statement: within SQLite's 32,766 and PostgreSQL's 65,535 bound parameters at 15 columns. */
+const CHUNK = 1000;
 const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
 const parse = (v: string | null): unknown => (v === null ? null : JSON.parse(v));
 
@@ -218,18 +220,27 @@ export class SqlStore implements Store {
     return this.tx((trx) => this.insertRuns(trx, runs, actor, at));
   }
 
+  /**
+   * Inserts runs and their creation events in multi-row statements (1,000 rows each): a plan tick that makes
+   * 10,000 occurrences due is a handful of statements, not 20,000 (docs/performance.md, plan-100k). Ids are
+   * assigned in VALUES order on both dialects, so the returned rows, ordered by id, match the input order.
+   */
   private async insertRuns(trx: Kysely<DB>, runs: NewRun[], actor: string, at: number): Promise<RunRecord[]> {
     const out: RunRecord[] = [];
-    for (const r of runs) {
-      const state = r.skipped !== undefined ? 'skipped' : 'waiting';
-      const row = await trx.insertInto('runs').values({
+    for (let i = 0; i < runs.length; i += CHUNK) {
+      const part = runs.slice(i, i + CHUNK);
+      const rows = await trx.insertInto('runs').values(part.map((r) => ({
         job_name: r.jobName, plan_date: r.planDate, nominal_at: r.nominalAt, due_at: r.dueAt, origin: r.origin,
-        state, held: r.held ? 1 : 0, priority: r.priority, target_agent: r.targetAgent ?? null,
+        state: r.skipped !== undefined ? 'skipped' : 'waiting', held: r.held ? 1 : 0, priority: r.priority, target_agent: r.targetAgent ?? null,
         rerun_of: r.rerunOf ?? null, spec: JSON.stringify(r.spec), created_at: at, updated_at: at,
         ended_at: r.skipped !== undefined ? at : null, end_reason: r.skipped ?? null,
-      }).returningAll().executeTakeFirstOrThrow();
-      await trx.insertInto('run_events').values({ run_id: row.id, at, from_state: null, to_state: state, actor, detail: json({ origin: r.origin, ...(r.skipped ? { reason: r.skipped } : {}) }) }).execute();
-      out.push(runFromRow(row));
+      }))).returningAll().execute();
+      rows.sort((a, b) => a.id - b.id);
+      await trx.insertInto('run_events').values(rows.map((row, k) => {
+        const r = part[k]!;
+        return { run_id: row.id, at, from_state: null, to_state: row.state, actor, detail: json({ origin: r.origin, ...(r.skipped ? { reason: r.skipped } : {}) }) };
+      })).execute();
+      for (const row of rows) out.push(runFromRow(row));
     }
     return out;
   }
@@ -247,11 +258,16 @@ export class SqlStore implements Store {
     });
   }
 
+  /** Upserts entries in multi-row statements (a plan day of 100,000 jobs is 100 statements, not 100,000). */
   private async writeEntries(trx: Kysely<DB>, entries: PlanEntryRecord[]): Promise<void> {
-    for (const e of entries) {
-      const row = { next_due_at: e.nextDueAt, last_nominal_at: e.lastNominalAt, job_revision: e.jobRevision };
-      await trx.insertInto('plan_entries').values({ plan_date: e.planDate, job_name: e.jobName, ...row })
-        .onConflict((oc) => oc.columns(['plan_date', 'job_name']).doUpdateSet(row)).execute();
+    // One statement may not touch a row twice (PostgreSQL refuses): the last entry for a key wins, as before.
+    const unique = [...new Map(entries.map((e) => [`${e.planDate}|${e.jobName}`, e])).values()];
+    for (let i = 0; i < unique.length; i += CHUNK) {
+      await trx.insertInto('plan_entries').values(unique.slice(i, i + CHUNK).map((e) => ({
+        plan_date: e.planDate, job_name: e.jobName, next_due_at: e.nextDueAt, last_nominal_at: e.lastNominalAt, job_revision: e.jobRevision,
+      }))).onConflict((oc) => oc.columns(['plan_date', 'job_name']).doUpdateSet((eb) => ({
+        next_due_at: eb.ref('excluded.next_due_at'), last_nominal_at: eb.ref('excluded.last_nominal_at'), job_revision: eb.ref('excluded.job_revision'),
+      }))).execute();
     }
   }
 
@@ -290,8 +306,12 @@ export class SqlStore implements Store {
   async setWaitReasons(items: { runId: number; reason: unknown }[]): Promise<void> {
     if (items.length === 0) return;
     await this.tx(async (trx) => {
-      for (const i of items) {
-        await trx.updateTable('runs').set({ wait_reason: json(i.reason) }).where('id', '=', i.runId).where('state', '=', 'waiting').execute();
+      // Batched: one statement per 500 runs (a pass can give thousands of new runs their first reason).
+      for (let k = 0; k < items.length; k += 500) {
+        const values = sql.join(items.slice(k, k + 500).map((i) => sql`(CAST(${i.runId} AS BIGINT), ${json(i.reason)})`));
+        await sql`WITH v (id, reason) AS (VALUES ${values})
+          UPDATE runs SET wait_reason = (SELECT v.reason FROM v WHERE v.id = runs.id)
+          WHERE id IN (SELECT v.id FROM v) AND state = 'waiting'`.execute(trx);
       }
     });
   }
@@ -391,7 +411,8 @@ export class SqlStore implements Store {
     return this.tx(async (trx) => {
       const before = await trx.selectFrom('runs').selectAll().where('id', '=', input.runId).executeTakeFirst();
       if (!before) throw new NotFoundError('run', input.runId);
-      if (!['waiting', 'dispatched', 'running'].includes(before.state)) return { run: runFromRow(before), changed: false, posted: [] };
+      const from = input.onlyFrom ?? ['waiting', 'dispatched', 'running'];
+      if (!from.includes(before.state as RunState)) return { run: runFromRow(before), changed: false, posted: [] };
       const row = await trx.updateTable('runs').set({
         state: input.state, ended_at: input.at, updated_at: input.at, exit_code: input.exitCode ?? null, signal: input.signal ?? null,
         end_reason: input.reason ?? null, result: json(input.result),

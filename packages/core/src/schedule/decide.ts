@@ -200,9 +200,16 @@ export function decide(s: Snapshot): Decision {
     if (wakeAt === null || t < wakeAt) wakeAt = t;
   };
 
-  const ordered = [...s.waiting].sort(
-    (a, b) => effectivePriority(b, s) - effectivePriority(a, s) || a.dueAt - b.dueAt || a.id - b.id,
-  );
+  // Effective priorities once per run, not once per comparison.
+  const prio = new Map<number, number>();
+  for (const r of s.waiting) prio.set(r.id, effectivePriority(r, s));
+  const ordered = [...s.waiting].sort((a, b) => prio.get(b.id)! - prio.get(a.id)! || a.dueAt - b.dueAt || a.id - b.id);
+  // Runs of the same shape (target, kind, resources) that found no agent get the same answer until something in
+  // the working state changes (a dispatch, a new reservation): with thousands of runs waiting for the same full
+  // pool, each is then checked in O(1) instead of against every candidate agent (docs/performance.md, resolve).
+  let version = 0;
+  const blocked = new Map<string, { version: number; reason: WaitReason }>();
+  const targets = new Map<string, string[]>();
   for (const run of ordered) {
     if (run.dueAt > s.now) {
       waiting.set(run.id, { code: 'not-due', until: run.dueAt });
@@ -224,9 +231,21 @@ export function decide(s: Snapshot): Decision {
       waiting.set(run.id, { code: 'concurrency', max, active: s.activeByJob.get(ckey) ?? [] });
       continue;
     }
-    const candidates = run.targetAgent ? [run.targetAgent] : expandTarget(run.spec.on, s.groups);
-    const considered: { agent: string; why: string }[] = [];
     const kind = runKind(run.spec);
+    const onKey = run.targetAgent !== null ? `@${run.targetAgent}` : JSON.stringify(run.spec.on);
+    const shape = `${onKey}|${kind}|${run.spec.resources ? JSON.stringify(run.spec.resources) : ''}`;
+    const known = blocked.get(shape);
+    if (known && known.version === version) {
+      waiting.set(run.id, known.reason);
+      if (known.reason.code === 'rate') wake(known.reason.freeAt);
+      continue;
+    }
+    let candidates = targets.get(onKey);
+    if (!candidates) {
+      candidates = run.targetAgent ? [run.targetAgent] : expandTarget(run.spec.on, s.groups);
+      targets.set(onKey, candidates);
+    }
+    const considered: { agent: string; why: string }[] = [];
     let best: { agent: AgentView; take: { pools: Dispatch['pools']; rates: Dispatch['rates'] } } | null = null;
     let resourceReason: ResourceWait | null = null;
     for (const name of candidates) {
@@ -260,13 +279,22 @@ export function decide(s: Snapshot): Decision {
       }
     }
     if (!best) {
+      const before = version;
+      let reason: WaitReason;
       if (resourceReason) {
-        waiting.set(run.id, resourceReason);
+        reason = resourceReason;
         if (resourceReason.code === 'rate') wake(resourceReason.freeAt);
-        else if (resourceReason.blockedBy === undefined) w.reserved.set(resourceReason.resource, run.id);
-      } else waiting.set(run.id, { code: 'no-agent', considered: candidates.length ? considered : [{ agent: '(none)', why: 'the target matches no agent' }] });
+        else if (resourceReason.blockedBy === undefined) {
+          w.reserved.set(resourceReason.resource, run.id);
+          version++;
+        }
+      } else reason = { code: 'no-agent', considered: candidates.length ? considered : [{ agent: '(none)', why: 'the target matches no agent' }] };
+      waiting.set(run.id, reason);
+      // Remembered only when computing it changed nothing, so that the next run of this shape gets what it would compute.
+      if (version === before) blocked.set(shape, { version, reason });
       continue;
     }
+    version++;
     const name = best.agent.name;
     dispatch.push({ runId: run.id, agent: name, ...best.take });
     w.agentActive.set(name, (w.agentActive.get(name) ?? 0) + 1);

@@ -35,7 +35,8 @@ export interface MaterializeInput {
   /** Occurrences older than this at processing time count as missed (server down, clock jump). */
   graceMs: number;
   /** Runs of the job that have not ended (waiting, dispatched, running). */
-  unfinished: number;
+  /** Unfinished runs of the job, or of the job on one fan-out target (each agent's runs count separately). */
+  unfinished: number | ((target: string | null) => number);
   /** For `mode: all`: the agents to fan out to (one run each). */
   fanOut: string[] | null;
 }
@@ -88,16 +89,19 @@ export function materialize(input: MaterializeInput): Materialized {
   for (const n of skipped) {
     for (const target of targets) runs.push({ ...base(n), targetAgent: target, skipped: 'missed while the server was not running (catch-up: none)' });
   }
-  let unfinished = input.unfinished;
+  const counts = new Map<string | null, number>();
+  const unfinishedOn = (target: string | null) =>
+    counts.get(target) ?? (typeof input.unfinished === 'number' ? input.unfinished : input.unfinished(target));
   const skipOverlap = spec.concurrency?.overlap === 'skip';
   for (const n of chosen) {
     for (const target of targets) {
+      const unfinished = unfinishedOn(target);
       if (skipOverlap && unfinished >= (spec.concurrency?.max ?? 1)) {
         runs.push({ ...base(n), targetAgent: target, skipped: 'the previous run had not ended (overlap: skip)' });
         continue;
       }
       runs.push({ ...base(n), targetAgent: target });
-      unfinished++;
+      counts.set(target, unfinished + 1);
     }
   }
   return { runs, nextDueAt, lastNominalAt };

@@ -1,4 +1,4 @@
-import { ConflictError, expandTarget, explain, NotFoundError, planDateOf, planDayBounds, ValidationError, type WaitReason } from '@batchalyzer/core';
+import { addDays, ConflictError, expandTarget, explain, NotFoundError, planDateOf, planDayBounds, ValidationError, type WaitReason } from '@batchalyzer/core';
 import type { NewRun, RunRecord } from '@batchalyzer/store';
 import type { Engine } from './engine.js';
 
@@ -44,7 +44,7 @@ export class OperatorActions {
 
   /** Orders a job into a plan date: past dates run now; future dates wait for that day to begin. */
   async order(jobName: string, planDate: string, actor: string): Promise<RunRecord[]> {
-    if (!/^\d{4}-\d{2}-\d{2}$/.test(planDate) || Number.isNaN(Date.parse(planDate))) {
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(planDate) || Number.isNaN(Date.parse(planDate)) || addDays(planDate, 0) !== planDate) {
       throw new ValidationError('the order', [{ path: 'planDate', message: `"${planDate}" is not a date; write YYYY-MM-DD` }]);
     }
     const now = this.engine.clock.now();
@@ -85,9 +85,12 @@ export class OperatorActions {
   async cancel(runId: number, actor: string): Promise<RunRecord> {
     const run = await this.active(runId);
     if (run.state !== 'waiting') throw new ConflictError(`run ${runId} is ${run.state}; kill it instead of cancelling`, { runId });
-    const r = await this.engine.store.finishRun({ runId, state: 'cancelled', at: this.engine.clock.now(), actor, reason: `cancelled by ${actor}` });
+    // Only while it still waits: a dispatch may have claimed it since the check above (the store decides).
+    const r = await this.engine.store.finishRun({ runId, state: 'cancelled', at: this.engine.clock.now(), actor, reason: `cancelled by ${actor}`, onlyFrom: ['waiting'] });
+    if (!r.changed) throw new ConflictError(`run ${runId} is ${r.run.state} now; kill it instead of cancelling`, { runId, state: r.run.state });
     this.engine.forget(runId);
-    if (r.changed) this.engine.events.emit('run:ended', { runId, jobName: run.jobName, planDate: run.planDate, state: 'cancelled', agent: null });
+    this.engine.events.emit('run:ended', { runId, jobName: run.jobName, planDate: run.planDate, state: 'cancelled', agent: null });
+    await this.engine.followAfter(r.run, r.run.endedAt ?? this.engine.clock.now());
     this.engine.poke();
     return r.run;
   }
@@ -97,6 +100,8 @@ export class OperatorActions {
     const run = await this.active(runId);
     if (run.state === 'waiting') throw new ConflictError(`run ${runId} is waiting; cancel it instead of killing`, { runId });
     this.engine.logger.info({ runId, actor, agent: run.agentName }, 'kill requested');
+    // A killed run ends failed without retrying: the operator wanted it stopped.
+    this.engine.killRequested.set(runId, actor);
     await this.engine.killOnAgent(run.agentName!, runId);
   }
 

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import {
   compileSchedule, ConflictError, decide, DueHeap, type Definitions, expandTarget, materialize, type Occurrences, planCalendar, type PlanCalendar,
-  planDateOf, planDayBounds, type WaitReason, canonicalJson, parseDuration, parseSize,
+  addDays, planDateOf, planDayBounds, type WaitReason, canonicalJson, parseDuration, parseSize,
 } from '@batchalyzer/core';
 import type { NewRun, PlanEntryRecord, RunRecord, Store } from '@batchalyzer/store';
 import type { EventBus } from '../events.js';
@@ -49,12 +49,18 @@ export class Engine implements Service {
   defs!: Definitions;
   calendar!: PlanCalendar;
   private link: AgentLink | null = null;
-  private registered: string[] = [];
+  private registered = new Set<string>();
   private readonly entries = new Map<string, PlanEntryRecord>();
   /** Due times of `entries`, ordered; stale heap items (entry moved or gone) are skipped when popped. */
   private readonly due = new DueHeap<string>();
   private readonly loadedDays = new Set<string>();
-  private readonly schedules = new Map<string, { key: string; occ: Occurrences }>();
+  private readonly schedules = new Map<string, { schedule: object; calendar: PlanCalendar; occ: Occurrences }>();
+  /**
+   * Compiled schedules shared by every job with the same schedule (a cron library instance costs ~0.6 ms and
+   * tens of KB; 100,000 jobs usually have far fewer distinct schedules), each remembering its last answer, so
+   * that loading a plan day asks each distinct schedule once (docs/performance.md, plan-100k).
+   */
+  private readonly compiled = new Map<string, Occurrences>();
   private readonly persistedReasons = new Map<number, string>();
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
@@ -83,13 +89,13 @@ export class Engine implements Service {
     await this.state.load(this.store, this.maxRateWindow(), now);
     for (const d of await this.store.planDays()) this.loadedDays.add(d.planDate);
     for (const e of await this.store.pendingPlanEntries()) this.setEntry(e);
-    this.registered = (await this.store.listAgents()).map((a) => a.name);
+    this.registered = new Set((await this.store.listAgents()).map((a) => a.name));
     // Jobs defined while the server was down get today's entry from now on; existing entries keep catching up.
     await this.syncEntries(true);
     this.unsubscribe.push(
       this.events.on('definitions:applied', () => this.poke()),
       this.events.on('agent:connected', ({ name }) => {
-        if (!this.registered.includes(name)) this.registered.push(name);
+        this.registered.add(name);
         this.poke();
         setTimeout(() => void this.reconcileAgent(name).catch((err) => this.fail(err)), this.options.reconcileAfterMs).unref();
       }),
@@ -168,20 +174,30 @@ export class Engine implements Service {
 
   private defsVersion = -1;
 
+  /** Set when the plan zone or new-day time changed: the next plan day is planned from now. */
+  private calendarChanged = false;
+
   async reloadDefinitions(): Promise<void> {
     this.defsVersion = await this.store.definitionsVersion();
     this.defs = await this.store.loadDefinitions();
+    const before = this.calendar ? canonicalJson(this.calendar) : null;
     this.calendar = planCalendar(this.defs.settings.timezone ?? this.options.timezone, this.defs.settings.newDayAt ?? '00:00');
+    if (before !== null && before !== canonicalJson(this.calendar)) this.calendarChanged = true;
   }
 
   occurrencesOf(jobName: string): Occurrences | null {
     const spec = this.defs.jobs[jobName];
     if (!spec?.schedule) return null;
-    const key = canonicalJson([spec.schedule, this.calendar]);
+    // The definitions object is replaced when definitions change, so the same schedule object means the same schedule.
     const cached = this.schedules.get(jobName);
-    if (cached?.key === key) return cached.occ;
-    const occ = compileSchedule(spec.schedule, this.calendar.timezone, this.calendar);
-    this.schedules.set(jobName, { key, occ });
+    if (cached?.schedule === spec.schedule && cached.calendar === this.calendar) return cached.occ;
+    const key = canonicalJson([spec.schedule, this.calendar]);
+    let occ = this.compiled.get(key);
+    if (!occ) {
+      occ = rememberLast(compileSchedule(spec.schedule, this.calendar.timezone, this.calendar));
+      this.compiled.set(key, occ);
+    }
+    this.schedules.set(jobName, { schedule: spec.schedule, calendar: this.calendar, occ });
     return occ;
   }
 
@@ -212,23 +228,36 @@ export class Engine implements Service {
   private async ensurePlanDay(now: number): Promise<void> {
     const date = planDateOf(now, this.calendar);
     if (this.loadedDays.has(date)) return;
-    const { start, end } = planDayBounds(date, this.calendar);
-    // On the very first start there is nothing to catch up: plan from now (less the grace), not from the day's start.
-    const from = this.loadedDays.size === 0 ? Math.max(start, now - this.options.graceMs) : start;
-    const entries: PlanEntryRecord[] = [];
-    for (const jobName of Object.keys(this.defs.jobs)) {
-      const e = this.firstEntry(jobName, date, from, end);
-      if (e) entries.push(e);
+    // Whole plan days that passed while the server was down (or the clock jumped) are loaded too, oldest first,
+    // so that their occurrences go through each job's catch-up policy instead of vanishing (bounded by retention).
+    const fresh = this.loadedDays.size === 0 || this.calendarChanged;
+    const last = [...this.loadedDays].sort().at(-1);
+    const missed: string[] = [];
+    if (!fresh && last !== undefined) {
+      const oldest = planDateOf(now - this.options.retentionMs, this.calendar);
+      for (let d = addDays(last, 1); d < date; d = addDays(d, 1)) if (d >= oldest) missed.push(d);
     }
-    await this.store.createPlanDay({ planDate: date, timezone: this.calendar.timezone, startsAt: start, endsAt: end, loadedAt: now }, entries);
-    this.loadedDays.add(date);
-    for (const e of await this.store.planEntries(date)) this.setEntry(e);
-    this.events.emit('plan:loaded', { planDate: date, entries: entries.length });
+    for (const d of [...missed, date]) {
+      const { start, end } = planDayBounds(d, this.calendar);
+      // On the very first start, or after the plan zone or new-day time changed, there is nothing to catch up:
+      // plan from now (less the grace), not from the day's start.
+      const from = fresh ? Math.max(start, now - this.options.graceMs) : start;
+      const entries: PlanEntryRecord[] = [];
+      for (const jobName of Object.keys(this.defs.jobs)) {
+        const e = this.firstEntry(jobName, d, from, end);
+        if (e) entries.push(e);
+      }
+      await this.store.createPlanDay({ planDate: d, timezone: this.calendar.timezone, startsAt: start, endsAt: end, loadedAt: now }, entries);
+      this.loadedDays.add(d);
+      for (const e of await this.store.planEntries(d)) this.setEntry(e);
+      this.events.emit('plan:loaded', { planDate: d, entries: entries.length });
+      this.logger.info({ planDate: d, entries: entries.length, missed: d !== date }, 'plan day loaded');
+    }
+    this.calendarChanged = false;
     // Retention (brief §12): a new day is the moment to forget what is older than the retention period.
     const cutoff = now - this.options.retentionMs;
     const pruned = await this.store.pruneBefore(cutoff, planDateOf(cutoff, this.calendar));
     if (pruned.runs) this.logger.info({ runs: pruned.runs }, 'pruned ended runs past retention');
-    this.logger.info({ planDate: date, entries: entries.length }, 'plan day loaded');
   }
 
   private firstEntry(jobName: string, date: string, from: number, end: number): PlanEntryRecord | null {
@@ -250,6 +279,8 @@ export class Engine implements Service {
     const existing = new Map((await this.store.planEntries(date)).map((e) => [e.jobName, e]));
     const updates: PlanEntryRecord[] = [];
     for (const [jobName, e] of onlyMissing ? [] : existing) {
+      // A due occurrence not yet turned into a run stays due: the change applies from the next one.
+      if (e.nextDueAt !== null && e.nextDueAt <= now) continue;
       const spec = this.defs.jobs[jobName];
       const occ = spec && spec.enabled !== false ? this.occurrencesOf(jobName) : null;
       const from = Math.max(now, (e.lastNominalAt ?? now - 1) + 1);
@@ -295,7 +326,8 @@ export class Engine implements Service {
       const { end } = planDayBounds(e.planDate, this.calendar);
       const m = materialize({
         entry: e, spec, occurrences: occ, now, dayEnd: end, graceMs: this.options.graceMs,
-        unfinished: this.state.unfinishedOf(e.jobName).length, fanOut: this.fanOut(e.jobName),
+        unfinished: (target) => this.state.unfinishedOf(e.jobName).filter((r) => r.targetAgent === target).length,
+        fanOut: this.fanOut(e.jobName),
       });
       updates.push({ ...e, nextDueAt: m.nextDueAt, lastNominalAt: m.lastNominalAt });
       for (const r of m.runs) {
@@ -315,7 +347,11 @@ export class Engine implements Service {
     }
     // Entries move on only once the runs are committed: a crash in between repeats nothing and loses nothing.
     for (const u of updates) this.setEntry(u);
-    for (const r of created) this.track(r);
+    for (const r of created) {
+      this.track(r);
+      // An `after` chain continues past a skipped occurrence: the next one follows from now.
+      if (r.state === 'skipped') await this.followAfter(r, now);
+    }
   }
 
   /** Adds a newly created run to the mirror and announces it. */
@@ -327,9 +363,17 @@ export class Engine implements Service {
 
   private async decideAndDispatch(now: number): Promise<number | null> {
     this.state.pruneRateTakes(now - this.maxRateWindow());
-    const snapshot = this.state.snapshot(now, this.defs, this.connectedAgents(), this.registered, this.options.agingMs);
+    // Nothing waits: nothing to decide (agents connecting by the thousand must not cost a decision each).
+    if (this.state.runs.waitingCount === 0) return null;
+    const snapshot = this.state.snapshot(now, this.defs, this.connectedAgents(), [...this.registered], this.options.agingMs);
     const decision = decide(snapshot);
+    let slice = performance.now();
     for (const d of decision.dispatch) {
+      // A burst of dispatches must not hold the event loop: agents' reports and heartbeats are served in between.
+      if (performance.now() - slice > 20) {
+        await new Promise((r) => setImmediate(r));
+        slice = performance.now();
+      }
       const result = await this.store.dispatchRun({ runId: d.runId, agent: d.agent, at: now, actor: ACTOR, pools: d.pools, rates: d.rates });
       if (!result.ok) {
         this.logger.debug({ runId: d.runId, reason: result.reason }, 'dispatch refused by the store');
@@ -349,20 +393,42 @@ export class Engine implements Service {
 
   private deliver(run: RunRecord): void {
     const link = this.link;
-    const fail = async (err: unknown) => {
-      this.logger.warn({ runId: run.id, agent: run.agentName, err: (err as Error).message }, 'dispatch not delivered; the run waits again');
-      const back = await this.store.requeueRun({ runId: run.id, at: this.clock.now(), actor: ACTOR, reason: `not delivered to ${run.agentName}: ${(err as Error).message}` });
+    const requeue = async (why: string) => {
+      this.logger.warn({ runId: run.id, agent: run.agentName, why }, 'dispatch not delivered; the run waits again');
+      const back = await this.store.requeueRun({ runId: run.id, at: this.clock.now(), actor: ACTOR, reason: `not delivered to ${run.agentName}: ${why}` });
       if (back) {
         this.state.runs.set(back.id, back);
         this.state.releaseHolds(back.id);
       }
       this.poke();
     };
-    if (!link) {
-      void fail(new Error('no agent link'));
+    const secret = Object.entries(run.spec.env ?? {}).find(([, v]) => typeof v !== 'string');
+    if (secret) {
+      // There is no secrets store yet: running without the credential would be worse than not running.
+      void this.failUndeliverable(run, `environment variable ${secret[0]} refers to secret "${(secret[1] as { secret: string }).secret}", but secrets cannot be stored yet; set the value directly or remove it`);
       return;
     }
-    link.dispatch(run.agentName!, this.payloadOf(run)).catch((err) => fail(err).catch((e) => this.fail(e)));
+    if (!link) {
+      void requeue('no agent link').catch((e) => this.fail(e));
+      return;
+    }
+    link.dispatch(run.agentName!, this.payloadOf(run)).catch((err: Error) => {
+      // Put the run back only when it certainly did not reach the agent; after a timeout or a dropped connection
+      // the agent may have it, so reconciliation with the agent's own list of runs decides (no double run).
+      const definite = /is not connected|is draining|cannot be sent|rejected run|no agent link/.test(err.message);
+      if (definite) void requeue(err.message).catch((e) => this.fail(e));
+      else {
+        this.logger.warn({ runId: run.id, agent: run.agentName, err: err.message }, 'dispatch unconfirmed; checking with the agent later');
+        this.reconcileLater(run.agentName!);
+      }
+    });
+  }
+
+  private async failUndeliverable(run: RunRecord, reason: string): Promise<void> {
+    const r = await this.store.finishRun({ runId: run.id, state: 'failed', at: this.clock.now(), actor: ACTOR, reason });
+    this.forget(run.id);
+    if (r.changed) this.events.emit('run:ended', { runId: run.id, jobName: run.jobName, planDate: run.planDate, state: 'failed', agent: run.agentName });
+    this.poke();
   }
 
   payloadOf(run: RunRecord): DispatchPayload {
@@ -401,21 +467,56 @@ export class Engine implements Service {
   }
 
   /** Runs the store believes are on `agent` but the reconnected agent does not know are lost there. */
+  private reconcileLater(agent: string): void {
+    setTimeout(() => void this.reconcileAgent(agent).catch((err) => this.fail(err)), this.options.reconcileAfterMs).unref();
+  }
+
+  /** Runs seen dispatched-but-unknown to their agent once; the second time in a row they are put back. */
+  private readonly suspects = new Map<number, number>();
+
+  /**
+   * A run the store shows dispatched to an agent that does not list it (its heartbeats carry its active runs)
+   * never reached it: after two checks a reconcile period apart it waits again (same attempt). Runs the agent
+   * reported started are left alone: their end arrives from the agent's disk queue, or the agent reports them
+   * lost itself after a restart, or they are lost when the agent stays missing past its lease.
+   */
   private async reconcileAgent(name: string): Promise<void> {
     const agent = this.link?.connected().find((a) => a.name === name);
     if (!agent) return;
     const known = new Set(agent.activeRuns);
+    const now = this.clock.now();
+    let again = false;
     for (const r of [...this.state.runs.values()]) {
-      if (r.agentName === name && r.state !== 'waiting' && !known.has(r.id) && r.dispatchedAt !== null && r.dispatchedAt < this.clock.now() - this.options.reconcileAfterMs) {
-        await this.onLost(r.id, `agent ${name} reconnected without run ${r.id}`);
+      if (r.agentName !== name || r.state !== 'dispatched') continue;
+      if (known.has(r.id) || r.dispatchedAt === null || r.dispatchedAt > now - this.options.reconcileAfterMs) {
+        this.suspects.delete(r.id);
+        continue;
+      }
+      if (!this.suspects.has(r.id)) {
+        this.suspects.set(r.id, now);
+        again = true;
+        continue;
+      }
+      this.suspects.delete(r.id);
+      const back = await this.store.requeueRun({ runId: r.id, at: now, actor: ACTOR, reason: `agent ${name} does not have run ${r.id}` });
+      if (back) {
+        this.logger.warn({ runId: r.id, agent: name }, 'dispatched run unknown to its agent; it waits again');
+        this.state.runs.set(back.id, back);
+        this.state.releaseHolds(back.id);
+        this.poke();
       }
     }
+    if (again) this.reconcileLater(name);
   }
 
   /** Set by the reports module (engine/reports.ts) so that reconciliation uses the same lost handling. */
   onLost: (runId: number, reason: string) => Promise<void> = async () => undefined;
 
+  /** Runs an operator asked to kill, with who asked: their end is final, never retried. */
+  readonly killRequested = new Map<number, string>();
+
   forget(runId: number): void {
+    this.killRequested.delete(runId);
     this.state.runs.delete(runId);
     this.state.releaseHolds(runId);
     this.persistedReasons.delete(runId);
@@ -435,7 +536,7 @@ export class Engine implements Service {
   }
 
   registeredAgents(): string[] {
-    return this.registered;
+    return [...this.registered];
   }
 
   connectedAgents(): ConnectedAgent[] {
@@ -446,6 +547,22 @@ export class Engine implements Service {
     if (!this.link) throw new ConflictError('no agent link is running; the run cannot be reached', { runId });
     await this.link.kill(agent, runId);
   }
+}
+
+/** Wraps a schedule so that asking again for the same instant costs nothing (pure functions, same answer). */
+function rememberLast(occ: Occurrences): Occurrences {
+  let lastT = Number.NaN;
+  let lastV: number | null = null;
+  return {
+    ...occ,
+    next(t: number): number | null {
+      if (t !== lastT) {
+        lastV = occ.next(t);
+        lastT = t;
+      }
+      return lastV;
+    },
+  };
 }
 
 function compileRateWindow(rate: string): number {

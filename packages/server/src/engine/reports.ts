@@ -52,7 +52,9 @@ export function engineReports(engine: Engine): RunReports {
 
   /** Failed attempts wait for another attempt while retries remain; only the last failure ends the run. */
   const failOrRetry = async (run: RunRecord, state: EndState, at: number, details: { exitCode?: number | null; signal?: string | null; reason: string; result?: unknown }) => {
-    const again = retryAt(run.spec, run.attempt, at);
+    const killedBy = engine.killRequested.get(run.id);
+    if (killedBy !== undefined) details = { ...details, reason: `killed by ${killedBy} (${details.reason})` };
+    const again = killedBy === undefined ? retryAt(run.spec, run.attempt, at) : null;
     if (again !== null && state !== 'succeeded' && state !== 'warning') {
       const back = await store.retryRun({ runId: run.id, at, dueAt: again, actor: 'scheduler', reason: details.reason, exitCode: details.exitCode ?? null, signal: details.signal ?? null });
       if (back) {

@@ -8,8 +8,55 @@ import type { ConnectedAgent } from '../link.js';
  * rate takes. The store stays the source of truth; this mirror is rebuilt from it at start (so usage is always
  * recomputed from holders, brief §7) and then updated by the engine's own committed writes.
  */
+/**
+ * The unfinished runs by id, with the indexes a pass needs kept up to date on every change (the engine, the
+ * reports and the operator actions all write through `set`/`delete`): runs per job, and the number waiting.
+ * Without them each due plan entry scanned every unfinished run (O(due × unfinished) per tick, plan-100k).
+ */
+export class RunMap extends Map<number, RunRecord> {
+  private readonly byJob = new Map<string, Set<number>>();
+  waitingCount = 0;
+
+  override set(id: number, run: RunRecord): this {
+    const old = super.get(id);
+    if (old) this.unindex(old);
+    super.set(id, run);
+    // Map's constructor calls set before the fields above exist; no entries are passed to it here.
+    let ids = this.byJob.get(run.jobName);
+    if (!ids) this.byJob.set(run.jobName, (ids = new Set()));
+    ids.add(id);
+    if (run.state === 'waiting') this.waitingCount++;
+    return this;
+  }
+
+  override delete(id: number): boolean {
+    const old = super.get(id);
+    if (!old) return false;
+    this.unindex(old);
+    return super.delete(id);
+  }
+
+  override clear(): void {
+    super.clear();
+    this.byJob.clear();
+    this.waitingCount = 0;
+  }
+
+  private unindex(run: RunRecord): void {
+    const ids = this.byJob.get(run.jobName);
+    ids?.delete(run.id);
+    if (ids?.size === 0) this.byJob.delete(run.jobName);
+    if (run.state === 'waiting') this.waitingCount--;
+  }
+
+  ofJob(jobName: string): RunRecord[] {
+    const ids = this.byJob.get(jobName);
+    return ids ? [...ids].map((id) => super.get(id)!) : [];
+  }
+}
+
 export class EngineState {
-  readonly runs = new Map<number, RunRecord>();
+  readonly runs = new RunMap();
   readonly conditions = new Set<string>();
   private readonly conditionNameCounts = new Map<string, number>();
   readonly holds = new Map<string, { runId: number; units: number }[]>();
@@ -77,7 +124,24 @@ export class EngineState {
   }
 
   unfinishedOf(jobName: string): RunRecord[] {
-    return [...this.runs.values()].filter((r) => r.jobName === jobName);
+    return this.runs.ofJob(jobName);
+  }
+
+  private postersOf: { defs: Definitions; posters: Map<string, string[]> } | null = null;
+
+  /** Which jobs post which condition; computed once per definitions, not on every pass (100,000 jobs). */
+  posters(defs: Definitions): Map<string, string[]> {
+    if (this.postersOf?.defs === defs) return this.postersOf.posters;
+    const posters = new Map<string, string[]>();
+    for (const [name, spec] of Object.entries(defs.jobs)) {
+      for (const c of [...(spec.posts?.success ?? []), ...(spec.posts?.failure ?? []), ...(spec.posts?.warning ?? [])]) {
+        let list = posters.get(c);
+        if (!list) posters.set(c, (list = []));
+        list.push(name);
+      }
+    }
+    this.postersOf = { defs, posters };
+    return posters;
   }
 
   snapshot(now: number, defs: Definitions, agents: ConnectedAgent[], registered: string[], agingMs: number): Snapshot {
@@ -89,16 +153,13 @@ export class EngineState {
         waiting.push({ id: r.id, jobName: r.jobName, planDate: r.planDate, dueAt: r.dueAt, priority: r.priority, held: r.held, targetAgent: r.targetAgent, spec: r.spec });
       } else {
         const key = concurrencyKey(r.jobName, r.targetAgent);
-        activeByJob.set(key, [...(activeByJob.get(key) ?? []), r.id]);
+        const list = activeByJob.get(key);
+        if (list) list.push(r.id);
+        else activeByJob.set(key, [r.id]);
         if (r.agentName) activeByAgent.set(r.agentName, (activeByAgent.get(r.agentName) ?? 0) + 1);
       }
     }
-    const posters = new Map<string, string[]>();
-    for (const [name, spec] of Object.entries(defs.jobs)) {
-      for (const c of [...(spec.posts?.success ?? []), ...(spec.posts?.failure ?? []), ...(spec.posts?.warning ?? [])]) {
-        posters.set(c, [...(posters.get(c) ?? []), name]);
-      }
-    }
+    const posters = this.posters(defs);
     const views: AgentView[] = agents.map((a) => ({
       name: a.name,
       draining: a.draining,
