@@ -264,6 +264,27 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       expect((await store.getRun(created[0]!.id))!.waitReason).toEqual({ code: 'held' });
     });
 
+    it('writes large batches of runs, entries and wait reasons in order (multi-row statements)', async () => {
+      const date = '2026-11-20';
+      const entries = Array.from({ length: 2300 }, (_, i) => ({ planDate: date, jobName: `bulk-${String(i).padStart(4, '0')}`, nextDueAt: T0 + i, lastNominalAt: null, jobRevision: 0 }));
+      // A key given twice in one call: the last one wins.
+      await store.upsertPlanEntries([...entries, { ...entries[5]!, nextDueAt: 7 }]);
+      const stored = await store.planEntries(date);
+      expect(stored).toHaveLength(2300);
+      expect(stored[5]).toEqual({ ...entries[5], nextDueAt: 7 });
+      expect(stored[2299]).toEqual(entries[2299]);
+      const runs = Array.from({ length: 2300 }, (_, i) => newRun({ jobName: `bulk-${i}`, planDate: date, ...(i % 500 === 7 ? { skipped: 'missed' } : {}) }));
+      const created = await store.advancePlan(entries.slice(0, 3).map((e) => ({ ...e, nextDueAt: null })), runs, 'scheduler', T0);
+      expect(created.map((r) => r.jobName)).toEqual(runs.map((r) => r.jobName));
+      expect(created.map((r) => r.state)).toEqual(runs.map((r) => (r.skipped ? 'skipped' : 'waiting')));
+      expect(new Set(created.map((r) => r.id)).size).toBe(2300);
+      expect(await store.runEvents(created[2299]!.id)).toMatchObject([{ toState: 'waiting', actor: 'scheduler', detail: { origin: 'schedule' } }]);
+      expect((await store.planEntries(date))[0]!.nextDueAt).toBeNull();
+      await store.setWaitReasons(created.map((r, i) => ({ runId: r.id, reason: { code: 'not-due', until: i } })));
+      expect((await store.getRun(created[1234]!.id))!.waitReason).toEqual(created[1234]!.state === 'waiting' ? { code: 'not-due', until: 1234 } : null);
+      expect((await store.getRun(created[7]!.id))!.waitReason).toBeNull(); // skipped: not waiting, no reason
+    });
+
     it('requeues a dispatched run that never reached its agent, and knows when definitions changed', async () => {
       const [run] = await store.createRuns([newRun({ jobName: 'requeue' })], 's', T0);
       await store.dispatchRun({ runId: run!.id, agent: 'a1', at: T0, actor: 's', pools: [{ resource: 'rq', units: 1, capacity: 1 }], rates: [] });
