@@ -415,3 +415,30 @@ jobs:
     expect(none.find((r) => r.planDate === '2026-06-02')?.state).toBe('skipped');
   });
 });
+
+describe('after schedules', () => {
+  it('follow the end of each run, and continue past a cancel and after a restart that lost the next time', async () => {
+    h = await harness(Date.parse('2026-06-01T10:00:00Z'));
+    h.link.connect('a1');
+    await h.apply(`${BASE}
+jobs:
+  chain: { run: { shell: "true" }, on: { agent: a1 }, schedule: { after: 5m } }
+`);
+    const first = h.link.sent.at(-1)!.payload.runId;
+    h.clock.advance(60_000);
+    await h.finish(first, 0); // ends 10:01 → next at 10:06
+    const entry = async () => (await h.server.store.planEntries('2026-06-01'))[0]!;
+    expect((await entry()).nextDueAt).toBe(Date.parse('2026-06-01T10:06:00Z'));
+    h.link.agents.clear(); // nobody to run the next one: it waits, and is cancelled
+    h.clock.advance(5 * 60_000);
+    await h.server.engine.pass();
+    const second = (await h.server.store.listRuns({ job: 'chain' }, { limit: 1 })).items[0]!;
+    expect(second.state).toBe('waiting');
+    await h.server.actions.cancel(second.id, 'alice');
+    expect((await entry()).nextDueAt).toBe(h.clock.now() + 5 * 60_000);
+    // Simulate a crash between the end and the entry update: the restart repairs the chain.
+    await h.server.store.upsertPlanEntries([{ ...(await entry()), nextDueAt: null }]);
+    await h.restart();
+    expect((await entry()).nextDueAt).toBe(h.clock.now() + 5 * 60_000);
+  });
+});

@@ -92,6 +92,7 @@ export class Engine implements Service {
     this.registered = new Set((await this.store.listAgents()).map((a) => a.name));
     // Jobs defined while the server was down get today's entry from now on; existing entries keep catching up.
     await this.syncEntries(true);
+    await this.repairAfterChains(now);
     this.unsubscribe.push(
       this.events.on('definitions:applied', () => this.poke()),
       this.events.on('agent:connected', ({ name }) => {
@@ -520,6 +521,26 @@ export class Engine implements Service {
     this.state.runs.delete(runId);
     this.state.releaseHolds(runId);
     this.persistedReasons.delete(runId);
+  }
+
+  /**
+   * A crash between recording a run's end and moving its `after` entry on would stop the chain for the day:
+   * at start, an `after` entry with no next time, no unfinished run and room left in the day continues it.
+   */
+  private async repairAfterChains(now: number): Promise<void> {
+    const date = planDateOf(now, this.calendar);
+    if (!this.loadedDays.has(date)) return;
+    const { end } = planDayBounds(date, this.calendar);
+    const fixes: PlanEntryRecord[] = [];
+    for (const e of await this.store.planEntries(date)) {
+      const occ = e.nextDueAt === null && e.lastNominalAt !== null ? this.occurrencesOf(e.jobName) : null;
+      if (occ?.kind !== 'after' || this.state.unfinishedOf(e.jobName).length > 0) continue;
+      const last = (await this.store.listRuns({ job: e.jobName, planDate: date }, { limit: 1 })).items[0];
+      const next = Math.max(now, (last?.endedAt ?? now) + occ.afterMs!);
+      if (next < end) fixes.push({ ...e, nextDueAt: next });
+    }
+    await this.store.upsertPlanEntries(fixes);
+    for (const e of fixes) this.setEntry(e);
   }
 
   /** The `after` schedule: the next occurrence follows the end of the run, within the same plan day. */
