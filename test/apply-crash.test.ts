@@ -40,9 +40,11 @@ describe.each(targets)('apply killed with SIGKILL on %s', (_label, storeArgs) =>
       const store = storeArgs();
       expect((await cli(['apply', '-f', base, ...store])).code).toBe(0);
       const child = spawnCli(['apply', '-f', big, ...store]);
+      // Listen before killing: a fast apply may already have finished (then the kill is a no-op).
+      const closed = new Promise((r) => child.on('close', r));
       await new Promise((r) => setTimeout(r, (duration * k) / (steps + 1)));
       child.kill('SIGKILL');
-      await new Promise((r) => child.on('close', r));
+      await closed;
       const state = (await cli(['export', ...store])).stdout;
       expect([before, after]).toContain(state);
       outcomes[state === before ? 'before' : 'after']++;
