@@ -628,6 +628,19 @@ export class SqlStore implements Store {
 
   async recordCheckValues(values: CheckValue[]): Promise<void> {
     if (values.length === 0) return;
+    if (this.kind === 'postgres') {
+      // One statement per 10,000 values with one array parameter per column (INSERT … SELECT unnest): about three
+      // times the rows/s of multi-row VALUES on PostgreSQL (STACK.md; bench check-ingest).
+      await this.tx(async (trx) => {
+        for (let i = 0; i < values.length; i += 10_000) {
+          const part = values.slice(i, i + 10_000);
+          await sql`INSERT INTO check_values (check_name, agent_name, series, at, value, state)
+            SELECT * FROM unnest(${part.map((v) => v.checkName)}::text[], ${part.map((v) => v.agentName)}::text[], ${part.map((v) => v.series)}::text[],
+              ${part.map((v) => v.at)}::bigint[], ${part.map((v) => v.value)}::float8[], ${part.map((v) => v.state ?? null)}::text[])`.execute(trx);
+        }
+      });
+      return;
+    }
     await this.tx(async (trx) => {
       // Parameter limits: SQLite allows 32766 bound values, PostgreSQL 65535; 6 per row.
       for (let i = 0; i < values.length; i += 1000) {

@@ -144,6 +144,10 @@ export class Engine implements Service {
         do {
           this.again = false;
           await this.passOnce();
+          // Let I/O in before the next pass: with SQLite a pass is one chain of microtasks, so back-to-back passes
+          // (each report asks for one) would starve agent handshakes and reports (restart bench). Requests made
+          // meanwhile are coalesced into that next pass.
+          if (this.again && !this.stopped) await new Promise((r) => setImmediate(r));
         } while (this.again && !this.stopped);
       } catch (err) {
         this.fail(err);
@@ -454,15 +458,23 @@ export class Engine implements Service {
     };
   }
 
+  /** Stored form of each reason object (runs of one shape share one object, see decide): serialised once. */
+  private readonly reasonText = new WeakMap<WaitReason, { text: string; stored: unknown }>();
+
   private async persistReasons(reasons: Map<number, WaitReason>): Promise<void> {
     const changed: { runId: number; reason: unknown }[] = [];
     for (const [runId, reason] of reasons) {
-      const text = JSON.stringify(reason);
-      if (this.persistedReasons.get(runId) === text) continue;
-      this.persistedReasons.set(runId, text);
-      changed.push({ runId, reason });
+      let c = this.reasonText.get(reason);
+      if (!c) {
+        const stored = storedReason(reason);
+        c = { text: JSON.stringify(stored), stored };
+        this.reasonText.set(reason, c);
+      }
+      if (this.persistedReasons.get(runId) === c.text) continue;
+      this.persistedReasons.set(runId, c.text);
+      changed.push({ runId, reason: c.stored });
       const run = this.state.runs.get(runId);
-      if (run) run.waitReason = reason;
+      if (run) run.waitReason = c.stored;
     }
     await this.store.setWaitReasons(changed);
   }
@@ -567,6 +579,33 @@ export class Engine implements Service {
   async killOnAgent(agent: string, runId: number): Promise<void> {
     if (!this.link) throw new ConflictError('no agent link is running; the run cannot be reached', { runId });
     await this.link.kill(agent, runId);
+  }
+}
+
+const STORED_LIST_MAX = 20;
+
+/**
+ * The persisted wait reason lists at most 20 holders / agents / active runs (else only their number): 10,000 runs waiting
+ * for a pool held by 1,000 runs must not store 10,000 copies of a 1,000-entry list on every change (restart
+ * bench). "Why is this not running?" (OperatorActions.why) still explains from the live state, in full.
+ */
+function storedReason(r: WaitReason): unknown {
+  // Beyond 20 entries only the count is kept: a list that changes whenever one holder ends would rewrite every
+  // waiting run's reason on every completion.
+  const cap = <T>(list: T[], key: string) => (list.length > STORED_LIST_MAX ? { [key]: [], [`${key}Total`]: list.length } : { [key]: list });
+  switch (r.code) {
+    case 'resource': {
+      if (r.holders.length <= STORED_LIST_MAX) return r;
+      // A large pool: which run is first in line changes with every dispatch; only the stable part is stored.
+      const { blockedBy: _first, ...rest } = r;
+      return { ...rest, ...cap(r.holders, 'holders') };
+    }
+    case 'no-agent':
+      return { ...r, ...cap(r.considered, 'considered') };
+    case 'concurrency':
+      return { ...r, ...cap(r.active, 'active') };
+    default:
+      return r;
   }
 }
 

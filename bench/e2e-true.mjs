@@ -1,0 +1,86 @@
+// e2e-true: end-to-end `/bin/true` runs per second through the whole stack (engine decision, store commits, agent
+// link, one real agent process spawning the job, results committed), at a concurrency of 4 (a pool of 4 slots).
+// Baseline in the same run: a raw `child_process.spawn('/bin/true')` loop at the same concurrency, in a fresh
+// Node process (like the agent), on the same machine.
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { applyYaml, countEvents, figure, log, median, now, registerAgents, startServer, tempDir } from './lib.mjs';
+
+const BENCH = 'e2e-true';
+const C = 4;
+const N = 300;
+const REPEATS = 3;
+const ROOT = new URL('..', import.meta.url).pathname;
+const AGENT_BIN = join(ROOT, 'packages', 'agent', 'dist', 'main.js');
+
+// ── Baseline: raw spawn loop in a fresh Node process ──
+const RAW = `
+const { spawn } = require('node:child_process');
+const [c, n, warm] = process.argv.slice(1).map(Number);
+function loop(total) {
+  return new Promise((resolve) => {
+    let started = 0, done = 0;
+    const one = () => { started++; const p = spawn('/bin/true'); p.on('close', () => { done++; if (started < total) one(); else if (done === total) resolve(); }); };
+    for (let i = 0; i < Math.min(c, total); i++) one();
+  });
+}
+(async () => {
+  await loop(warm);
+  const rates = [];
+  for (let r = 0; r < ${REPEATS}; r++) { const t = performance.now(); await loop(n); rates.push(n / ((performance.now() - t) / 1000)); }
+  console.log(JSON.stringify(rates));
+})();`;
+const raw = await new Promise((resolve, reject) => {
+  const p = spawn(process.execPath, ['-e', RAW, String(C), String(N), '50'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  p.stdout.on('data', (d) => (out += d));
+  p.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`raw spawn loop exited ${code}`))));
+});
+log(`raw spawn: ${raw.map((r) => r.toFixed(1)).join(', ')} /s`);
+
+// ── End to end ──
+const dir = tempDir();
+const server = await startServer(dir);
+const keys = await registerAgents(server.store, 1, 'e');
+const keyFile = join(dir, 'e0.key');
+writeFileSync(keyFile, keys.e0);
+await applyYaml(server.store, `timezone: UTC
+resources:
+  slots: { pool: ${C} }
+jobs:
+  t: { run: { command: [/bin/true] }, on: { agent: e0 }, concurrency: { max: 100000 }, resources: { slots: 1 } }
+`);
+server.events.emit('definitions:applied', { changes: 1, actor: 'bench' });
+const agent = spawn(process.execPath, [AGENT_BIN, '--server', server.url(), '--name', 'e0', '--key-file', keyFile, '--data', join(dir, 'agent'), '--log-level', 'warn'], {
+  cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'],
+});
+process.on('exit', () => agent.kill('SIGKILL'));
+await server.events.once('agent:connected');
+log('agent connected');
+
+async function batch(n) {
+  const spec = server.engine.defs.jobs.t;
+  const t = now();
+  const ended = countEvents(server.events, 'run:ended', n);
+  const runs = Array.from({ length: n }, () => ({ jobName: 't', planDate: '2026-01-01', nominalAt: null, dueAt: Date.now(), origin: 'manual', priority: 0, spec }));
+  const created = await server.store.createRuns(runs, 'bench', Date.now());
+  for (const r of created) server.engine.track(r);
+  server.engine.poke();
+  await ended;
+  return n / ((now() - t) / 1000);
+}
+await batch(50);
+const e2e = [];
+for (let r = 0; r < REPEATS; r++) e2e.push(await batch(N));
+log(`end to end: ${e2e.map((r) => r.toFixed(1)).join(', ')} /s`);
+const failed = (await server.store.listRuns({ state: ['failed', 'lost', 'timed-out'] }, { limit: 5 })).items;
+if (failed.length) log(`WARNING: ${failed.length}+ runs did not succeed: ${failed[0].endReason}`);
+
+const v = median(e2e);
+const b = median(raw);
+figure({ bench: BENCH, metric: `/bin/true runs/s (concurrency ${C})`, value: v, unit: 'runs/s', baseline: `raw spawn loop, concurrency ${C}`, baselineValue: b, target: '≥ 0.7× raw', met: v >= 0.7 * b });
+
+agent.kill('SIGTERM');
+await server.stop();
+process.exit(0);

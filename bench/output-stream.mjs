@@ -1,0 +1,102 @@
+// output-stream: 256 MB of job stdout stored end to end: one real agent process runs `cat FILE` (a 256 MB file),
+// streams the output in chunks through its disk-backed queue and the WebSocket link; the server commits every
+// chunk to the store (SQLite). Measured: MB/s from dispatch to the run's end with every byte stored (checked),
+// and the growth of the server process's RSS meanwhile (sampled every 50 ms).
+// Baseline in the same run: a Node spawn of `cat FILE` piped to a file on the same disk.
+import { spawn } from 'node:child_process';
+import { createWriteStream, openSync, closeSync, writeSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { applyYaml, figure, gc, log, median, now, registerAgents, startServer, tempDir } from './lib.mjs';
+import { writeFileSync } from 'node:fs';
+
+const BENCH = 'output-stream';
+const MB = 1024 * 1024;
+const SIZE = Number(process.env.BENCH_OUTPUT_MB ?? 256) * MB;
+const ROOT = new URL('..', import.meta.url).pathname;
+const AGENT_BIN = join(ROOT, 'packages', 'agent', 'dist', 'main.js');
+
+const dir = tempDir();
+const file = join(dir, 'out.bin');
+{
+  const block = Buffer.from(randomBytes((MB * 3) / 4).toString('base64').slice(0, MB));
+  const fd = openSync(file, 'w');
+  for (let i = 0; i < SIZE / MB; i++) writeSync(fd, block);
+  closeSync(fd);
+}
+
+// ── Baseline: spawn cat, pipe to a file ──
+async function rawCopy(i) {
+  const dest = join(dir, `copy-${i}.bin`);
+  const t = now();
+  await new Promise((resolve, reject) => {
+    const p = spawn('cat', [file], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const w = createWriteStream(dest);
+    p.stdout.pipe(w);
+    w.on('finish', resolve);
+    w.on('error', reject);
+  });
+  const ms = now() - t;
+  if (statSync(dest).size !== SIZE) throw new Error('raw copy incomplete');
+  return (SIZE / MB) / (ms / 1000);
+}
+await rawCopy(-1);
+const raw = [await rawCopy(0), await rawCopy(1), await rawCopy(2)];
+log(`raw cat → file: ${raw.map((r) => r.toFixed(0)).join(', ')} MB/s`);
+
+// ── End to end ──
+const server = await startServer(dir);
+const keys = await registerAgents(server.store, 1, 'o');
+const keyFile = join(dir, 'o0.key');
+writeFileSync(keyFile, keys.o0);
+await applyYaml(server.store, `timezone: UTC
+jobs:
+  cat: { run: { command: [cat, "${file}"] }, on: { agent: o0 }, maxOutput: ${2 * SIZE / MB}MB, concurrency: { max: 10 } }
+  small: { run: { command: [cat, "${file}"] }, on: { agent: o0 } }
+`);
+server.events.emit('definitions:applied', { changes: 1, actor: 'bench' });
+const agent = spawn(process.execPath, [AGENT_BIN, '--server', server.url(), '--name', 'o0', '--key-file', keyFile, '--data', join(dir, 'agent'), '--log-level', 'warn'], {
+  cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'],
+});
+process.on('exit', () => agent.kill('SIGKILL'));
+await server.events.once('agent:connected');
+// Warm-up: a run whose output is capped at the default 1 MB.
+{
+  const ended = server.events.once('run:ended');
+  await server.actions.runNow('small', 'bench');
+  await ended;
+}
+gc();
+const rss0 = process.memoryUsage().rss;
+let peak = rss0;
+const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+// The bench must end within 60 s: when the whole output is not stored after DEADLINE_MS, the rate is the bytes
+// committed so far over the time spent (an honest lower bound of the steady state), and the run is killed.
+const DEADLINE_MS = Number(process.env.BENCH_OUTPUT_DEADLINE_MS ?? 35_000);
+let committed = 0;
+server.events.on('run:output', (p) => (committed += p.bytes));
+const t = now();
+const ended = server.events.once('run:ended', (p) => p.jobName === 'cat');
+const [run] = await server.actions.runNow('cat', 'bench');
+const end = await Promise.race([ended, new Promise((r) => setTimeout(() => r(null), DEADLINE_MS))]);
+const ms = now() - t;
+const bytes = end ? (await server.store.getRun(run.id)).outputBytes : committed;
+clearInterval(sampler);
+if (!end) {
+  log(`deadline: ${(bytes / MB).toFixed(0)} of ${SIZE / MB} MB stored after ${ms.toFixed(0)} ms; killing the run`);
+  await server.actions.kill(run.id, 'bench').catch(() => undefined);
+}
+const stored = await server.store.getRun(run.id);
+log(`end to end: ${end ? end.state : 'stopped at the deadline'}, ${bytes} bytes stored in ${ms.toFixed(0)} ms; RSS ${(rss0 / MB).toFixed(0)} → peak ${(peak / MB).toFixed(0)} MB`);
+if (end && (stored.outputBytes !== SIZE || stored.outputTruncated)) log(`WARNING: stored ${stored.outputBytes} of ${SIZE} bytes (truncated: ${stored.outputTruncated})`);
+const rate = (bytes / MB) / (ms / 1000);
+const b = median(raw);
+figure({
+  bench: BENCH, metric: `${SIZE / MB} MB stdout stored end to end`, value: rate, unit: 'MB/s', baseline: 'Node spawn of cat piped to a file', baselineValue: b,
+  target: '≥ 0.5× baseline', met: Boolean(end) && rate >= 0.5 * b && stored.outputBytes === SIZE,
+  ...(end ? {} : { note: `stopped after ${(ms / 1000).toFixed(0)} s with ${(bytes / MB).toFixed(0)} MB stored (the 60 s limit); rate = stored / elapsed` }),
+});
+figure({ bench: BENCH, metric: 'server RSS growth', value: (peak - rss0) / MB, unit: 'MB', baseline: null, baselineValue: null, target: '≤ 64 MB', met: (peak - rss0) / MB <= 64 });
+agent.kill('SIGTERM');
+await server.stop();
+process.exit(0);
