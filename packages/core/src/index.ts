@@ -17,6 +17,7 @@ export { VERSION } from './version.js';
 export * from './schedule/planday.js';
 export * from './schedule/occurrences.js';
 export * from './schedule/decide.js';
+export * from './schedule/resolver.js';
 export * from './schedule/outcome.js';
 export * from './schedule/materialize.js';
 export * from './schedule/graph.js';

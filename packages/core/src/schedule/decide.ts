@@ -115,7 +115,7 @@ function rateOf(spec: ResourceSpec): { capacity: number; windowMs: number } | nu
   return { capacity: Number(n), windowMs: parseDuration(w) as number };
 }
 
-function missingConditions(run: WaitingRun, s: Snapshot): { name: string; planDate: string | 'any'; postedBy: string[] }[] {
+export function missingConditions(run: WaitingRun, s: Snapshot): { name: string; planDate: string | 'any'; postedBy: string[] }[] {
   const missing: { name: string; planDate: string | 'any'; postedBy: string[] }[] = [];
   const check = (r: Exclude<Requirement, { anyOf: unknown }>): { name: string; planDate: string | 'any' } | null => {
     const name = typeof r === 'string' ? r : r.condition;
@@ -136,21 +136,27 @@ function missingConditions(run: WaitingRun, s: Snapshot): { name: string; planDa
   return missing;
 }
 
-interface Working {
-  agentActive: Map<string, number>;
-  agentLast: Map<string, number>;
-  pools: Map<string, { runId: number; units: number }[]>;
-  rates: Map<string, number[]>;
-  jobActive: Map<string, number>;
+/** What `decide` reads and updates while it walks the runs; the resolver passes overlays over the live state. */
+export interface MapLike<K, V> {
+  get(key: K): V | undefined;
+  set(key: K, value: V): unknown;
+}
+
+export interface Working {
+  agentActive: MapLike<string, number>;
+  agentLast: MapLike<string, number>;
+  pools: MapLike<string, { runId: number; units: number }[]>;
+  rates: MapLike<string, number[]>;
+  jobActive: MapLike<string, number>;
   /** Pools that a higher-priority run is waiting for: lower ones may not take them (no starvation). */
-  reserved: Map<string, number>;
+  reserved: MapLike<string, number>;
 }
 
 function poolUsed(w: Working, resource: string): number {
   return (w.pools.get(resource) ?? []).reduce((n, h) => n + h.units, 0);
 }
 
-type ResourceWait = Extract<WaitReason, { code: 'resource' | 'rate' }>;
+export type ResourceWait = Extract<WaitReason, { code: 'resource' | 'rate' }>;
 
 /** Checks resources for one agent; returns the takes or the first blocking reason. */
 function resourcesFor(run: WaitingRun, agent: string, s: Snapshot, w: Working): { pools: Dispatch['pools']; rates: Dispatch['rates'] } | ResourceWait {
@@ -179,7 +185,7 @@ function resourcesFor(run: WaitingRun, agent: string, s: Snapshot, w: Working): 
   return { pools, rates };
 }
 
-function effectivePriority(run: WaitingRun, s: Snapshot): number {
+export function effectivePriority(run: WaitingRun, s: Snapshot): number {
   return run.priority + Math.max(0, Math.floor((s.now - run.dueAt) / s.agingMs));
 }
 
@@ -245,39 +251,7 @@ export function decide(s: Snapshot): Decision {
       candidates = run.targetAgent ? [run.targetAgent] : expandTarget(run.spec.on, s.groups);
       targets.set(onKey, candidates);
     }
-    const considered: { agent: string; why: string }[] = [];
-    let best: { agent: AgentView; take: { pools: Dispatch['pools']; rates: Dispatch['rates'] } } | null = null;
-    let resourceReason: ResourceWait | null = null;
-    for (const name of candidates) {
-      const a = agents.get(name);
-      if (!a) {
-        considered.push({ agent: name, why: s.offlineAgents.has(name) ? 'not connected' : 'not registered' });
-        continue;
-      }
-      if (a.draining) {
-        considered.push({ agent: name, why: 'draining' });
-        continue;
-      }
-      if (!a.kinds[kind]) {
-        considered.push({ agent: name, why: `refuses ${kind} jobs` });
-        continue;
-      }
-      const take = resourcesFor(run, name, s, w);
-      if ('code' in take) {
-        considered.push({ agent: name, why: take.code === 'rate' ? `rate ${take.resource} exhausted` : `resource ${take.resource} full` });
-        resourceReason ??= take;
-        continue;
-      }
-      // Fair choice: the least busy agent, then the one that waited longest for work, then by name.
-      const busy = w.agentActive.get(name) ?? 0;
-      if (
-        !best ||
-        busy < (w.agentActive.get(best.agent.name) ?? 0) ||
-        (busy === (w.agentActive.get(best.agent.name) ?? 0) && (w.agentLast.get(name) ?? 0) < (w.agentLast.get(best.agent.name) ?? 0))
-      ) {
-        best = { agent: a, take };
-      }
-    }
+    const { best, considered, resourceReason } = placeRun(run, kind, candidates, agents, s, w);
     if (!best) {
       const before = version;
       let reason: WaitReason;
@@ -288,22 +262,76 @@ export function decide(s: Snapshot): Decision {
           w.reserved.set(resourceReason.resource, run.id);
           version++;
         }
-      } else reason = { code: 'no-agent', considered: candidates.length ? considered : [{ agent: '(none)', why: 'the target matches no agent' }] };
+      } else reason = noPlaceReason(candidates, { best, considered, resourceReason });
       waiting.set(run.id, reason);
       // Remembered only when computing it changed nothing, so that the next run of this shape gets what it would compute.
       if (version === before) blocked.set(shape, { version, reason });
       continue;
     }
     version++;
-    const name = best.agent.name;
-    dispatch.push({ runId: run.id, agent: name, ...best.take });
-    w.agentActive.set(name, (w.agentActive.get(name) ?? 0) + 1);
-    w.agentLast.set(name, s.now);
-    w.jobActive.set(ckey, (w.jobActive.get(ckey) ?? 0) + 1);
-    for (const p of best.take.pools) w.pools.set(p.resource, [...(w.pools.get(p.resource) ?? []), { runId: run.id, units: p.units }]);
-    for (const r of best.take.rates) w.rates.set(r.resource, [...(w.rates.get(r.resource) ?? []), s.now]);
+    dispatch.push(take(run, ckey, best, s, w));
   }
   return { dispatch, waiting, wakeAt };
+}
+
+export interface Placement {
+  best: { agent: AgentView; take: { pools: Dispatch['pools']; rates: Dispatch['rates'] } } | null;
+  considered: { agent: string; why: string }[];
+  resourceReason: ResourceWait | null;
+}
+
+/** Tries every candidate agent for a run that passed the gates (due, not held, conditions, concurrency). */
+export function placeRun(run: WaitingRun, kind: 'command' | 'shell' | 'node', candidates: string[], agents: Map<string, AgentView>, s: Snapshot, w: Working): Placement {
+  const considered: { agent: string; why: string }[] = [];
+  let best: { agent: AgentView; take: { pools: Dispatch['pools']; rates: Dispatch['rates'] } } | null = null;
+  let resourceReason: ResourceWait | null = null;
+  for (const name of candidates) {
+    const a = agents.get(name);
+    if (!a) {
+      considered.push({ agent: name, why: s.offlineAgents.has(name) ? 'not connected' : 'not registered' });
+      continue;
+    }
+    if (a.draining) {
+      considered.push({ agent: name, why: 'draining' });
+      continue;
+    }
+    if (!a.kinds[kind]) {
+      considered.push({ agent: name, why: `refuses ${kind} jobs` });
+      continue;
+    }
+    const take = resourcesFor(run, name, s, w);
+    if ('code' in take) {
+      considered.push({ agent: name, why: take.code === 'rate' ? `rate ${take.resource} exhausted` : `resource ${take.resource} full` });
+      resourceReason ??= take;
+      continue;
+    }
+    // Fair choice: the least busy agent, then the one that waited longest for work, then by name.
+    const busy = w.agentActive.get(name) ?? 0;
+    if (
+      !best ||
+      busy < (w.agentActive.get(best.agent.name) ?? 0) ||
+      (busy === (w.agentActive.get(best.agent.name) ?? 0) && (w.agentLast.get(name) ?? 0) < (w.agentLast.get(best.agent.name) ?? 0))
+    ) {
+      best = { agent: a, take };
+    }
+  }
+  return { best, considered, resourceReason };
+}
+
+/** Records a dispatch in the working state. */
+export function take(run: WaitingRun, ckey: string, best: NonNullable<Placement['best']>, s: Snapshot, w: Working): Dispatch {
+  const name = best.agent.name;
+  w.agentActive.set(name, (w.agentActive.get(name) ?? 0) + 1);
+  w.agentLast.set(name, s.now);
+  w.jobActive.set(ckey, (w.jobActive.get(ckey) ?? 0) + 1);
+  for (const p of best.take.pools) w.pools.set(p.resource, [...(w.pools.get(p.resource) ?? []), { runId: run.id, units: p.units }]);
+  for (const r of best.take.rates) w.rates.set(r.resource, [...(w.rates.get(r.resource) ?? []), s.now]);
+  return { runId: run.id, agent: name, ...best.take };
+}
+
+/** The reason of a run no agent could take: a resource (reserving a full pool), or why each agent was refused. */
+export function noPlaceReason(candidates: string[], p: Placement): WaitReason {
+  return p.resourceReason ?? { code: 'no-agent', considered: candidates.length ? p.considered : [{ agent: '(none)', why: 'the target matches no agent' }] };
 }
 
 /** Every reason a waiting run is not running (not only the first), for "why is this not running?". */
