@@ -1,10 +1,11 @@
 // resolve: 10,000 waiting runs in a condition graph (a tree: each run requires the condition its parent posts),
 // using 20 pools (capacity 8 each) and, every 10th run, one of 5 rates (100 a minute), on 50 agents; runs are
 // completed one by one (the oldest active run ends, releases its pool, posts its condition) and after each
-// completion the engine's decision is made again through the engine's own path (EngineState.snapshot + decide),
-// the dispatches applied to the mirror. Measured: completions per second of that loop.
+// completion the engine's decision is made again through the engine's own path (the incremental resolver kept by
+// EngineState, told of each change by the mirror: `state.resolver.decide(state.live(...))`), the dispatches applied
+// to the mirror. Measured: completions per second of that loop.
 // Baseline in the same run: full recomputation from scratch for each completion (a fresh EngineState loaded
-// from the same data, then snapshot + decide), on the same runs.
+// from the same data, then snapshot + the reference decide over every waiting run), on the same runs.
 import { decide, planCalendar } from '@batchalyzer/core';
 import { EngineState } from '../packages/server/dist/engine/state.js';
 import { figure, log, now } from './lib.mjs';
@@ -53,7 +54,7 @@ function fakeStore(world) {
 
 /**
  * Completes runs one by one for `budgetMs` (or until all are done). `fresh` chooses how each decision is made:
- * false: the engine's path (the mirror kept up to date, snapshot + decide); true: rebuilt from scratch.
+ * false: the engine's path (the mirror and its resolver kept up to date); true: rebuilt from scratch, full decide.
  */
 async function loop(fresh, budgetMs) {
   const world = { runs: new Map(runs.map((r) => [r.id, { ...r }])), holds: [], takes: [], conditions: new Set() };
@@ -71,7 +72,9 @@ async function loop(fresh, budgetMs) {
       await state.load(fakeStore(world), 60_000, t);
     }
     state.pruneRateTakes(t - 60_000);
-    const d = decide(state.snapshot(t, defs, agents, groups.all, 60_000));
+    const d = fresh
+      ? decide(state.snapshot(t, defs, agents, groups.all, 60_000))
+      : state.resolver.decide(state.live(t, defs, agents, groups.all, 60_000));
     decisions++;
     for (const x of d.dispatch) {
       const r = { ...world.runs.get(x.runId), state: 'dispatched', agentName: x.agent, dispatchedAt: t };

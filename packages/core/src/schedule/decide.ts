@@ -285,6 +285,9 @@ export function placeRun(run: WaitingRun, kind: 'command' | 'shell' | 'node', ca
   const considered: { agent: string; why: string }[] = [];
   let best: { agent: AgentView; take: { pools: Dispatch['pools']; rates: Dispatch['rates'] } } | null = null;
   let resourceReason: ResourceWait | null = null;
+  // Resources without `{agent}` are the same on every agent: checked once, not once per candidate (50 agents).
+  const perAgent = Object.keys(run.spec.resources ?? {}).some((n) => n.includes('{agent}'));
+  let shared: ReturnType<typeof resourcesFor> | null = null;
   for (const name of candidates) {
     const a = agents.get(name);
     if (!a) {
@@ -299,7 +302,7 @@ export function placeRun(run: WaitingRun, kind: 'command' | 'shell' | 'node', ca
       considered.push({ agent: name, why: `refuses ${kind} jobs` });
       continue;
     }
-    const take = resourcesFor(run, name, s, w);
+    const take = perAgent ? resourcesFor(run, name, s, w) : (shared ??= resourcesFor(run, name, s, w));
     if ('code' in take) {
       considered.push({ agent: name, why: take.code === 'rate' ? `rate ${take.resource} exhausted` : `resource ${take.resource} full` });
       resourceReason ??= take;

@@ -33,9 +33,15 @@ type Gate = 'new' | 'due' | 'held' | 'conditions' | 'concurrency' | 'agent' | 'c
 
 interface Entry {
   run: WaitingRun;
+  ckey: string;
+  shapeKey: string;
   gate: Gate;
-  /** Index keys the run is filed under. */
+  /** Keys of unordered indexes (conditions, concurrency) the run is filed under. */
   keys: string[];
+  /** Resources whose ordered list the run is in (contenders), with the run as filed (its place in the order). */
+  resources: string[];
+  filedShape: string | null;
+  filedRun: WaitingRun | null;
   /** The resource this run reserves (it is the first in line blocked on it). */
   reserved: string | null;
   reason: WaitReason | null;
@@ -43,24 +49,39 @@ interface Entry {
   done: number;
 }
 
+/** Walks one resource's runs in order from a position; stops where the rest cannot have changed (see `settled`). */
+interface Cursor {
+  resource: string;
+  after: WaitingRun | null;
+  head: Entry | undefined;
+}
+
 interface Shape {
   candidates: string[];
   kind: 'command' | 'shell' | 'node';
   /** No candidate is connected, accepting and not draining: the reason depends on the agents only. */
   noAgent: boolean;
-  /** Every resource the run could take on any candidate, with the window of the rates. */
-  resources: { key: string; rateWindowMs: number | null }[];
+  /** Every resource the run could take on any candidate. */
+  resources: string[];
 }
+
+type Item = Entry | Cursor;
 
 export class Resolver {
   private readonly entries = new Map<number, Entry>();
   private readonly byKey = new Map<string, Set<Entry>>();
+  /** Contenders per resource, in decision order (one base priority: due time, id). */
+  private readonly byResource = new Map<string, Entry[]>();
   private readonly due = new DueHeap<number>();
   private readonly reservations = new Map<string, Entry>();
+  /** Reservations and full rates as the last pass left them: where the runs after them were already blocked. */
+  private lastReserved = new Map<string, WaitingRun>();
+  private lastFull = new Map<string, WaitingRun | 'start'>();
   private readonly priorities = new Map<number, number>();
   private readonly dirtyRuns = new Set<Entry>();
   private readonly dirtyKeys = new Set<string>();
-  private readonly rateKeys = new Map<string, number>();
+  private readonly dirtyResources = new Set<string>();
+  private readonly rates = new Map<string, { capacity: number; windowMs: number }>();
   private readonly rateSig = new Map<string, string>();
   private readonly rateWake = new Map<string, number>();
   private shapes = new Map<string, Shape>();
@@ -75,8 +96,15 @@ export class Resolver {
   private agingMs = 1;
   private current: Entry | null = null;
   private orderDependent = false;
-  private queue: Entry[] = [];
+  private queue: Item[] = [];
   private cascaded = new Set<string>();
+  private cursors = new Map<string, Cursor>();
+  /** With several base priorities aging can reorder runs, so resource lists are not walked lazily. */
+  private eager = false;
+  private full_ = new Map<string, WaitingRun | 'start'>();
+  private w: Working | null = null;
+  /** Every run past the static gates is queued in this pass: nothing to cascade. */
+  private everything = false;
 
   get size(): number {
     return this.entries.size;
@@ -87,12 +115,16 @@ export class Resolver {
     let e = this.entries.get(run.id);
     if (e) {
       this.countPriority(e.run.priority, -1);
-      e.run = run;
       if (e.gate === 'dispatched') e.gate = 'new';
+      e.filedShape = null;
     } else {
-      e = { run, gate: 'new', keys: [], reserved: null, reason: null, queued: -1, done: -1 };
+      e = { run, ckey: '', shapeKey: '', gate: 'new', keys: [], resources: [], filedShape: null, filedRun: null, reserved: null, reason: null, queued: -1, done: -1 };
       this.entries.set(run.id, e);
     }
+    e.run = run;
+    e.ckey = concurrencyKey(run.jobName, run.targetAgent);
+    const onKey = run.targetAgent !== null ? `@${run.targetAgent}` : JSON.stringify(run.spec.on);
+    e.shapeKey = `${onKey}|${runKind(run.spec)}|${run.spec.resources ? JSON.stringify(run.spec.resources) : ''}`;
     this.countPriority(run.priority, 1);
     this.dirtyRuns.add(e);
   }
@@ -102,6 +134,7 @@ export class Resolver {
     const e = this.entries.get(runId);
     if (!e) return;
     this.unfile(e);
+    this.unfileResources(e);
     this.letGo(e);
     this.countPriority(e.run.priority, -1);
     this.dirtyRuns.delete(e);
@@ -125,7 +158,7 @@ export class Resolver {
 
   /** A pool's holders changed. */
   resourceChanged(resource: string): void {
-    this.dirtyKeys.add(`r:${resource}`);
+    this.dirtyResources.add(resource);
   }
 
   /** Definitions changed (resources, groups, posters): every run is decided again. */
@@ -148,15 +181,53 @@ export class Resolver {
     this.agingMs = s.agingMs;
     this.queue = [];
     this.cascaded = new Set();
+    this.cursors = new Map();
+    this.eager = this.priorities.size > 1;
     const agentSig = agentSignature(s);
     if (agentSig !== this.agentSig && this.full === 'no') this.full = 'past-gates';
     this.agentSig = agentSig;
-    if (this.priorities.size > 1 && s.now !== this.lastNow && this.full === 'no') this.full = 'past-gates';
+    if (this.eager && s.now !== this.lastNow && this.full === 'no') this.full = 'past-gates';
     this.lastNow = s.now;
+    const jobOwn = new Map<string, number>();
+    this.w = {
+      agentActive: new Map(s.agents.map((a) => [a.name, a.active])),
+      agentLast: new Map(s.agents.map((a) => [a.name, a.lastDispatchAt])),
+      pools: overlay(s.poolHolders),
+      rates: overlay(s.rateTakes),
+      jobActive: { get: (k) => jobOwn.get(k) ?? s.activeByJob.get(k)?.length, set: (k, v) => jobOwn.set(k, v) },
+      reserved: {
+        get: (resource) => {
+          const x = this.reservations.get(resource);
+          if (!x) return undefined;
+          if (x.done === this.pass || this.before(x.run, this.current!.run)) return x.run.id;
+          // Reserved by a run after this one: not in its way, but the answer depends on the position.
+          this.orderDependent = true;
+          return undefined;
+        },
+        set: () => undefined,
+      },
+    };
+    // A rate frees up as its takes leave the window: seen as a change of the takes within the window.
+    this.full_ = new Map();
+    for (const [key, rate] of this.rates) {
+      const inWindow = this.inWindow(key, rate.windowMs);
+      if (inWindow.length >= rate.capacity) this.full_.set(key, 'start');
+      const sig = `${inWindow.length}:${inWindow[inWindow.length - 1]}`;
+      if (this.rateSig.get(key) !== sig) this.dirtyResources.add(key);
+      this.rateSig.set(key, sig);
+    }
 
+    this.everything = this.full !== 'no';
     if (this.full !== 'no') {
+      if (this.full === 'all') {
+        this.rates.clear();
+        this.rateSig.clear();
+      }
+      this.dirtyResources.clear();
       this.shapes = new Map();
       this.reservations.clear();
+      this.lastReserved = new Map();
+      this.lastFull = new Map();
       this.rateWake.clear();
       for (const e of this.entries.values()) {
         e.reserved = null;
@@ -164,18 +235,16 @@ export class Resolver {
       }
       this.full = 'no';
     }
-    // A rate frees up as its takes leave the window: seen as a change of the takes within the window.
-    for (const [key, windowMs] of this.rateKeys) {
-      const sig = rateSignature(s.rateTakes.get(key), s.now - windowMs);
-      if (this.rateSig.get(key) !== sig) this.dirtyKeys.add(`r:${key}`);
-      this.rateSig.set(key, sig);
-    }
     for (const key of this.dirtyKeys) {
-      if (key.startsWith('r:')) this.rateWake.delete(key.slice(2));
       this.cascaded.add(key);
       for (const e of this.byKey.get(key) ?? []) this.enqueue(e);
     }
     this.dirtyKeys.clear();
+    for (const r of this.dirtyResources) {
+      this.rateWake.delete(r);
+      this.walkResource(r, null);
+    }
+    this.dirtyResources.clear();
     for (const e of this.dirtyRuns) this.enqueue(e);
     this.dirtyRuns.clear();
     for (let top = this.due.peek(); top && top.at <= s.now; top = this.due.peek()) {
@@ -190,108 +259,43 @@ export class Resolver {
     const dispatch: Dispatch[] = [];
     const waiting = new Map<number, WaitReason>();
     const agents = new Map(s.agents.map((a) => [a.name, a]));
-    const jobOwn = new Map<string, number>();
-    const w: Working = {
-      agentActive: new Map(s.agents.map((a) => [a.name, a.active])),
-      agentLast: new Map(s.agents.map((a) => [a.name, a.lastDispatchAt])),
-      pools: overlay(s.poolHolders),
-      rates: overlay(s.rateTakes),
-      jobActive: { get: (k) => jobOwn.get(k) ?? s.activeByJob.get(k)?.length, set: (k, v) => jobOwn.set(k, v) },
-      reserved: {
-        get: (resource) => {
-          const x = this.reservations.get(resource);
-          if (!x) return undefined;
-          if (x.done === this.pass || this.before(x, this.current!)) return x.run.id;
-          // Reserved by a run after this one: not in its way, but the answer depends on the position.
-          this.orderDependent = true;
-          return undefined;
-        },
-        set: () => undefined,
-      },
-    };
     const snapshot = { ...s, waiting: [] } as Snapshot;
-    // As in decide: runs of one shape share an answer while nothing in the working state changed.
-    let version = 0;
-    const blocked = new Map<string, { version: number; reason: WaitReason }>();
-    const noAgent = new Map<string, WaitReason>();
-    for (let e = this.pop(); e; e = this.pop()) {
+    const ctx: Pass = { s, snapshot, agents, dispatch, version: 0, blocked: new Map(), noAgent: new Map() };
+    for (let item = this.pop(); item; item = this.pop()) {
+      let e: Entry;
+      if ('resource' in item) {
+        const head = item.head!;
+        item.after = head.run;
+        if (head.done !== this.pass && this.settled(item.resource, head)) {
+          this.cursors.delete(item.resource);
+          continue;
+        }
+        item.head = this.next(item.resource, head.run);
+        if (item.head) this.push(item);
+        else this.cursors.delete(item.resource);
+        if (head.done === this.pass) continue;
+        e = head;
+      } else {
+        if (item.done === this.pass) continue;
+        e = item;
+      }
       this.current = e;
       e.done = this.pass;
-      this.unfile(e);
       const before = e.reserved;
       if (before !== null && this.reservations.get(before) === e) this.reservations.delete(before);
       e.reserved = null;
-      const run = e.run;
-      const reason = ((): WaitReason | null => {
-        if (run.dueAt > s.now) {
-          e.gate = 'due';
-          this.due.push(run.dueAt, run.id);
-          return { code: 'not-due', until: run.dueAt };
-        }
-        if (run.held) {
-          e.gate = 'held';
-          return { code: 'held' };
-        }
-        const missing = missingConditions(run, snapshot);
-        if (missing.length) {
-          e.gate = 'conditions';
-          for (const m of missing) this.file(e, m.planDate === 'any' ? `a:${m.name}` : `c:${m.name}@${m.planDate}`);
-          return { code: 'conditions', missing };
-        }
-        const ckey = concurrencyKey(run.jobName, run.targetAgent);
-        this.file(e, `j:${ckey}`);
-        const max = run.spec.concurrency?.max ?? 1;
-        if ((w.jobActive.get(ckey) ?? 0) >= max) {
-          e.gate = 'concurrency';
-          return { code: 'concurrency', max, active: s.activeByJob.get(ckey) ?? [] };
-        }
-        const onKey = run.targetAgent !== null ? `@${run.targetAgent}` : JSON.stringify(run.spec.on);
-        const shapeKey = `${onKey}|${runKind(run.spec)}|${run.spec.resources ? JSON.stringify(run.spec.resources) : ''}`;
-        const shape = this.shapeOf(shapeKey, run, agents, s);
-        if (shape.noAgent) {
-          e.gate = 'agent';
-          let r = noAgent.get(shapeKey);
-          if (!r) noAgent.set(shapeKey, (r = noPlaceReason(shape.candidates, placeRun(run, shape.kind, shape.candidates, agents, snapshot, w))));
-          return r;
-        }
-        e.gate = 'contender';
-        for (const r of shape.resources) {
-          this.file(e, `r:${r.key}`);
-          if (r.rateWindowMs !== null && !this.rateKeys.has(r.key)) this.rateKeys.set(r.key, r.rateWindowMs);
-        }
-        const known = blocked.get(shapeKey);
-        if (known && known.version === version) return this.noted(known.reason);
-        this.orderDependent = false;
-        const placed = placeRun(run, shape.kind, shape.candidates, agents, snapshot, w);
-        if (placed.best) {
-          version++;
-          this.unfile(e);
-          e.gate = 'dispatched';
-          const d = take(run, ckey, placed.best, snapshot, w);
-          dispatch.push(d);
-          for (const p of d.pools) this.cascade(`r:${p.resource}`, e);
-          for (const r of d.rates) this.cascade(`r:${r.resource}`, e);
-          this.cascade(`j:${ckey}`, e);
-          return null;
-        }
-        const r = noPlaceReason(shape.candidates, placed);
-        const v = version;
-        if (r.code === 'resource' && r.blockedBy === undefined) {
-          this.reservations.set(r.resource, e);
-          e.reserved = r.resource;
-          version++;
-        }
-        if (version === v && !this.orderDependent) blocked.set(shapeKey, { version, reason: r });
-        return this.noted(r);
-      })();
+      const reason = this.decideRun(e, ctx);
       if (before !== e.reserved) {
-        if (before !== null) this.cascade(`r:${before}`, e);
-        if (e.reserved !== null) this.cascade(`r:${e.reserved}`, e);
+        if (before !== null) this.cascade(before, e);
+        if (e.reserved !== null) this.cascade(e.reserved, e);
       }
       e.reason = reason;
-      if (reason) waiting.set(run.id, reason);
+      if (reason) waiting.set(e.run.id, reason);
     }
     this.current = null;
+    this.w = null;
+    this.lastReserved = new Map([...this.reservations].map(([k, e]) => [k, e.run]));
+    this.lastFull = this.full_;
     let wakeAt: number | null = null;
     for (let top = this.due.peek(); top; top = this.due.peek()) {
       const e = this.entries.get(top.key);
@@ -303,6 +307,99 @@ export class Resolver {
     }
     for (const t of this.rateWake.values()) if (wakeAt === null || t < wakeAt) wakeAt = t;
     return { dispatch, waiting, wakeAt };
+  }
+
+  /** The gates in `decide`'s order, then the agents and resources. Null: dispatched. */
+  private decideRun(e: Entry, ctx: Pass): WaitReason | null {
+    const run = e.run;
+    const s = ctx.s;
+    const w = this.w!;
+    if (run.dueAt > s.now) {
+      this.refile(e, 'due');
+      this.due.push(run.dueAt, run.id);
+      return { code: 'not-due', until: run.dueAt };
+    }
+    if (run.held) {
+      this.refile(e, 'held');
+      return { code: 'held' };
+    }
+    const missing = run.spec.requires?.length ? missingConditions(run, ctx.snapshot) : [];
+    if (missing.length) {
+      this.refile(e, 'conditions', missing.map((m) => (m.planDate === 'any' ? `a:${m.name}` : `c:${m.name}@${m.planDate}`)));
+      return { code: 'conditions', missing };
+    }
+    const ckey = e.ckey;
+    const max = run.spec.concurrency?.max ?? 1;
+    if ((w.jobActive.get(ckey) ?? 0) >= max) {
+      this.refile(e, 'concurrency', [`j:${ckey}`]);
+      return { code: 'concurrency', max, active: s.activeByJob.get(ckey) ?? [] };
+    }
+    const shape = this.shapeOf(e.shapeKey, run, ctx.agents, s);
+    if (shape.noAgent) {
+      this.refile(e, 'agent', [`j:${ckey}`]);
+      let r = ctx.noAgent.get(e.shapeKey);
+      if (!r) ctx.noAgent.set(e.shapeKey, (r = noPlaceReason(shape.candidates, placeRun(run, shape.kind, shape.candidates, ctx.agents, ctx.snapshot, w))));
+      return r;
+    }
+    if (e.gate !== 'contender' || e.filedShape !== e.shapeKey) {
+      this.refile(e, 'contender', [`j:${ckey}`]);
+      for (const r of shape.resources) this.fileResource(e, r);
+      e.filedShape = e.shapeKey;
+    }
+    const known = ctx.blocked.get(e.shapeKey);
+    if (known && known.version === ctx.version) return this.noted(known.reason);
+    this.orderDependent = false;
+    const placed = placeRun(run, shape.kind, shape.candidates, ctx.agents, ctx.snapshot, w);
+    if (placed.best) {
+      ctx.version++;
+      this.refile(e, 'dispatched');
+      const d = take(run, ckey, placed.best, ctx.snapshot, w);
+      ctx.dispatch.push(d);
+      for (const p of d.pools) this.cascade(p.resource, e);
+      for (const q of d.rates) {
+        const rate = this.rates.get(q.resource);
+        if (rate && !this.full_.has(q.resource) && this.inWindow(q.resource, rate.windowMs).length >= rate.capacity) this.full_.set(q.resource, run);
+        this.cascade(q.resource, e);
+      }
+      this.cascadeKey(`j:${ckey}`, e);
+      return null;
+    }
+    const r = noPlaceReason(shape.candidates, placed);
+    const v = ctx.version;
+    if (r.code === 'resource' && r.blockedBy === undefined) {
+      this.reservations.set(r.resource, e);
+      e.reserved = r.resource;
+      ctx.version++;
+    }
+    if (ctx.version === v && !this.orderDependent) ctx.blocked.set(e.shapeKey, { version: ctx.version, reason: r });
+    return this.noted(r);
+  }
+
+  /**
+   * Whether `e` and every run after it on `resource` are blocked by it exactly as in the last pass, so that the
+   * change of the resource cannot change their outcome: a pool reserved by an earlier run now and then, or a rate
+   * full at this point now and then. (Their reasons keep the holders, first-in-line and free time of when they
+   * were last decided; "why is this not running?" explains from the live state.)
+   */
+  private settled(resource: string, e: Entry): boolean {
+    if (this.eager) return false;
+    const rate = this.rates.get(resource);
+    if (rate) {
+      const then = this.lastFull.get(resource);
+      if (then === undefined || (then !== 'start' && !this.before(then, e.run))) return false;
+      const takes = this.inWindow(resource, rate.windowMs);
+      if (takes.length < rate.capacity) return false;
+      const freeAt = takes[takes.length - rate.capacity]! + rate.windowMs;
+      this.rateWake.set(resource, Math.min(this.rateWake.get(resource) ?? Number.POSITIVE_INFINITY, freeAt));
+      return true;
+    }
+    const x = this.reservations.get(resource);
+    const then = this.lastReserved.get(resource);
+    return x !== undefined && x !== e && (x.done === this.pass || this.before(x.run, e.run)) && then !== undefined && then.id !== e.run.id && this.before(then, e.run);
+  }
+
+  private inWindow(resource: string, windowMs: number): number[] {
+    return (this.w!.rates.get(resource) ?? []).filter((t) => t > this.now - windowMs);
   }
 
   /** Rate waits wake the engine when the rate frees up. */
@@ -320,39 +417,72 @@ export class Resolver {
       const a = agents.get(n);
       return a !== undefined && !a.draining && a.kinds[kind];
     });
-    const resources = new Map<string, number | null>();
+    const resources = new Set<string>();
     for (const name of Object.keys(run.spec.resources ?? {})) {
       const def = s.resources[name];
-      const windowMs = def?.rate !== undefined ? rateWindow(def.rate) : null;
-      for (const a of candidates) resources.set(expandResource(name, a), windowMs);
+      for (const a of candidates) {
+        const key = expandResource(name, a);
+        resources.add(key);
+        if (def?.rate !== undefined && !this.rates.has(key)) {
+          const [n, w] = def.rate.split('/');
+          this.rates.set(key, { capacity: Number(n), windowMs: parseDuration(w!) as number });
+        }
+      }
     }
-    shape = { candidates, kind, noAgent, resources: [...resources].map(([k, rateWindowMs]) => ({ key: k, rateWindowMs })) };
+    shape = { candidates, kind, noAgent, resources: [...resources] };
     this.shapes.set(key, shape);
     return shape;
   }
 
-  /** The runs after `from` filed under `key` are decided again in this pass (once per key and pass). */
-  private cascade(key: string, from: Entry): void {
-    if (this.cascaded.has(key)) return;
+  /** The runs after `from` on `resource` are decided again in this pass, as far as they can have changed. */
+  private cascade(resource: string, from: Entry): void {
+    this.rateWake.delete(resource);
+    this.walkResource(resource, from.run);
+  }
+
+  private walkResource(resource: string, after: WaitingRun | null): void {
+    if (this.everything) return;
+    if (this.eager) {
+      const list = this.byResource.get(resource) ?? [];
+      if (this.cascaded.has(`r:${resource}`)) return;
+      this.cascaded.add(`r:${resource}`);
+      for (const e of list) if (after === null || this.before(after, e.run)) this.enqueue(e);
+      return;
+    }
+    // A cursor still on its way covers everything after its position, which is behind the current run.
+    if (this.cursors.has(resource)) return;
+    const c: Cursor = { resource, after, head: this.next(resource, after) };
+    if (!c.head) return;
+    this.cursors.set(resource, c);
+    this.push(c);
+  }
+
+  private cascadeKey(key: string, from: Entry): void {
+    if (this.everything || this.cascaded.has(key)) return;
     this.cascaded.add(key);
-    if (key.startsWith('r:')) this.rateWake.delete(key.slice(2));
-    for (const e of this.byKey.get(key) ?? []) if (e.done !== this.pass && this.before(from, e)) this.enqueue(e);
+    for (const e of this.byKey.get(key) ?? []) if (e.done !== this.pass && this.before(from.run, e.run)) this.enqueue(e);
   }
 
   /** A run that leaves gives up its reservation: the runs waiting on that resource are decided again. */
   private letGo(e: Entry): void {
     if (e.reserved !== null && this.reservations.get(e.reserved) === e) {
       this.reservations.delete(e.reserved);
-      this.dirtyKeys.add(`r:${e.reserved}`);
+      this.dirtyResources.add(e.reserved);
     }
     e.reserved = null;
   }
 
-  private file(e: Entry, key: string): void {
-    let set = this.byKey.get(key);
-    if (!set) this.byKey.set(key, (set = new Set()));
-    set.add(e);
-    e.keys.push(key);
+  private refile(e: Entry, gate: Gate, keys: string[] = []): void {
+    this.unfile(e);
+    this.unfileResources(e);
+    e.filedShape = null;
+    e.gate = gate;
+    for (const key of keys) {
+      let set = this.byKey.get(key);
+      if (!set) this.byKey.set(key, (set = new Set()));
+      set.add(e);
+      e.keys.push(key);
+    }
   }
 
   private unfile(e: Entry): void {
@@ -364,52 +494,109 @@ export class Resolver {
     e.keys = [];
   }
 
+  private fileResource(e: Entry, resource: string): void {
+    let list = this.byResource.get(resource);
+    if (!list) this.byResource.set(resource, (list = []));
+    e.filedRun ??= e.run;
+    list.splice(this.lowerBound(list, e.filedRun), 0, e);
+    e.resources.push(resource);
+  }
+
+  private unfileResources(e: Entry): void {
+    for (const resource of e.resources) {
+      const list = this.byResource.get(resource)!;
+      const i = this.lowerBound(list, e.filedRun!);
+      if (list[i] === e) list.splice(i, 1);
+      else list.splice(list.indexOf(e), 1);
+      if (list.length === 0) this.byResource.delete(resource);
+    }
+    e.resources = [];
+    e.filedRun = null;
+  }
+
+  /** First index whose run is not before `run` in the base order. */
+  private lowerBound(list: Entry[], run: WaitingRun): number {
+    let lo = 0;
+    let hi = list.length;
+    if (hi > 0 && baseBefore(list[hi - 1]!.filedRun!, run)) return hi;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (baseBefore(list[mid]!.filedRun!, run)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** The first run on `resource` after `after` (all when null). */
+  private next(resource: string, after: WaitingRun | null): Entry | undefined {
+    const list = this.byResource.get(resource);
+    if (!list) return undefined;
+    if (after === null) return list[0];
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (!baseBefore(after, list[mid]!.filedRun!)) lo = mid + 1;
+      else hi = mid;
+    }
+    return list[lo];
+  }
+
   private countPriority(p: number, d: number): void {
     const n = (this.priorities.get(p) ?? 0) + d;
     if (n > 0) this.priorities.set(p, n);
     else this.priorities.delete(p);
   }
 
-  private effective(r: WaitingRun): number {
-    return r.priority + Math.max(0, Math.floor((this.now - r.dueAt) / this.agingMs));
-  }
-
   /** Decision order of `decide`: effective priority, then due time, then id. */
-  private before(a: Entry, b: Entry): boolean {
-    const pa = this.effective(a.run);
-    const pb = this.effective(b.run);
-    if (pa !== pb) return pa > pb;
-    if (a.run.dueAt !== b.run.dueAt) return a.run.dueAt < b.run.dueAt;
-    return a.run.id < b.run.id;
+  private before(a: WaitingRun, b: WaitingRun): boolean {
+    // Same base priority: the earlier due has aged at least as much, so due time and id decide.
+    if (a.priority !== b.priority) {
+      const pa = a.priority + Math.max(0, Math.floor((this.now - a.dueAt) / this.agingMs));
+      const pb = b.priority + Math.max(0, Math.floor((this.now - b.dueAt) / this.agingMs));
+      if (pa !== pb) return pa > pb;
+    }
+    if (a.dueAt !== b.dueAt) return a.dueAt < b.dueAt;
+    return a.id < b.id;
   }
 
-  // A binary heap of entries in decision order.
+  private headOf(item: Item): WaitingRun {
+    return 'resource' in item ? item.head!.run : item.run;
+  }
+
   private enqueue(e: Entry): void {
     if (e.queued === this.pass || e.gate === 'dispatched') return;
     e.queued = this.pass;
+    this.push(e);
+  }
+
+  // A binary heap of runs and cursors in decision order.
+  private push(item: Item): void {
     const q = this.queue;
-    q.push(e);
+    const run = this.headOf(item);
+    q.push(item);
     let i = q.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (!this.before(e, q[p]!)) break;
+      if (!this.before(run, this.headOf(q[p]!))) break;
       q[i] = q[p]!;
       i = p;
     }
-    q[i] = e;
+    q[i] = item;
   }
 
-  private pop(): Entry | undefined {
+  private pop(): Item | undefined {
     const q = this.queue;
     const top = q[0];
     const last = q.pop();
     if (q.length > 0 && last) {
+      const run = this.headOf(last);
       let i = 0;
       for (;;) {
         const l = 2 * i + 1;
         const r = l + 1;
-        let m = l < q.length && this.before(q[l]!, last) ? l : -1;
-        if (r < q.length && this.before(q[r]!, m === -1 ? last : q[l]!)) m = r;
+        let m = l < q.length && this.before(this.headOf(q[l]!), run) ? l : -1;
+        if (r < q.length && this.before(this.headOf(q[r]!), m === -1 ? run : this.headOf(q[l]!))) m = r;
         if (m === -1) break;
         q[i] = q[m]!;
         i = m;
@@ -420,6 +607,24 @@ export class Resolver {
   }
 }
 
+interface Pass {
+  s: LiveState;
+  snapshot: Snapshot;
+  agents: Map<string, AgentView>;
+  dispatch: Dispatch[];
+  /** As in decide: runs of one shape share an answer while nothing in the working state changed. */
+  version: number;
+  blocked: Map<string, { version: number; reason: WaitReason }>;
+  noAgent: Map<string, WaitReason>;
+}
+
+/** The static order of resource lists: with one base priority it is the decision order at any time. */
+function baseBefore(a: WaitingRun, b: WaitingRun): boolean {
+  if (a.priority !== b.priority) return a.priority > b.priority;
+  if (a.dueAt !== b.dueAt) return a.dueAt < b.dueAt;
+  return a.id < b.id;
+}
+
 function overlay<V>(base: ReadonlyMap<string, V>): MapLike<string, V> {
   const own = new Map<string, V>();
   return { get: (k) => (own.has(k) ? own.get(k) : base.get(k)), set: (k, v) => own.set(k, v) };
@@ -428,16 +633,4 @@ function overlay<V>(base: ReadonlyMap<string, V>): MapLike<string, V> {
 function agentSignature(s: LiveState): string {
   const parts = s.agents.map((a) => `${a.name}:${a.draining ? 1 : 0}${a.kinds.command ? 1 : 0}${a.kinds.shell ? 1 : 0}${a.kinds.node ? 1 : 0}`).sort();
   return `${parts.join(',')}|${[...s.offlineAgents].sort().join(',')}`;
-}
-
-/** Takes within the window: their number and the latest (a take added or one expiring changes it). */
-function rateSignature(takes: number[] | undefined, after: number): string {
-  if (!takes) return '0';
-  let n = 0;
-  for (const t of takes) if (t > after) n++;
-  return `${n}:${takes[takes.length - 1]}`;
-}
-
-function rateWindow(rate: string): number {
-  return parseDuration(rate.split('/')[1]!) as number;
 }

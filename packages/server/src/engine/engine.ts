@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import {
-  compileSchedule, ConflictError, decide, DueHeap, type Definitions, expandTarget, materialize, type Occurrences, planCalendar, type PlanCalendar,
+  compileSchedule, ConflictError, DueHeap, type Definitions, expandTarget, materialize, type Occurrences, planCalendar, type PlanCalendar,
   addDays, planDateOf, planDayBounds, type WaitReason, canonicalJson, parseDuration, parseSize,
 } from '@batchalyzer/core';
 import type { NewRun, PlanEntryRecord, RunRecord, Store } from '@batchalyzer/store';
@@ -370,8 +370,8 @@ export class Engine implements Service {
     this.state.pruneRateTakes(now - this.maxRateWindow());
     // Nothing waits: nothing to decide (agents connecting by the thousand must not cost a decision each).
     if (this.state.runs.waitingCount === 0) return null;
-    const snapshot = this.state.snapshot(now, this.defs, this.connectedAgents(), [...this.registered], this.options.agingMs);
-    const decision = decide(snapshot);
+    // Incremental: only the runs an event since the last pass can have changed are decided again (docs/performance.md, resolve).
+    const decision = this.state.resolver.decide(this.state.live(now, this.defs, this.connectedAgents(), [...this.registered], this.options.agingMs));
     let slice = performance.now();
     for (const d of decision.dispatch) {
       // A burst of dispatches must not hold the event loop: agents' reports and heartbeats are served in between.
@@ -382,6 +382,7 @@ export class Engine implements Service {
       const result = await this.store.dispatchRun({ runId: d.runId, agent: d.agent, at: now, actor: ACTOR, pools: d.pools, rates: d.rates });
       if (!result.ok) {
         this.logger.debug({ runId: d.runId, reason: result.reason }, 'dispatch refused by the store');
+        this.state.requeued(d.runId);
         continue;
       }
       this.state.runs.set(d.runId, result.run);

@@ -1,5 +1,5 @@
-import type { AgentView, Definitions, Snapshot, WaitingRun } from '@batchalyzer/core';
-import { concurrencyKey, requirementNames } from '@batchalyzer/core';
+import type { AgentView, Definitions, LiveState, Snapshot, WaitingRun } from '@batchalyzer/core';
+import { concurrencyKey, requirementNames, Resolver } from '@batchalyzer/core';
 import type { RunRecord, Store } from '@batchalyzer/store';
 import type { ConnectedAgent } from '../link.js';
 
@@ -16,11 +16,14 @@ import type { ConnectedAgent } from '../link.js';
 export class RunMap extends Map<number, RunRecord> {
   private readonly byJob = new Map<string, Set<number>>();
   waitingCount = 0;
+  /** Told of every change, so that the resolver and the active-run indexes follow the mirror. */
+  onChange: (old: RunRecord | undefined, run: RunRecord | undefined) => void = () => undefined;
 
   override set(id: number, run: RunRecord): this {
     const old = super.get(id);
     if (old) this.unindex(old);
     super.set(id, run);
+    this.onChange(old, run);
     // Map's constructor calls set before the fields above exist; no entries are passed to it here.
     let ids = this.byJob.get(run.jobName);
     if (!ids) this.byJob.set(run.jobName, (ids = new Set()));
@@ -33,7 +36,9 @@ export class RunMap extends Map<number, RunRecord> {
     const old = super.get(id);
     if (!old) return false;
     this.unindex(old);
-    return super.delete(id);
+    super.delete(id);
+    this.onChange(old, undefined);
+    return true;
   }
 
   override clear(): void {
@@ -59,9 +64,51 @@ export class EngineState {
   readonly runs = new RunMap();
   readonly conditions = new Set<string>();
   private readonly conditionNameCounts = new Map<string, number>();
+  /** Names with a condition on some date, kept live for the resolver (`date: any`). */
+  private readonly conditionNames = new Set<string>();
   readonly holds = new Map<string, { runId: number; units: number }[]>();
   readonly rateTakes = new Map<string, number[]>();
   readonly lastDispatchAt = new Map<string, number>();
+  /**
+   * Dispatched or running runs per concurrency key and per agent, kept up to date on every change of the mirror.
+   * Lists are replaced, never changed in place: wait reasons handed out earlier refer to them.
+   */
+  readonly activeByJob = new Map<string, number[]>();
+  private readonly activeByAgent = new Map<string, number>();
+  /** Decides only what changed since the last pass; told of every change below. */
+  resolver = new Resolver();
+  private resolverDefs: Definitions | null = null;
+
+  constructor() {
+    this.runs.onChange = (old, run) => this.runChanged(old, run);
+  }
+
+  private runChanged(old: RunRecord | undefined, run: RunRecord | undefined): void {
+    if (old && old.state !== 'waiting') this.setActive(old, -1);
+    if (run && run.state !== 'waiting') this.setActive(run, 1);
+    if (run?.state === 'waiting') this.resolver.upsert(waitingView(run));
+    else if (old?.state === 'waiting') this.resolver.remove(old.id);
+  }
+
+  private setActive(r: RunRecord, d: 1 | -1): void {
+    const key = concurrencyKey(r.jobName, r.targetAgent);
+    const list = (this.activeByJob.get(key) ?? []).filter((id) => id !== r.id);
+    if (d > 0) list.push(r.id);
+    if (list.length) this.activeByJob.set(key, list);
+    else this.activeByJob.delete(key);
+    this.resolver.activeChanged(key);
+    if (r.agentName) {
+      const n = (this.activeByAgent.get(r.agentName) ?? 0) + d;
+      if (n > 0) this.activeByAgent.set(r.agentName, n);
+      else this.activeByAgent.delete(r.agentName);
+    }
+  }
+
+  /** A dispatch the store refused: the run is decided again. */
+  requeued(runId: number): void {
+    const run = this.runs.get(runId);
+    if (run?.state === 'waiting') this.resolver.upsert(waitingView(run));
+  }
 
   async load(store: Store, maxRateWindowMs: number, now: number): Promise<void> {
     this.runs.clear();
@@ -69,6 +116,11 @@ export class EngineState {
     this.rateTakes.clear();
     this.conditions.clear();
     this.conditionNameCounts.clear();
+    this.conditionNames.clear();
+    this.activeByJob.clear();
+    this.activeByAgent.clear();
+    this.resolver = new Resolver();
+    this.resolverDefs = null;
     const [runs, holds, takes, conditions] = await Promise.all([
       store.activeRuns(),
       store.allResourceHolds(),
@@ -86,37 +138,43 @@ export class EngineState {
     if (this.conditions.has(key)) return;
     this.conditions.add(key);
     this.conditionNameCounts.set(name, (this.conditionNameCounts.get(name) ?? 0) + 1);
+    this.conditionNames.add(name);
+    this.resolver.conditionAdded(name, planDate);
   }
 
   removeCondition(name: string, planDate: string): void {
     if (!this.conditions.delete(`${name}@${planDate}`)) return;
     const n = (this.conditionNameCounts.get(name) ?? 1) - 1;
-    if (n <= 0) this.conditionNameCounts.delete(name);
-    else this.conditionNameCounts.set(name, n);
+    if (n <= 0) {
+      this.conditionNameCounts.delete(name);
+      this.conditionNames.delete(name);
+    } else this.conditionNameCounts.set(name, n);
+    this.resolver.conditionRemoved();
   }
 
+  // Holder lists and rate takes are replaced, never changed in place: wait reasons handed out refer to them.
   addHold(resource: string, runId: number, units: number): void {
-    const list = this.holds.get(resource) ?? [];
-    list.push({ runId, units });
-    this.holds.set(resource, list);
+    this.holds.set(resource, [...(this.holds.get(resource) ?? []), { runId, units }]);
+    this.resolver.resourceChanged(resource);
   }
 
   releaseHolds(runId: number): void {
     for (const [resource, list] of this.holds) {
+      if (!list.some((h) => h.runId === runId)) continue;
       const kept = list.filter((h) => h.runId !== runId);
       if (kept.length) this.holds.set(resource, kept);
       else this.holds.delete(resource);
+      this.resolver.resourceChanged(resource);
     }
   }
 
   addRateTake(resource: string, at: number): void {
-    const list = this.rateTakes.get(resource) ?? [];
-    list.push(at);
-    this.rateTakes.set(resource, list);
+    this.rateTakes.set(resource, [...(this.rateTakes.get(resource) ?? []), at]);
   }
 
   pruneRateTakes(before: number): void {
     for (const [resource, list] of this.rateTakes) {
+      if (list[0]! > before) continue;
       const kept = list.filter((t) => t > before);
       if (kept.length) this.rateTakes.set(resource, kept);
       else this.rateTakes.delete(resource);
@@ -144,13 +202,50 @@ export class EngineState {
     return posters;
   }
 
+  /**
+   * The state the resolver reads, without the waiting runs (it keeps those itself): O(agents), not O(runs).
+   * New definitions (resources, groups, posters) make the resolver decide every run again.
+   */
+  live(now: number, defs: Definitions, agents: ConnectedAgent[], registered: string[], agingMs: number): LiveState {
+    if (defs !== this.resolverDefs) {
+      this.resolver.reset();
+      this.resolverDefs = defs;
+    }
+    const online = new Set(agents.map((a) => a.name));
+    return {
+      now,
+      activeByJob: this.activeByJob,
+      conditions: this.conditions,
+      conditionNames: this.conditionNames,
+      posters: this.posters(defs),
+      resources: defs.resources,
+      poolHolders: this.holds,
+      rateTakes: this.rateTakes,
+      agents: agents.map((a) => this.view(a, this.activeByAgent.get(a.name) ?? 0)),
+      offlineAgents: new Set(registered.filter((n) => !online.has(n))),
+      groups: defs.groups,
+      agingMs,
+    };
+  }
+
+  private view(a: ConnectedAgent, active: number): AgentView {
+    return {
+      name: a.name,
+      draining: a.draining,
+      kinds: { command: a.capabilities.command, shell: a.capabilities.shell, node: a.capabilities.node },
+      active,
+      lastDispatchAt: this.lastDispatchAt.get(a.name) ?? 0,
+    };
+  }
+
+  /** Everything `decide`/`explain` need, built from scratch: O(runs), for "why is this not running?". */
   snapshot(now: number, defs: Definitions, agents: ConnectedAgent[], registered: string[], agingMs: number): Snapshot {
     const waiting: WaitingRun[] = [];
     const activeByJob = new Map<string, number[]>();
     const activeByAgent = new Map<string, number>();
     for (const r of this.runs.values()) {
       if (r.state === 'waiting') {
-        waiting.push({ id: r.id, jobName: r.jobName, planDate: r.planDate, dueAt: r.dueAt, priority: r.priority, held: r.held, targetAgent: r.targetAgent, spec: r.spec });
+        waiting.push(waitingView(r));
       } else {
         const key = concurrencyKey(r.jobName, r.targetAgent);
         const list = activeByJob.get(key);
@@ -160,13 +255,7 @@ export class EngineState {
       }
     }
     const posters = this.posters(defs);
-    const views: AgentView[] = agents.map((a) => ({
-      name: a.name,
-      draining: a.draining,
-      kinds: { command: a.capabilities.command, shell: a.capabilities.shell, node: a.capabilities.node },
-      active: activeByAgent.get(a.name) ?? 0,
-      lastDispatchAt: this.lastDispatchAt.get(a.name) ?? 0,
-    }));
+    const views: AgentView[] = agents.map((a) => this.view(a, activeByAgent.get(a.name) ?? 0));
     const online = new Set(agents.map((a) => a.name));
     return {
       now,
@@ -184,6 +273,10 @@ export class EngineState {
       agingMs,
     };
   }
+}
+
+function waitingView(r: RunRecord): WaitingRun {
+  return { id: r.id, jobName: r.jobName, planDate: r.planDate, dueAt: r.dueAt, priority: r.priority, held: r.held, targetAgent: r.targetAgent, spec: r.spec };
 }
 
 /** Conditions a job requires, for the dependency graph (brief §6). */
