@@ -304,7 +304,8 @@ export function placeRun(run: WaitingRun, kind: 'command' | 'shell' | 'node', ca
     }
     const take = perAgent ? resourcesFor(run, name, s, w) : (shared ??= resourcesFor(run, name, s, w));
     if ('code' in take) {
-      considered.push({ agent: name, why: take.code === 'rate' ? `rate ${take.resource} exhausted` : `resource ${take.resource} full` });
+      // Once a resource blocks, the reason is that resource and `considered` is not used: not built (10,000 runs
+      // waiting for a pool, 50 agents each).
       resourceReason ??= take;
       continue;
     }

@@ -45,6 +45,8 @@ interface Entry {
   /** The resource this run reserves (it is the first in line blocked on it). */
   reserved: string | null;
   reason: WaitReason | null;
+  /** Resources its last placement looked at: a change of any other cannot change its outcome. */
+  touched: string[] | null;
   queued: number;
   done: number;
 }
@@ -103,6 +105,10 @@ export class Resolver {
   private eager = false;
   private full_ = new Map<string, WaitingRun | 'start'>();
   private w: Working | null = null;
+  private touched: string[] | null = null;
+  private readonly touch = (resource: string): void => {
+    if (this.touched && !this.touched.includes(resource)) this.touched.push(resource);
+  };
   /** Every run past the static gates is queued in this pass: nothing to cascade. */
   private everything = false;
 
@@ -118,7 +124,7 @@ export class Resolver {
       if (e.gate === 'dispatched') e.gate = 'new';
       e.filedShape = null;
     } else {
-      e = { run, ckey: '', shapeKey: '', gate: 'new', keys: [], resources: [], filedShape: null, filedRun: null, reserved: null, reason: null, queued: -1, done: -1 };
+      e = { run, ckey: '', shapeKey: '', gate: 'new', keys: [], resources: [], filedShape: null, filedRun: null, reserved: null, reason: null, touched: null, queued: -1, done: -1 };
       this.entries.set(run.id, e);
     }
     e.run = run;
@@ -188,31 +194,14 @@ export class Resolver {
     this.agentSig = agentSig;
     if (this.eager && s.now !== this.lastNow && this.full === 'no') this.full = 'past-gates';
     this.lastNow = s.now;
-    const jobOwn = new Map<string, number>();
-    this.w = {
-      agentActive: new Map(s.agents.map((a) => [a.name, a.active])),
-      agentLast: new Map(s.agents.map((a) => [a.name, a.lastDispatchAt])),
-      pools: overlay(s.poolHolders),
-      rates: overlay(s.rateTakes),
-      jobActive: { get: (k) => jobOwn.get(k) ?? s.activeByJob.get(k)?.length, set: (k, v) => jobOwn.set(k, v) },
-      reserved: {
-        get: (resource) => {
-          const x = this.reservations.get(resource);
-          if (!x) return undefined;
-          if (x.done === this.pass || this.before(x.run, this.current!.run)) return x.run.id;
-          // Reserved by a run after this one: not in its way, but the answer depends on the position.
-          this.orderDependent = true;
-          return undefined;
-        },
-        set: () => undefined,
-      },
-    };
     // A rate frees up as its takes leave the window: seen as a change of the takes within the window.
     this.full_ = new Map();
     for (const [key, rate] of this.rates) {
-      const inWindow = this.inWindow(key, rate.windowMs);
-      if (inWindow.length >= rate.capacity) this.full_.set(key, 'start');
-      const sig = `${inWindow.length}:${inWindow[inWindow.length - 1]}`;
+      const takes = s.rateTakes.get(key) ?? [];
+      let n = 0;
+      for (const t of takes) if (t > s.now - rate.windowMs) n++;
+      if (n >= rate.capacity) this.full_.set(key, 'start');
+      const sig = `${n}:${takes[takes.length - 1]}`;
       if (this.rateSig.get(key) !== sig) this.dirtyResources.add(key);
       this.rateSig.set(key, sig);
     }
@@ -258,6 +247,30 @@ export class Resolver {
   private walk(s: LiveState): Decision {
     const dispatch: Dispatch[] = [];
     const waiting = new Map<number, WaitReason>();
+    if (this.queue.length === 0) {
+      this.lastFull = this.full_;
+      return { dispatch, waiting, wakeAt: this.wakeAt() };
+    }
+    const jobOwn = new Map<string, number>();
+    this.w = {
+      agentActive: new Map(s.agents.map((a) => [a.name, a.active])),
+      agentLast: new Map(s.agents.map((a) => [a.name, a.lastDispatchAt])),
+      pools: overlay(s.poolHolders, this.touch),
+      rates: overlay(s.rateTakes, this.touch),
+      jobActive: { get: (k) => jobOwn.get(k) ?? s.activeByJob.get(k)?.length, set: (k, v) => jobOwn.set(k, v) },
+      reserved: {
+        get: (resource) => {
+          this.touch(resource);
+          const x = this.reservations.get(resource);
+          if (!x) return undefined;
+          if (x.done === this.pass || this.before(x.run, this.current!.run)) return x.run.id;
+          // Reserved by a run after this one: not in its way, but the answer depends on the position.
+          this.orderDependent = true;
+          return undefined;
+        },
+        set: () => undefined,
+      },
+    };
     const agents = new Map(s.agents.map((a) => [a.name, a]));
     const snapshot = { ...s, waiting: [] } as Snapshot;
     const ctx: Pass = { s, snapshot, agents, dispatch, version: 0, blocked: new Map(), noAgent: new Map() };
@@ -274,6 +287,8 @@ export class Resolver {
         if (item.head) this.push(item);
         else this.cursors.delete(item.resource);
         if (head.done === this.pass) continue;
+        // Blocked before reaching this resource (on another one, on every agent): its change changes nothing here.
+        if (!this.eager && head.gate === 'contender' && head.touched !== null && !head.touched.includes(item.resource)) continue;
         e = head;
       } else {
         if (item.done === this.pass) continue;
@@ -296,6 +311,10 @@ export class Resolver {
     this.w = null;
     this.lastReserved = new Map([...this.reservations].map(([k, e]) => [k, e.run]));
     this.lastFull = this.full_;
+    return { dispatch, waiting, wakeAt: this.wakeAt() };
+  }
+
+  private wakeAt(): number | null {
     let wakeAt: number | null = null;
     for (let top = this.due.peek(); top; top = this.due.peek()) {
       const e = this.entries.get(top.key);
@@ -306,7 +325,7 @@ export class Resolver {
       this.due.pop();
     }
     for (const t of this.rateWake.values()) if (wakeAt === null || t < wakeAt) wakeAt = t;
-    return { dispatch, waiting, wakeAt };
+    return wakeAt;
   }
 
   /** The gates in `decide`'s order, then the agents and resources. Null: dispatched. */
@@ -347,9 +366,15 @@ export class Resolver {
       e.filedShape = e.shapeKey;
     }
     const known = ctx.blocked.get(e.shapeKey);
-    if (known && known.version === ctx.version) return this.noted(known.reason);
+    if (known && known.version === ctx.version) {
+      e.touched = known.touched;
+      return this.noted(known.reason);
+    }
     this.orderDependent = false;
+    this.touched = [];
     const placed = placeRun(run, shape.kind, shape.candidates, ctx.agents, ctx.snapshot, w);
+    e.touched = this.touched;
+    this.touched = null;
     if (placed.best) {
       ctx.version++;
       this.refile(e, 'dispatched');
@@ -371,7 +396,7 @@ export class Resolver {
       e.reserved = r.resource;
       ctx.version++;
     }
-    if (ctx.version === v && !this.orderDependent) ctx.blocked.set(e.shapeKey, { version: ctx.version, reason: r });
+    if (ctx.version === v && !this.orderDependent) ctx.blocked.set(e.shapeKey, { version: ctx.version, reason: r, touched: e.touched });
     return this.noted(r);
   }
 
@@ -614,7 +639,7 @@ interface Pass {
   dispatch: Dispatch[];
   /** As in decide: runs of one shape share an answer while nothing in the working state changed. */
   version: number;
-  blocked: Map<string, { version: number; reason: WaitReason }>;
+  blocked: Map<string, { version: number; reason: WaitReason; touched: string[] | null }>;
   noAgent: Map<string, WaitReason>;
 }
 
@@ -625,12 +650,22 @@ function baseBefore(a: WaitingRun, b: WaitingRun): boolean {
   return a.id < b.id;
 }
 
-function overlay<V>(base: ReadonlyMap<string, V>): MapLike<string, V> {
+function overlay<V>(base: ReadonlyMap<string, V>, touch: (k: string) => void): MapLike<string, V> {
   const own = new Map<string, V>();
-  return { get: (k) => (own.has(k) ? own.get(k) : base.get(k)), set: (k, v) => own.set(k, v) };
+  return {
+    get: (k) => {
+      touch(k);
+      return own.has(k) ? own.get(k) : base.get(k);
+    },
+    set: (k, v) => own.set(k, v),
+  };
 }
 
 function agentSignature(s: LiveState): string {
-  const parts = s.agents.map((a) => `${a.name}:${a.draining ? 1 : 0}${a.kinds.command ? 1 : 0}${a.kinds.shell ? 1 : 0}${a.kinds.node ? 1 : 0}`).sort();
-  return `${parts.join(',')}|${[...s.offlineAgents].sort().join(',')}`;
+  // In the order given (the link's, stable): a reordering only costs one pass that decides everything again.
+  let sig = '';
+  for (const a of s.agents) sig += `${a.name}:${a.draining ? 1 : 0}${a.kinds.command ? 1 : 0}${a.kinds.shell ? 1 : 0}${a.kinds.node ? 1 : 0},`;
+  sig += '|';
+  for (const n of s.offlineAgents) sig += `${n},`;
+  return sig;
 }
