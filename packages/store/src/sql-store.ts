@@ -309,9 +309,10 @@ export class SqlStore implements Store {
       // Batched: one statement per 500 runs (a pass can give thousands of new runs their first reason).
       for (let k = 0; k < items.length; k += 500) {
         const values = sql.join(items.slice(k, k + 500).map((i) => sql`(CAST(${i.runId} AS BIGINT), ${json(i.reason)})`));
+        // UPDATE … FROM joins on the primary key; a correlated subquery scanned the 500 values for every row.
         await sql`WITH v (id, reason) AS (VALUES ${values})
-          UPDATE runs SET wait_reason = (SELECT v.reason FROM v WHERE v.id = runs.id)
-          WHERE id IN (SELECT v.id FROM v) AND state = 'waiting'`.execute(trx);
+          UPDATE runs SET wait_reason = v.reason FROM v
+          WHERE v.id = runs.id AND runs.state = 'waiting'`.execute(trx);
       }
     });
   }

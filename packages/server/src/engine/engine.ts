@@ -217,6 +217,7 @@ export class Engine implements Service {
     const now = this.clock.now();
     if (now < this.lastNow - 1000) this.logger.warn({ from: this.lastNow, to: now }, 'the clock moved backwards; nothing runs twice');
     this.lastNow = now;
+    this.slice = performance.now();
     if ((await this.store.definitionsVersion()) !== this.defsVersion) {
       await this.reloadDefinitions();
       await this.syncEntries();
@@ -366,19 +367,26 @@ export class Engine implements Service {
     if (r.state === 'skipped') this.events.emit('run:ended', { runId: r.id, jobName: r.jobName, planDate: r.planDate, state: 'skipped', agent: null });
   }
 
+  /** Start of the pass's current synchronous stretch (SQLite calls do not give the event loop a turn). */
+  private slice = 0;
+
+  /** Lets I/O in when the pass has held the event loop for 20 ms (burst: 1,000 runs due at once). */
+  private async breathe(): Promise<void> {
+    if (performance.now() - this.slice <= 20) return;
+    await new Promise((r) => setImmediate(r));
+    this.slice = performance.now();
+  }
+
   private async decideAndDispatch(now: number): Promise<number | null> {
     this.state.pruneRateTakes(now - this.maxRateWindow());
     // Nothing waits: nothing to decide (agents connecting by the thousand must not cost a decision each).
     if (this.state.runs.waitingCount === 0) return null;
-    // Incremental: only the runs an event since the last pass can have changed are decided again (docs/performance.md, resolve).
+    await this.breathe();
+    // Incremental: only the runs an event since the last pass can have changed are decided again (docs/scheduling.md).
     const decision = this.state.resolver.decide(this.state.live(now, this.defs, this.connectedAgents(), [...this.registered], this.options.agingMs));
-    let slice = performance.now();
     for (const d of decision.dispatch) {
       // A burst of dispatches must not hold the event loop: agents' reports and heartbeats are served in between.
-      if (performance.now() - slice > 20) {
-        await new Promise((r) => setImmediate(r));
-        slice = performance.now();
-      }
+      await this.breathe();
       const result = await this.store.dispatchRun({ runId: d.runId, agent: d.agent, at: now, actor: ACTOR, pools: d.pools, rates: d.rates });
       if (!result.ok) {
         this.logger.debug({ runId: d.runId, reason: result.reason }, 'dispatch refused by the store');
@@ -393,6 +401,7 @@ export class Engine implements Service {
       this.events.emit('run:dispatched', { runId: d.runId, jobName: result.run.jobName, agent: d.agent });
       this.deliver(result.run);
     }
+    await this.breathe();
     await this.persistReasons(decision.waiting);
     return decision.wakeAt;
   }
