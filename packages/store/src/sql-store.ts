@@ -1,4 +1,4 @@
-import { type Kysely, type Selectable, sql } from 'kysely';
+import { CompiledQuery, type Kysely, type Selectable, sql } from 'kysely';
 import { type ApplyPlan, ConflictError, type Definitions, emptyDefinitions, NotFoundError, parseDuration } from '@batchalyzer/core';
 import { type Connection, lockResources, writeTx } from './connection.js';
 import type { DB } from './db.js';
@@ -12,6 +12,18 @@ import type {
 
 /** Rows per multi-row statement: within SQLite's 32,766 and PostgreSQL's 65,535 bound parameters at 15 columns. */
 const CHUNK = 1000;
+/** `(?, ?), (?, ?)` for SQLite multi-row statements; texts are remembered (a statement cache needs equal texts). */
+const placeholders = new Map<string, string>();
+function rowsOf(rows: number, columns: number): string {
+  const key = `${rows}x${columns}`;
+  let text = placeholders.get(key);
+  if (text === undefined) {
+    const row = `(${Array(columns).fill('?').join(', ')})`;
+    text = Array(rows).fill(row).join(', ');
+    if (placeholders.size < 1000) placeholders.set(key, text);
+  }
+  return text;
+}
 const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
 const parse = (v: string | null): unknown => (v === null ? null : JSON.parse(v));
 
@@ -258,16 +270,31 @@ export class SqlStore implements Store {
     });
   }
 
-  /** Upserts entries in multi-row statements (a plan day of 100,000 jobs is 100 statements, not 100,000). */
+  /**
+   * Upserts entries with fixed statement texts (a plan day of 100,000 jobs is 100 statements, each prepared once):
+   * building 100,000 rows through the query builder cost more than writing them (plan-100k).
+   */
   private async writeEntries(trx: Kysely<DB>, entries: PlanEntryRecord[]): Promise<void> {
     // One statement may not touch a row twice (PostgreSQL refuses): the last entry for a key wins, as before.
     const unique = [...new Map(entries.map((e) => [`${e.planDate}|${e.jobName}`, e])).values()];
+    const set = 'ON CONFLICT (plan_date, job_name) DO UPDATE SET next_due_at = excluded.next_due_at, ' +
+      'last_nominal_at = excluded.last_nominal_at, job_revision = excluded.job_revision';
+    if (this.kind === 'postgres') {
+      for (let i = 0; i < unique.length; i += 10_000) {
+        const part = unique.slice(i, i + 10_000);
+        await trx.executeQuery(CompiledQuery.raw(
+          'INSERT INTO plan_entries (plan_date, job_name, next_due_at, last_nominal_at, job_revision) ' +
+          `SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::int[]) ${set}`,
+          [part.map((e) => e.planDate), part.map((e) => e.jobName), part.map((e) => e.nextDueAt), part.map((e) => e.lastNominalAt), part.map((e) => e.jobRevision)],
+        ));
+      }
+      return;
+    }
     for (let i = 0; i < unique.length; i += CHUNK) {
-      await trx.insertInto('plan_entries').values(unique.slice(i, i + CHUNK).map((e) => ({
-        plan_date: e.planDate, job_name: e.jobName, next_due_at: e.nextDueAt, last_nominal_at: e.lastNominalAt, job_revision: e.jobRevision,
-      }))).onConflict((oc) => oc.columns(['plan_date', 'job_name']).doUpdateSet((eb) => ({
-        next_due_at: eb.ref('excluded.next_due_at'), last_nominal_at: eb.ref('excluded.last_nominal_at'), job_revision: eb.ref('excluded.job_revision'),
-      }))).execute();
+      const part = unique.slice(i, i + CHUNK);
+      const params: unknown[] = [];
+      for (const e of part) params.push(e.planDate, e.jobName, e.nextDueAt, e.lastNominalAt, e.jobRevision);
+      await trx.executeQuery(CompiledQuery.raw(`INSERT INTO plan_entries (plan_date, job_name, next_due_at, last_nominal_at, job_revision) VALUES ${rowsOf(part.length, 5)} ${set}`, params));
     }
   }
 
