@@ -15,6 +15,8 @@ export interface Connection {
   location: string;
   /** PostgreSQL schema selected with `?schema=`. */
   schema?: string;
+  /** SQLite: the cached prepared statements of the one connection, for hand-written hot paths (sqliteDirect). */
+  statements?: Pick<Database.Database, 'prepare'>;
 }
 
 const INT8 = 20;
@@ -33,7 +35,8 @@ export function connect(config: StoreConfig): Connection {
     } catch (err) {
       throw new StoreUnavailableError(`SQLite database ${config.path}`, err as Error);
     }
-    return { db: new Kysely<DB>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) }), dialect: 'sqlite', location: config.path };
+    const statements = withStatementCache(database);
+    return { db: new Kysely<DB>({ dialect: new SqliteDialect({ database: statements }) }), dialect: 'sqlite', location: config.path, statements };
   }
   // `?schema=NAME` selects a schema (created if missing); it is ours, not a libpq option, so strip it.
   const url = new URL(config.url);
@@ -118,6 +121,32 @@ export async function writeTx<T>(conn: Connection, fn: (trx: Kysely<DB>) => Prom
       return out;
     } catch (err) {
       await sql`ROLLBACK`.execute(c).catch(() => undefined);
+      throw err;
+    }
+  });
+}
+
+/**
+ * SQLite: runs `fn` synchronously with prepared statements on the one connection, in a write transaction (BEGIN
+ * IMMEDIATE, as writeTx) or not. It holds Kysely's connection meanwhile, so no other query interleaves and a read
+ * never sees another transaction's uncommitted rows. For the dispatch hot path (dispatch, start, the ownership
+ * read), where building and compiling each query cost more than running it (dispatch-latency).
+ */
+export async function sqliteDirect<T>(conn: Connection, write: boolean, fn: (prepare: (sql: string) => Database.Statement) => T): Promise<T> {
+  const prepare = (sql: string) => conn.statements!.prepare(sql);
+  return conn.db.connection().execute(async () => {
+    if (!write) return fn(prepare);
+    prepare('BEGIN IMMEDIATE').run();
+    try {
+      const out = fn(prepare);
+      prepare('COMMIT').run();
+      return out;
+    } catch (err) {
+      try {
+        prepare('ROLLBACK').run();
+      } catch {
+        // not in a transaction any more (it failed before BEGIN took effect)
+      }
       throw err;
     }
   });

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import {
-  compileSchedule, ConflictError, decide, DueHeap, type Definitions, expandTarget, materialize, type Occurrences, planCalendar, type PlanCalendar,
+  compileSchedule, ConflictError, decide, DueHeap, type Definitions, expandTarget, materialize, type Occurrences, type Schedule, planCalendar, type PlanCalendar,
   addDays, planDateOf, planDayBounds, type WaitReason, canonicalJson, parseDuration, parseSize,
 } from '@batchalyzer/core';
 import type { NewRun, PlanEntryRecord, RunRecord, Store } from '@batchalyzer/store';
@@ -196,15 +196,21 @@ export class Engine implements Service {
     // The definitions object is replaced when definitions change, so the same schedule object means the same schedule.
     const cached = this.schedules.get(jobName);
     if (cached?.schedule === spec.schedule && cached.calendar === this.calendar) return cached.occ;
+    const occ = this.compiledOf(spec.schedule);
+    this.schedules.set(jobName, { schedule: spec.schedule, calendar: this.calendar, occ });
+    return occ;
+  }
+
+  /** The shared compilation of a schedule (without the per-job memo, which a plan-day load of every job does not need). */
+  private compiledOf(schedule: Schedule): Occurrences {
     // Equal texts mean equal schedules (a different key order only costs one more compilation); canonical JSON
     // of 100,000 schedules was a tenth of the plan-day load.
-    const key = `${this.calendar.timezone}|${this.calendar.newDayAtMinutes}|${JSON.stringify(spec.schedule)}`;
+    const key = `${this.calendar.timezone}|${this.calendar.newDayAtMinutes}|${JSON.stringify(schedule)}`;
     let occ = this.compiled.get(key);
     if (!occ) {
-      occ = rememberLast(compileSchedule(spec.schedule, this.calendar.timezone, this.calendar));
+      occ = rememberLast(compileSchedule(schedule, this.calendar.timezone, this.calendar));
       this.compiled.set(key, occ);
     }
-    this.schedules.set(jobName, { schedule: spec.schedule, calendar: this.calendar, occ });
     return occ;
   }
 
@@ -272,9 +278,10 @@ export class Engine implements Service {
 
   private firstEntry(jobName: string, date: string, from: number, end: number): PlanEntryRecord | null {
     const spec = this.defs.jobs[jobName]!;
-    if (spec.enabled === false) return null;
-    const occ = this.occurrencesOf(jobName);
-    if (!occ) return null;
+    if (spec.enabled === false || !spec.schedule) return null;
+    // Not occurrencesOf: 100,000 per-job memo entries would only feed the garbage collector (plan-100k); jobs that
+    // come due get theirs in materializeDue.
+    const occ = this.compiledOf(spec.schedule);
     const first = occ.kind === 'after' ? from : occ.next(from - 1);
     if (first === null || first >= end) return null;
     return { planDate: date, jobName, nextDueAt: first, lastNominalAt: null, jobRevision: 0 };
