@@ -52,7 +52,7 @@ function cronerAccepts(fields: string[], domAndDow: boolean): Cron | null {
 describe('plain cron fields against croner', () => {
   it('accepts only what croner accepts, and then matches the same dates', () => {
     let accepted = 0;
-    for (let i = 0; i < 3000; i++) {
+    for (let i = 0; i < 1500; i++) {
       const parsed = parseCronFields(`0 0 ${days().join(' ')}`) as ParsedCron;
       if (typeof parsed === 'string') continue;
       const fields = ['0', ...parsed.fields];
@@ -73,11 +73,11 @@ describe('plain cron fields against croner', () => {
         own = ref;
       }
     }
-    expect(accepted).toBeGreaterThan(1000); // the generator mostly makes plain expressions
+    expect(accepted).toBeGreaterThan(500); // the generator mostly makes plain expressions
   });
 
   it('reads time fields as croner does', () => {
-    for (let i = 0; i < 600; i++) {
+    for (let i = 0; i < 300; i++) {
       const fields = [field(0, 59), field(0, 59), field(0, 5), '*', '*', '*'];
       const plain = readPlainTimes(fields);
       if (!plain) continue;
@@ -123,7 +123,7 @@ describe('fixed-time cron schedules in zones with DST', () => {
 
   it('give the selected dates and times, placed by the DST rules', () => {
     let checked = 0;
-    for (let i = 0; i < 1000; i++) {
+    for (let i = 0; i < 600; i++) {
       // Times around the DST hours (0-3 h local) and sometimes a seconds field.
       const times = [random() < 0.2 ? `${int(0, 59)}` : null, field(0, 59), pick([field(0, 4), field(0, 23)])].filter((x) => x !== null);
       const expr = [...times, ...days()].join(' ');
@@ -144,7 +144,7 @@ describe('fixed-time cron schedules in zones with DST', () => {
       expect([expr, zone, new Date(from).toISOString(), iso(got)]).toEqual([expr, zone, new Date(from).toISOString(), iso(want)]);
       checked++;
     }
-    expect(checked).toBeGreaterThan(200);
+    expect(checked).toBeGreaterThan(120);
   });
 });
 
