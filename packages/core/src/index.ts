@@ -16,6 +16,7 @@ export * from './model/yaml.js';
 export { VERSION } from './version.js';
 export * from './schedule/planday.js';
 export * from './schedule/occurrences.js';
+export * from './schedule/cron-fields.js';
 export * from './schedule/decide.js';
 export * from './schedule/resolver.js';
 export * from './schedule/outcome.js';

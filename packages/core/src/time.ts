@@ -33,8 +33,8 @@ function formatter(zone: string): Intl.DateTimeFormat {
 
 export interface WallTime { year: number; month: number; day: number; hour: number; minute: number; second: number }
 
-/** The wall-clock time in `zone` at instant `ms`. */
-export function wallTime(ms: number, zone: string): WallTime {
+/** The wall-clock time in `zone` at instant `ms`, from Intl (the reference; see `wallTime`). */
+export function wallTimeIntl(ms: number, zone: string): WallTime {
   const parts: Record<string, number> = {};
   for (const p of formatter(zone).formatToParts(new Date(ms))) {
     if (p.type !== 'literal') parts[p.type] = Number(p.value);
@@ -45,11 +45,54 @@ export function wallTime(ms: number, zone: string): WallTime {
   };
 }
 
-/** Offset of `zone` from UTC at instant `ms`, in milliseconds (positive east of Greenwich). */
-export function zoneOffset(ms: number, zone: string): number {
-  const w = wallTime(ms, zone);
+/** Offset of `zone` from UTC at instant `ms` from Intl (the reference; see `zoneOffset`). */
+export function zoneOffsetIntl(ms: number, zone: string): number {
+  const w = wallTimeIntl(ms, zone);
   const asUtc = Date.UTC(w.year, w.month - 1, w.day, w.hour, w.minute, w.second);
   return asUtc - Math.floor(ms / 1000) * 1000;
+}
+
+/**
+ * Offsets change a few times a year, but each Intl conversion costs microseconds and loading a plan day makes
+ * hundreds of thousands of them (plan-100k). Offsets are remembered at the start of each quarter hour; where the
+ * offsets at both ends of a quarter hour agree, it holds in between (no zone changes its offset twice within 15
+ * minutes), otherwise the instant is converted exactly. Checked against Intl in time.test.ts.
+ */
+const QUARTER = 900_000;
+const offsetCache = new Map<string, Map<number, number>>();
+
+function offsetAtQuarter(q: number, zone: string, cache: Map<number, number>): number {
+  let o = cache.get(q);
+  if (o === undefined) {
+    o = zoneOffsetIntl(q * QUARTER, zone);
+    if (cache.size >= 20_000) cache.clear();
+    cache.set(q, o);
+  }
+  return o;
+}
+
+/** Offset of `zone` from UTC at instant `ms`, in milliseconds (positive east of Greenwich). */
+export function zoneOffset(ms: number, zone: string): number {
+  let cache = offsetCache.get(zone);
+  if (!cache) {
+    if (offsetCache.size >= 1000) offsetCache.clear();
+    offsetCache.set(zone, (cache = new Map()));
+  }
+  const q = Math.floor(ms / QUARTER);
+  const o = offsetAtQuarter(q, zone, cache);
+  return o === offsetAtQuarter(q + 1, zone, cache) ? o : zoneOffsetIntl(ms, zone);
+}
+
+/** The wall-clock time in `zone` at instant `ms`. */
+export function wallTime(ms: number, zone: string): WallTime {
+  const d = new Date(Math.floor(ms / 1000) * 1000 + zoneOffset(ms, zone));
+  const year = d.getUTCFullYear();
+  // Date.UTC reads years 0-99 as 19xx, so the offset is not exact there; such instants go through Intl.
+  if (year < 1000 || year > 9999) return wallTimeIntl(ms, zone);
+  return {
+    year, month: d.getUTCMonth() + 1, day: d.getUTCDate(),
+    hour: d.getUTCHours(), minute: d.getUTCMinutes(), second: d.getUTCSeconds(),
+  };
 }
 
 /**

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { isValidTimeZone, parseLocalDateTime, parseTimeOfDay, wallTime, zonedToInstant, zoneOffset, type WallTime } from '@batchalyzer/core';
+import {
+  isValidTimeZone, parseLocalDateTime, parseTimeOfDay, wallTime, wallTimeIntl, zonedToInstant, zoneOffset, zoneOffsetIntl, type WallTime,
+} from '@batchalyzer/core';
 
 /** Time-zone helpers (brief §4): wall time → instant, with the DST gap and repeated-hour rules. */
 
@@ -148,5 +150,48 @@ describe('parseTimeOfDay and isValidTimeZone', () => {
   it('knows IANA zones', () => {
     for (const z of ['UTC', 'Europe/Berlin', 'America/New_York', 'Asia/Kathmandu']) expect(isValidTimeZone(z)).toBe(true);
     for (const z of ['', 'Europe/Berln', 'Mars/Olympus', 'CEST+1']) expect(isValidTimeZone(z)).toBe(false);
+  });
+});
+
+describe('remembered offsets agree with Intl', () => {
+  // Zones with 1 h, 30 min (Lord Howe) and 45 min offsets, southern DST, no DST, and a zone that moved its date line.
+  const zones = ['UTC', 'Europe/Berlin', 'America/New_York', 'America/Sao_Paulo', 'Australia/Lord_Howe', 'Asia/Kathmandu',
+    'Pacific/Apia', 'Pacific/Chatham', 'America/St_Johns', 'Africa/Casablanca', 'Asia/Tehran', 'Europe/Dublin', 'Antarctica/Troll'];
+  // A fixed seed: a failure names an instant that reproduces.
+  let seed = 12345;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const check = (t: number, zone: string) => {
+    expect([zone, t, zoneOffset(t, zone)]).toEqual([zone, t, zoneOffsetIntl(t, zone)]);
+    expect([zone, t, wallTime(t, zone)]).toEqual([zone, t, wallTimeIntl(t, zone)]);
+  };
+
+  it('at random instants from 1970 to 2100', () => {
+    for (const zone of zones) for (let i = 0; i < 2000; i++) check(Math.floor(random() * 4_102_444_800) * 1000 + Math.floor(random() * 1000), zone);
+  });
+
+  const aroundChanges = (zones: string[], from: number, to: number) => {
+    for (const zone of zones) {
+      for (let t = from; t < to; t += 6 * 3_600_000) {
+        if (zoneOffsetIntl(t, zone) === zoneOffsetIntl(t + 6 * 3_600_000, zone)) continue;
+        // Find the change to the second, then check the seconds next to it and the 40 minutes around it.
+        let lo = t;
+        let hi = t + 6 * 3_600_000;
+        while (hi - lo > 1000) {
+          const mid = Math.floor((lo + hi) / 2000) * 1000;
+          if (zoneOffsetIntl(mid, zone) === zoneOffsetIntl(lo, zone)) lo = mid;
+          else hi = mid;
+        }
+        for (let s = hi - 3000; s <= hi + 3000; s += 500) check(s, zone);
+        for (let s = hi - 1_200_000; s < hi + 1_200_000; s += 7000) check(s + (s % 13), zone);
+      }
+    }
+  };
+
+  it('around each offset change from 2024 to 2028', () => aroundChanges(zones, Date.UTC(2024, 0, 1), Date.UTC(2028, 0, 1)));
+
+  // Today's changes fall on quarter hours; these did not (local mean time, offsets with seconds).
+  it('around historical changes at odd instants', () => {
+    aroundChanges(['Africa/Monrovia'], Date.UTC(1971, 11, 1), Date.UTC(1972, 1, 1));
+    aroundChanges(['Europe/Amsterdam'], Date.UTC(1937, 5, 1), Date.UTC(1937, 6, 1));
   });
 });

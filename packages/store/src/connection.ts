@@ -15,6 +15,8 @@ export interface Connection {
   location: string;
   /** PostgreSQL schema selected with `?schema=`. */
   schema?: string;
+  /** SQLite: the cached prepared statements of the one connection, for hand-written hot paths (sqliteDirect). */
+  statements?: Pick<Database.Database, 'prepare'>;
 }
 
 const INT8 = 20;
@@ -33,7 +35,8 @@ export function connect(config: StoreConfig): Connection {
     } catch (err) {
       throw new StoreUnavailableError(`SQLite database ${config.path}`, err as Error);
     }
-    return { db: new Kysely<DB>({ dialect: new SqliteDialect({ database }) }), dialect: 'sqlite', location: config.path };
+    const statements = withStatementCache(database);
+    return { db: new Kysely<DB>({ dialect: new SqliteDialect({ database: statements }) }), dialect: 'sqlite', location: config.path, statements };
   }
   // `?schema=NAME` selects a schema (created if missing); it is ours, not a libpq option, so strip it.
   const url = new URL(config.url);
@@ -66,6 +69,44 @@ export function connect(config: StoreConfig): Connection {
   };
 }
 
+/** Bounds of the statement cache: distinct statements, and their total SQL text (multi-row inserts are long). */
+const CACHE_STATEMENTS = 256;
+const CACHE_TEXT = 2_000_000;
+
+/**
+ * Kysely's SQLite driver prepares every statement anew (~20 % of the store's time on the dispatch path,
+ * docs/performance.md); the statements it compiles are the same few texts over and over, so prepared
+ * statements are kept by SQL text (least recently used go first). A statement still iterating (a streamed
+ * select) is never handed out twice: a fresh one is prepared instead.
+ */
+export function withStatementCache(database: Database.Database): Pick<Database.Database, 'prepare' | 'close'> {
+  const cache = new Map<string, Database.Statement>();
+  let text = 0;
+  return {
+    prepare(source: string) {
+      const hit = cache.get(source);
+      if (hit) {
+        cache.delete(source);
+        cache.set(source, hit);
+        return hit.busy ? database.prepare(source) : hit;
+      }
+      const stmt = database.prepare(source);
+      cache.set(source, stmt);
+      text += source.length;
+      for (const [old] of cache) {
+        if (cache.size <= CACHE_STATEMENTS && text <= CACHE_TEXT) break;
+        cache.delete(old);
+        text -= old.length;
+      }
+      return stmt;
+    },
+    close() {
+      cache.clear();
+      return database.close();
+    },
+  } as Pick<Database.Database, 'prepare' | 'close'>;
+}
+
 /**
  * Runs `fn` in a write transaction. SQLite uses BEGIN IMMEDIATE so that a second process (the CLI next to a
  * running server) waits for the write lock up front instead of failing half-way with SQLITE_BUSY.
@@ -80,6 +121,32 @@ export async function writeTx<T>(conn: Connection, fn: (trx: Kysely<DB>) => Prom
       return out;
     } catch (err) {
       await sql`ROLLBACK`.execute(c).catch(() => undefined);
+      throw err;
+    }
+  });
+}
+
+/**
+ * SQLite: runs `fn` synchronously with prepared statements on the one connection, in a write transaction (BEGIN
+ * IMMEDIATE, as writeTx) or not. It holds Kysely's connection meanwhile, so no other query interleaves and a read
+ * never sees another transaction's uncommitted rows. For the dispatch hot path (dispatch, start, the ownership
+ * read), where building and compiling each query cost more than running it (dispatch-latency).
+ */
+export async function sqliteDirect<T>(conn: Connection, write: boolean, fn: (prepare: (sql: string) => Database.Statement) => T): Promise<T> {
+  const prepare = (sql: string) => conn.statements!.prepare(sql);
+  return conn.db.connection().execute(async () => {
+    if (!write) return fn(prepare);
+    prepare('BEGIN IMMEDIATE').run();
+    try {
+      const out = fn(prepare);
+      prepare('COMMIT').run();
+      return out;
+    } catch (err) {
+      try {
+        prepare('ROLLBACK').run();
+      } catch {
+        // not in a transaction any more (it failed before BEGIN took effect)
+      }
       throw err;
     }
   });

@@ -5,6 +5,8 @@ import { SqlStore } from './sql-store.js';
 
 export * from './port.js';
 export * from './errors.js';
+/** For tests of the SQLite statement cache. */
+export { withStatementCache } from './connection.js';
 export { LATEST_SCHEMA_VERSION, type MigrationReport } from './migrate.js';
 
 /** Opens the configured store and brings its schema up to date (unless `migrate: false`). */

@@ -1,6 +1,6 @@
-import { type Kysely, type Selectable, sql } from 'kysely';
+import { CompiledQuery, type Kysely, type Selectable, sql } from 'kysely';
 import { type ApplyPlan, ConflictError, type Definitions, emptyDefinitions, NotFoundError, parseDuration } from '@batchalyzer/core';
-import { type Connection, lockResources, writeTx } from './connection.js';
+import { type Connection, lockResources, sqliteDirect, writeTx } from './connection.js';
 import type { DB } from './db.js';
 import { LATEST_SCHEMA_VERSION, migrate, type MigrationReport } from './migrate.js';
 import { messageFromRow, runFromRow, tokenFromRow, agentFromRow } from './rows.js';
@@ -12,6 +12,18 @@ import type {
 
 /** Rows per multi-row statement: within SQLite's 32,766 and PostgreSQL's 65,535 bound parameters at 15 columns. */
 const CHUNK = 1000;
+/** `(?, ?), (?, ?)` for SQLite multi-row statements; texts are remembered (a statement cache needs equal texts). */
+const placeholders = new Map<string, string>();
+function rowsOf(rows: number, columns: number): string {
+  const key = `${rows}x${columns}`;
+  let text = placeholders.get(key);
+  if (text === undefined) {
+    const row = `(${Array(columns).fill('?').join(', ')})`;
+    text = Array(rows).fill(row).join(', ');
+    if (placeholders.size < 1000) placeholders.set(key, text);
+  }
+  return text;
+}
 const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
 const parse = (v: string | null): unknown => (v === null ? null : JSON.parse(v));
 
@@ -74,8 +86,9 @@ export class SqlStore implements Store {
       this.db.selectFrom('settings').selectAll().where('key', 'in', ['timezone', 'newDayAt']).execute(),
       this.db.selectFrom('agent_groups').selectAll().orderBy('name').execute(),
       this.db.selectFrom('resources').selectAll().orderBy('name').execute(),
-      this.db.selectFrom('jobs').selectAll().orderBy('name').execute(),
-      this.db.selectFrom('checks').selectAll().orderBy('name').execute(),
+      // Only what is read below: 100,000 job rows of five columns were a measurable part of a cold start.
+      this.db.selectFrom('jobs').select(['name', 'spec']).orderBy('name').execute(),
+      this.db.selectFrom('checks').select(['name', 'spec']).orderBy('name').execute(),
       this.db.selectFrom('notify_rules').selectAll().orderBy('name').execute(),
     ]);
     for (const s of settings) d.settings[s.key as 'timezone' | 'newDayAt'] = s.value;
@@ -258,16 +271,32 @@ export class SqlStore implements Store {
     });
   }
 
-  /** Upserts entries in multi-row statements (a plan day of 100,000 jobs is 100 statements, not 100,000). */
+  /**
+   * Upserts entries with fixed statement texts (a plan day of 100,000 jobs is 100 statements, each prepared once):
+   * building 100,000 rows through the query builder cost more than writing them (plan-100k).
+   */
   private async writeEntries(trx: Kysely<DB>, entries: PlanEntryRecord[]): Promise<void> {
-    // One statement may not touch a row twice (PostgreSQL refuses): the last entry for a key wins, as before.
-    const unique = [...new Map(entries.map((e) => [`${e.planDate}|${e.jobName}`, e])).values()];
-    for (let i = 0; i < unique.length; i += CHUNK) {
-      await trx.insertInto('plan_entries').values(unique.slice(i, i + CHUNK).map((e) => ({
-        plan_date: e.planDate, job_name: e.jobName, next_due_at: e.nextDueAt, last_nominal_at: e.lastNominalAt, job_revision: e.jobRevision,
-      }))).onConflict((oc) => oc.columns(['plan_date', 'job_name']).doUpdateSet((eb) => ({
-        next_due_at: eb.ref('excluded.next_due_at'), last_nominal_at: eb.ref('excluded.last_nominal_at'), job_revision: eb.ref('excluded.job_revision'),
-      }))).execute();
+    const set = 'ON CONFLICT (plan_date, job_name) DO UPDATE SET next_due_at = excluded.next_due_at, ' +
+      'last_nominal_at = excluded.last_nominal_at, job_revision = excluded.job_revision';
+    if (this.kind === 'postgres') {
+      // One statement may not touch a row twice (PostgreSQL refuses): the last entry for a key wins.
+      const unique = [...new Map(entries.map((e) => [`${e.planDate}|${e.jobName}`, e])).values()];
+      for (let i = 0; i < unique.length; i += 10_000) {
+        const part = unique.slice(i, i + 10_000);
+        await trx.executeQuery(CompiledQuery.raw(
+          'INSERT INTO plan_entries (plan_date, job_name, next_due_at, last_nominal_at, job_revision) ' +
+          `SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::int[]) ${set}`,
+          [part.map((e) => e.planDate), part.map((e) => e.jobName), part.map((e) => e.nextDueAt), part.map((e) => e.lastNominalAt), part.map((e) => e.jobRevision)],
+        ));
+      }
+      return;
+    }
+    // SQLite applies the rows in order, so a later entry for the same key simply wins (no de-duplication needed).
+    for (let i = 0; i < entries.length; i += CHUNK) {
+      const part = entries.slice(i, i + CHUNK);
+      const params: unknown[] = [];
+      for (const e of part) params.push(e.planDate, e.jobName, e.nextDueAt, e.lastNominalAt, e.jobRevision);
+      await trx.executeQuery(CompiledQuery.raw(`INSERT INTO plan_entries (plan_date, job_name, next_due_at, last_nominal_at, job_revision) VALUES ${rowsOf(part.length, 5)} ${set}`, params));
     }
   }
 
@@ -338,6 +367,10 @@ export class SqlStore implements Store {
   }
 
   async getRun(id: number): Promise<RunRecord | undefined> {
+    if (this.kind === 'sqlite') {
+      const row = await sqliteDirect(this.conn, false, (prepare) => prepare('SELECT * FROM runs WHERE id = ?').get(id) as Selectable<DB['runs']> | undefined);
+      return row && runFromRow(row);
+    }
     const row = await this.db.selectFrom('runs').selectAll().where('id', '=', id).executeTakeFirst();
     return row && runFromRow(row);
   }
@@ -364,6 +397,20 @@ export class SqlStore implements Store {
     const refused = (result: DispatchResult) => {
       throw new Refusal(result);
     };
+    if (this.kind === 'sqlite' && input.pools.length === 0 && input.rates.length === 0) {
+      // The common case (no resources to re-check) as hand-written statements; same claim, same event.
+      return sqliteDirect(this.conn, true, (prepare) => {
+        const row = prepare(`UPDATE runs SET state = 'dispatched', agent_name = ?, dispatched_at = ?, wait_reason = NULL, updated_at = ?
+          WHERE id = ? AND state = 'waiting' AND held = 0 RETURNING *`).get(agent, at, at, runId) as Selectable<DB['runs']> | undefined;
+        if (!row) {
+          const run = prepare('SELECT state, held FROM runs WHERE id = ?').get(runId) as { state: string; held: number } | undefined;
+          return { ok: false, reason: run?.state === 'waiting' && run.held ? 'held' : 'not-waiting' } as const;
+        }
+        prepare(`INSERT INTO run_events (run_id, at, from_state, to_state, actor, detail) VALUES (?, ?, 'waiting', 'dispatched', ?, ?)`)
+          .run(runId, at, actor, json({ agent }));
+        return { ok: true, run: runFromRow(row) } as const;
+      });
+    }
     try {
       return await this.tx(async (trx) => {
         // Claim the run first: the row lock makes a concurrent dispatch of the same run wait, then find it taken.
@@ -400,6 +447,18 @@ export class SqlStore implements Store {
   }
 
   async startRun(runId: number, at: number): Promise<RunRecord | undefined> {
+    if (this.kind === 'sqlite') {
+      const row = await sqliteDirect(this.conn, true, (prepare) => {
+        const r = prepare(`UPDATE runs SET state = 'running', started_at = ?, updated_at = ? WHERE id = ? AND state = 'dispatched' RETURNING *`)
+          .get(at, at, runId) as Selectable<DB['runs']> | undefined;
+        if (r) {
+          prepare(`INSERT INTO run_events (run_id, at, from_state, to_state, actor, detail) VALUES (?, ?, 'dispatched', 'running', ?, NULL)`)
+            .run(runId, at, `agent:${r.agent_name}`);
+        }
+        return r;
+      });
+      return row && runFromRow(row);
+    }
     return this.tx(async (trx) => {
       const row = await trx.updateTable('runs').set({ state: 'running', started_at: at, updated_at: at })
         .where('id', '=', runId).where('state', '=', 'dispatched').returningAll().executeTakeFirst();

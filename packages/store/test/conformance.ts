@@ -122,6 +122,34 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       expect((await store.resourceHolders('race-pool'))).toHaveLength(1);
     });
 
+    it('dispatches and starts a run without resources exactly as any other (the SQLite hot path), once under a race', async () => {
+      const [run] = await store.createRuns([newRun({ jobName: 'plain-race' })], 's', T0);
+      await store.setWaitReasons([{ runId: run!.id, reason: { code: 'no-agent' } }]);
+      const both = await Promise.all([1, 2].map((n) => store.dispatchRun({ runId: run!.id, agent: `a${n}`, at: T0 + 1, actor: 'scheduler', pools: [], rates: [] })));
+      expect(both.filter((r) => r.ok)).toHaveLength(1);
+      expect(both.find((r) => !r.ok)).toEqual({ ok: false, reason: 'not-waiting' });
+      const won = both.find((r) => r.ok)!;
+      const agent = won.ok ? won.run.agentName! : '';
+      expect(won).toMatchObject({ ok: true, run: { id: run!.id, state: 'dispatched', agentName: agent, dispatchedAt: T0 + 1, waitReason: null, spec } });
+      expect(await store.getRun(run!.id)).toEqual(won.ok ? won.run : null);
+      expect(await store.startRun(run!.id, T0 + 2)).toMatchObject({ state: 'running', startedAt: T0 + 2, agentName: agent });
+      expect(await store.startRun(run!.id, T0 + 3)).toBeUndefined(); // not dispatched any more
+      expect(await store.startRun(987_654_321, T0 + 3)).toBeUndefined();
+      expect(await store.getRun(987_654_321)).toBeUndefined();
+      expect((await store.runEvents(run!.id)).slice(1)).toEqual([
+        { at: T0 + 1, fromState: 'waiting', toState: 'dispatched', actor: 'scheduler', detail: { agent } },
+        { at: T0 + 2, fromState: 'dispatched', toState: 'running', actor: `agent:${agent}`, detail: null },
+      ]);
+      // A read next to a write transaction sees the run before or after it, never half-way.
+      const [other] = await store.createRuns([newRun({ jobName: 'plain-race' })], 's', T0);
+      const [, seen] = await Promise.all([
+        store.dispatchRun({ runId: other!.id, agent: 'a1', at: T0 + 4, actor: 's', pools: [{ resource: 'plain-pool', units: 1, capacity: 1 }], rates: [] }),
+        store.getRun(other!.id),
+      ]);
+      expect(['waiting', 'dispatched']).toContain(seen!.state);
+      expect(await store.dispatchRun({ runId: other!.id, agent: 'a2', at: T0 + 5, actor: 's', pools: [], rates: [] })).toEqual({ ok: false, reason: 'not-waiting' });
+    });
+
     it('takes all resources or none', async () => {
       const [blocker, run] = await store.createRuns([newRun({ jobName: 'b' }), newRun({ jobName: 'c' })], 's', T0);
       await store.dispatchRun({ runId: blocker!.id, agent: 'a1', at: T0, actor: 's', pools: [{ resource: 'pz', units: 1, capacity: 1 }], rates: [] });
@@ -273,6 +301,10 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       expect(stored).toHaveLength(2300);
       expect(stored[5]).toEqual({ ...entries[5], nextDueAt: 7 });
       expect(stored[2299]).toEqual(entries[2299]);
+      // Twice within one statement's rows too.
+      await store.upsertPlanEntries([{ ...entries[6]!, nextDueAt: 1 }, { ...entries[8]!, lastNominalAt: 2 }, { ...entries[6]!, nextDueAt: 9 }]);
+      const again = await store.planEntries(date);
+      expect([again[6], again[8]]).toEqual([{ ...entries[6], nextDueAt: 9 }, { ...entries[8], lastNominalAt: 2 }]);
       const runs = Array.from({ length: 2300 }, (_, i) => newRun({ jobName: `bulk-${i}`, planDate: date, ...(i % 500 === 7 ? { skipped: 'missed' } : {}) }));
       const created = await store.advancePlan(entries.slice(0, 3).map((e) => ({ ...e, nextDueAt: null })), runs, 'scheduler', T0);
       expect(created.map((r) => r.jobName)).toEqual(runs.map((r) => r.jobName));

@@ -1,5 +1,6 @@
 import type { Cron } from 'croner';
-import { makeCron, type ParsedCron, parseCronFields } from '../cron.js';
+import { makeCron, parseCronFields } from '../cron.js';
+import { readPlainDays, readPlainTimes } from './cron-fields.js';
 import { fixedTimeNext, isFixedTime } from './fixed-cron.js';
 import { parseDuration } from '../duration.js';
 import type { Schedule } from '../model/job.js';
@@ -73,9 +74,14 @@ export function compileSchedule(s: Schedule, defaultZone: string, cal: PlanCalen
     };
   }
   if (s.cron !== undefined) {
-    const cron = cronOf(s.cron, timezone);
-    const parsed = parseCronFields(s.cron) as ParsedCron;
-    if (isFixedTime(parsed)) return { kind: 'cron', timezone, next: fixedTimeNext(parsed, timezone) };
+    const parsed = parseCronFields(s.cron);
+    if (typeof parsed === 'string') throw new Error(parsed);
+    if (isFixedTime(parsed)) {
+      // A plain expression needs no croner instance at all: reading it is its validation (cron-fields.ts).
+      if (!readPlainTimes(parsed.fields) || !readPlainDays(parsed.fields, parsed.domAndDow)) makeCron(parsed, timezone); // throws on bad syntax
+      return { kind: 'cron', timezone, next: fixedTimeNext(parsed, timezone) };
+    }
+    const cron = makeCron(parsed, timezone);
     return { kind: 'cron', timezone, next: (t) => cron.nextRun(new Date(t))?.getTime() ?? null };
   }
   const interval = parseDuration(s.every) as number;
