@@ -191,12 +191,18 @@ export class EngineState {
   posters(defs: Definitions): Map<string, string[]> {
     if (this.postersOf?.defs === defs) return this.postersOf.posters;
     const posters = new Map<string, string[]>();
-    for (const [name, spec] of Object.entries(defs.jobs)) {
-      for (const c of [...(spec.posts?.success ?? []), ...(spec.posts?.failure ?? []), ...(spec.posts?.warning ?? [])]) {
-        let list = posters.get(c);
-        if (!list) posters.set(c, (list = []));
-        list.push(name);
-      }
+    const add = (c: string, name: string) => {
+      let list = posters.get(c);
+      if (!list) posters.set(c, (list = []));
+      list.push(name);
+    };
+    // A plain loop without intermediate arrays: at 100,000 jobs this ran in the cold start's profile (plan-100k).
+    for (const name in defs.jobs) {
+      const posts = defs.jobs[name]!.posts;
+      if (!posts) continue;
+      for (const c of posts.success ?? []) add(c, name);
+      for (const c of posts.failure ?? []) add(c, name);
+      for (const c of posts.warning ?? []) add(c, name);
     }
     this.postersOf = { defs, posters };
     return posters;
