@@ -1,12 +1,12 @@
 import { arch, cpus, hostname, loadavg, platform, release, totalmem, uptime } from 'node:os';
 import { join } from 'node:path';
-import type { DispatchPayloadMessage, HostFacts, QueueItem } from '@batchalyzer/protocol';
+import type { DispatchPayloadMessage, HostFacts } from '@batchalyzer/protocol';
 import type { AgentConfig } from './config.js';
 import { JobRun } from './job.js';
 import { processStartTicks, RunJournal } from './journal.js';
 import { ServerLink } from './link.js';
 import type { Log } from './log.js';
-import { DiskQueue } from './queue.js';
+import { type AgentItem, DiskQueue } from './queue.js';
 import { AGENT_VERSION } from './version.js';
 
 /** Above this many bytes not yet on disk, job output pipes pause. */
@@ -59,8 +59,8 @@ export class Agent {
 
   /** Runs that are executing or whose reports are still queued: the server must not think them lost. */
   activeRuns(): number[] {
-    const ids = new Set(this.runs.keys());
-    for (const item of this.queue.unackedItems()) ids.add(item.runId);
+    const ids = this.queue.unackedRuns();
+    for (const id of this.runs.keys()) ids.add(id);
     return [...ids].slice(0, 10_000);
   }
 
@@ -101,8 +101,8 @@ export class Agent {
       config: this.config,
       log: this.log,
       journal: this.journal,
-      emit: (item: QueueItem) => this.queue.append(item),
-      flushNow: () => this.queue.flush(),
+      emit: (item: AgentItem) => this.queue.append(item),
+      afterDurable: (seq, cb) => this.queue.onDurable(seq, cb),
       backlogged: () => this.queue.pendingBytes > BACKLOG_BYTES,
       onRelief: (cb) => this.reliefWaiters.push(cb),
     });
