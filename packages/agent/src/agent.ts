@@ -96,7 +96,6 @@ export class Agent {
     if (existing && existing.attempt === p.attempt) return null; // a repeated dispatch (lost accept): same run
     if (this.draining) return `agent ${this.config.name} is draining and takes no new work`;
     if (existing) return `agent ${this.config.name} is still running attempt ${existing.attempt} of run ${p.runId}`;
-    this.journal.write({ runId: p.runId, attempt: p.attempt, acceptedAt: Date.now() });
     const run = new JobRun(p, {
       config: this.config,
       log: this.log,
@@ -109,8 +108,12 @@ export class Agent {
     this.runs.set(p.runId, run);
     run.done.then(() => this.runs.delete(p.runId));
     this.log.info(`run ${p.runId} (${p.jobName}, attempt ${p.attempt}) accepted`);
-    // Started after the accept frame is sent, so that the server knows the run before its first report.
-    setImmediate(() => run.start());
+    // Started once its journal entry is on disk (a run reported started must be reported lost if the agent dies),
+    // which is after the accept frame is sent, so that the server knows the run before its first report.
+    this.journal.write({ runId: p.runId, attempt: p.attempt, acceptedAt: Date.now() }, (err) => {
+      if (err) run.fail(`cannot start: the agent could not record the run in its journal: ${err.message}`);
+      else run.start();
+    });
     return null;
   }
 

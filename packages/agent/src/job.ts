@@ -72,11 +72,17 @@ export class JobRun {
   }
 
   start(): void {
+    if (this.terminating) return this.finish({ error: 'terminated before it started' });
     try {
       this.spawn();
     } catch (err) {
       this.finish({ error: (err as Error).message });
     }
+  }
+
+  /** The run could not be started (e.g. its journal entry could not be written). */
+  fail(error: string): void {
+    this.finish({ error });
   }
 
   private spawn(): void {
@@ -147,7 +153,7 @@ export class JobRun {
       else this.ctx.log.warn(`run ${this.runId}: ${err.message}`);
     });
     if (child.pid === undefined) return;
-    this.ctx.journal.write({ runId: this.runId, attempt: this.attempt, acceptedAt: Date.now(), pid: child.pid, startTicks: processStartTicks(child.pid) });
+    this.ctx.journal.writeProcess(this.runId, child.pid, processStartTicks(child.pid));
     this.item({ kind: 'started', pid: child.pid });
     // Finish once the process exited and both pipes closed (not on 'close': it never fires for a forked
     // child whose IPC channel the agent disconnected).
@@ -255,7 +261,12 @@ export class JobRun {
 
   /** SIGTERM to the whole process group, SIGKILL after the grace period (brief §3). */
   terminate(): void {
-    if (this.terminating || !this.child?.pid) return;
+    if (this.terminating) return;
+    if (!this.child) {
+      this.terminating = true; // not started yet (journal entry being written): start() ends it instead
+      return;
+    }
+    if (!this.child.pid) return;
     this.terminating = true;
     this.signalGroup('SIGTERM');
     setTimeout(() => {
