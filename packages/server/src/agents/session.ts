@@ -13,10 +13,10 @@ type WireOutput = Extract<QueueItem, { kind: 'output' }>;
 type Received = Exclude<QueueItem, { kind: 'output' }> | (Omit<WireOutput, 'data'> & { data: Buffer });
 
 /** Received output bytes waiting for their commit above which the socket is paused (keeps the server's memory flat). */
-const MAX_PENDING_BYTES = 8 * 1024 * 1024;
+const MAX_PENDING_BYTES = 4 * 1024 * 1024;
 /** Output chunks committed in one store transaction at most (one ack for all of them). */
 const MAX_BATCH_ITEMS = 64;
-const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+const MAX_BATCH_BYTES = 2 * 1024 * 1024;
 
 /**
  * One agent connection (brief §8): handshake (hello → challenge → auth → welcome or refused), then reports
