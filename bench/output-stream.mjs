@@ -55,7 +55,9 @@ jobs:
   small: { run: { command: [cat, "${file}"] }, on: { agent: o0 } }
 `);
 server.events.emit('definitions:applied', { changes: 1, actor: 'bench' });
-const agent = spawn(process.execPath, [AGENT_BIN, '--server', server.url(), '--name', 'o0', '--key-file', keyFile, '--data', join(dir, 'agent'), '--log-level', 'warn'], {
+// BENCH_AGENT_NODE_ARGS='--cpu-prof --cpu-prof-dir=DIR' profiles the agent (NODE_OPTIONS does not take --cpu-prof).
+const agentNodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+const agent = spawn(process.execPath, [...agentNodeArgs, AGENT_BIN, '--server', server.url(), '--name', 'o0', '--key-file', keyFile, '--data', join(dir, 'agent'), '--log-level', 'warn'], {
   cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'],
 });
 process.on('exit', () => agent.kill('SIGKILL'));

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { AGENT_PATH, PROTOCOL_VERSION, signChallenge } from '@batchalyzer/protocol';
+import { AGENT_PATH, encodeOutputFrame, PROTOCOL_VERSION, signChallenge } from '@batchalyzer/protocol';
 import { registerAgent, serverWithAgent, until } from './support/agent.js';
 
 const cleanup: (() => Promise<unknown>)[] = [];
@@ -54,15 +54,15 @@ class Client {
     }, 10_000, 5);
   }
 
-  async authenticate(name: string, key: string): Promise<void> {
+  async authenticate(name: string, key: string, protocol = PROTOCOL_VERSION): Promise<void> {
     await this.opened();
     this.send({
-      type: 'hello', protocol: PROTOCOL_VERSION, agent: name, version: 'fuzz', clock: Date.now(), facts: {},
+      type: 'hello', protocol, agent: name, version: 'fuzz', clock: Date.now(), facts: {},
       capabilities: { command: true, shell: true, node: true, checks: { builtin: true, plugin: true, node: true } },
       queueId: 'fuzz-queue-0001', activeRuns: [], draining: false,
     });
     const challenge = await this.next('challenge');
-    this.send({ type: 'auth', signature: signChallenge(key, challenge.nonce as string, name, PROTOCOL_VERSION) });
+    this.send({ type: 'auth', signature: signChallenge(key, challenge.nonce as string, name, protocol) });
     await this.next('welcome');
     // Like a real agent: heartbeats, or the server drops the connection as silent.
     const beat = setInterval(() => this.ws.readyState === WebSocket.OPEN && this.send({ type: 'heartbeat', at: Date.now(), activeRuns: [] }), 300);
@@ -127,6 +127,10 @@ describe('hostile agent frames (brief §8)', () => {
       () => ({ type: 'hello', protocol: 1, agent: 'a1', version: 'x', clock: 1, facts: {}, capabilities: { command: true, shell: true, node: true, checks: { builtin: true, plugin: true, node: true } }, queueId: 'fuzz-queue-0001', activeRuns: [], draining: false }),
       () => ({ type: `unknown-${Math.floor(rnd() * 100)}` }),
       () => pick(['not json', '{"type":"heartbeat","at":"soon","activeRuns":[]}', '{"type":"report","seq":-1}']),
+      // Protocol 2 binary output frames: for a run of another agent, garbage, a lying header length.
+      () => encodeOutputFrame({ type: 'output', seq: 1000 + Math.floor(rnd() * 1e6), runId: victim, attempt: 1, at: 1, stream: 'stdout', chunk: 9 }, Buffer.from('pwned')),
+      () => Buffer.from(Array.from({ length: 64 }, () => Math.floor(rnd() * 256))),
+      () => Buffer.concat([Buffer.from([0, 0, 0, 200]), Buffer.from('{"type":"output"}')]),
     ];
 
     let frames = 0;
@@ -141,6 +145,16 @@ describe('hostile agent frames (brief §8)', () => {
     };
     for (let i = 0; i < 450; i++) await oneConnection(false, pick(preAuth)());
     for (let i = 0; i < 550; i++) await oneConnection(true, pick(postAuth)());
+    // A binary frame from an agent that said it speaks protocol 1.
+    {
+      const c = new Client(server.url);
+      await c.authenticate('evil2', evil2Key, 1);
+      c.send(encodeOutputFrame({ type: 'output', seq: 1, runId: victim, attempt: 1, at: 1, stream: 'stdout', chunk: 1 }, Buffer.from('pwned')));
+      frames++;
+      const closed = await c.closed;
+      closes.push(closed);
+      expect(closed.reason).toMatch(/binary frame from an agent speaking protocol 1/);
+    }
     // Huge frames, before and after authentication.
     for (let i = 0; i < 4; i++) await oneConnection(i % 2 === 1, JSON.stringify({ type: 'heartbeat', at: 1, activeRuns: [], pad: 'x'.repeat(1024 * 1024 + 10) }));
     // Sequence replays on the owner's connection: the same sequence again, with other content.

@@ -1,12 +1,12 @@
 import { arch, cpus, hostname, loadavg, platform, release, totalmem, uptime } from 'node:os';
 import { join } from 'node:path';
-import type { DispatchPayloadMessage, HostFacts, QueueItem } from '@batchalyzer/protocol';
+import type { DispatchPayloadMessage, HostFacts } from '@batchalyzer/protocol';
 import type { AgentConfig } from './config.js';
 import { JobRun } from './job.js';
 import { processStartTicks, RunJournal } from './journal.js';
 import { ServerLink } from './link.js';
 import type { Log } from './log.js';
-import { DiskQueue } from './queue.js';
+import { type AgentItem, DiskQueue } from './queue.js';
 import { AGENT_VERSION } from './version.js';
 
 /** Above this many bytes not yet on disk, job output pipes pause. */
@@ -59,8 +59,8 @@ export class Agent {
 
   /** Runs that are executing or whose reports are still queued: the server must not think them lost. */
   activeRuns(): number[] {
-    const ids = new Set(this.runs.keys());
-    for (const item of this.queue.unackedItems()) ids.add(item.runId);
+    const ids = this.queue.unackedRuns();
+    for (const id of this.runs.keys()) ids.add(id);
     return [...ids].slice(0, 10_000);
   }
 
@@ -96,21 +96,24 @@ export class Agent {
     if (existing && existing.attempt === p.attempt) return null; // a repeated dispatch (lost accept): same run
     if (this.draining) return `agent ${this.config.name} is draining and takes no new work`;
     if (existing) return `agent ${this.config.name} is still running attempt ${existing.attempt} of run ${p.runId}`;
-    this.journal.write({ runId: p.runId, attempt: p.attempt, acceptedAt: Date.now() });
     const run = new JobRun(p, {
       config: this.config,
       log: this.log,
       journal: this.journal,
-      emit: (item: QueueItem) => this.queue.append(item),
-      flushNow: () => this.queue.flush(),
+      emit: (item: AgentItem) => this.queue.append(item),
+      afterDurable: (seq, cb) => this.queue.onDurable(seq, cb),
       backlogged: () => this.queue.pendingBytes > BACKLOG_BYTES,
       onRelief: (cb) => this.reliefWaiters.push(cb),
     });
     this.runs.set(p.runId, run);
     run.done.then(() => this.runs.delete(p.runId));
     this.log.info(`run ${p.runId} (${p.jobName}, attempt ${p.attempt}) accepted`);
-    // Started after the accept frame is sent, so that the server knows the run before its first report.
-    setImmediate(() => run.start());
+    // Started once its journal entry is on disk (a run reported started must be reported lost if the agent dies),
+    // which is after the accept frame is sent, so that the server knows the run before its first report.
+    this.journal.write({ runId: p.runId, attempt: p.attempt, acceptedAt: Date.now() }, (err) => {
+      if (err) run.fail(`cannot start: the agent could not record the run in its journal: ${err.message}`);
+      else run.start();
+    });
     return null;
   }
 

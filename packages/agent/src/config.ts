@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { AGENT_PATH, PROTOCOL_VERSION } from '@batchalyzer/protocol';
+import { AGENT_PATH, MAX_CHUNK_BYTES, PROTOCOL_VERSION } from '@batchalyzer/protocol';
 import { globToRegExp } from './glob.js';
 import type { LogLevel } from './log.js';
 
@@ -188,7 +188,8 @@ export function compileAgentConfig(input: AgentConfigInput): AgentConfig {
     denyRe: deny.map(globToRegExp),
     drainTimeoutMs: parseDurationMs(pick('drainTimeout') ?? '5m', '--drain-timeout'),
     reconnect: { minMs: 200, maxMs: parseDurationMs(pick('reconnectMax') ?? '30s', '--reconnect-max') },
-    chunkBytes: 64 * 1024,
+    // Protocol 2 carries output raw in binary frames: bulk output goes in fewer, larger chunks (one frame, one row each).
+    chunkBytes: (pv !== undefined ? Number(pv) : PROTOCOL_VERSION) >= 2 ? 256 * 1024 : MAX_CHUNK_BYTES,
     flushIntervalMs: parseDurationMs(pick('flushInterval') ?? '200ms', '--flush-interval'),
     queueMemoryBytes: 8 * 1024 * 1024,
     baseEnv,

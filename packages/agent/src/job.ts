@@ -1,23 +1,24 @@
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { realpathSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { DispatchPayloadMessage, QueueItem } from '@batchalyzer/protocol';
+import type { DispatchPayloadMessage } from '@batchalyzer/protocol';
 import type { AgentConfig } from './config.js';
 import { jobEnv, lookupGroup, lookupUser, type PasswdEntry, resolveExecutable } from './env.js';
 import { matchesAny } from './glob.js';
 import { processStartTicks, type RunJournal } from './journal.js';
 import type { Log } from './log.js';
 import { Masker, RunOutput } from './output.js';
+import type { AgentItem } from './queue.js';
 
 /** What a running job needs from the agent. */
 export interface JobContext {
   config: AgentConfig;
   log: Log;
   journal: RunJournal;
-  /** Appends an item to the disk queue. */
-  emit(item: QueueItem): void;
-  /** Makes every emitted item durable now (before the journal entry goes). */
-  flushNow(): void;
+  /** Appends an item to the disk queue; returns its sequence. */
+  emit(item: AgentItem): number;
+  /** Calls back once the item with this sequence (and all before it) is on disk. */
+  afterDurable(seq: number, cb: () => void): void;
   /** True while the queue has too much not yet on disk: output pipes pause (backpressure). */
   backlogged(): boolean;
   onRelief(cb: () => void): void;
@@ -56,13 +57,13 @@ export class JobRun {
     this.done = new Promise((r) => (this.resolveDone = r));
     this.masker = new Masker(payload.secrets);
     this.output = new RunOutput(payload.maxOutputBytes, payload.secrets, ctx.config.chunkBytes, {
-      chunk: (stream, chunk, data) => this.item({ kind: 'output', stream, chunk, data: data.toString('base64') }),
+      chunk: (stream, chunk, data) => this.item({ kind: 'output', stream, chunk, data }),
       truncated: (droppedBytes) => this.item({ kind: 'truncated', droppedBytes }),
     });
   }
 
-  private item(partial: Record<string, unknown> & { kind: QueueItem['kind'] }): void {
-    this.ctx.emit({ ...partial, runId: this.runId, attempt: this.attempt, at: Date.now() } as QueueItem);
+  private item(partial: Record<string, unknown> & { kind: AgentItem['kind'] }): number {
+    return this.ctx.emit({ ...partial, runId: this.runId, attempt: this.attempt, at: Date.now() } as AgentItem);
   }
 
   get kind(): Kind {
@@ -71,11 +72,17 @@ export class JobRun {
   }
 
   start(): void {
+    if (this.terminating) return this.finish({ error: 'terminated before it started' });
     try {
       this.spawn();
     } catch (err) {
       this.finish({ error: (err as Error).message });
     }
+  }
+
+  /** The run could not be started (e.g. its journal entry could not be written). */
+  fail(error: string): void {
+    this.finish({ error });
   }
 
   private spawn(): void {
@@ -146,7 +153,7 @@ export class JobRun {
       else this.ctx.log.warn(`run ${this.runId}: ${err.message}`);
     });
     if (child.pid === undefined) return;
-    this.ctx.journal.write({ runId: this.runId, attempt: this.attempt, acceptedAt: Date.now(), pid: child.pid, startTicks: processStartTicks(child.pid) });
+    this.ctx.journal.writeProcess(this.runId, child.pid, processStartTicks(child.pid));
     this.item({ kind: 'started', pid: child.pid });
     // Finish once the process exited and both pipes closed (not on 'close': it never fires for a forked
     // child whose IPC channel the agent disconnected).
@@ -254,7 +261,12 @@ export class JobRun {
 
   /** SIGTERM to the whole process group, SIGKILL after the grace period (brief §3). */
   terminate(): void {
-    if (this.terminating || !this.child?.pid) return;
+    if (this.terminating) return;
+    if (!this.child) {
+      this.terminating = true; // not started yet (journal entry being written): start() ends it instead
+      return;
+    }
+    if (!this.child.pid) return;
     this.terminating = true;
     this.signalGroup('SIGTERM');
     setTimeout(() => {
@@ -275,7 +287,7 @@ export class JobRun {
     clearTimeout(this.timeoutTimer);
     this.output.end();
     const code = this.exit?.code ?? null;
-    this.item({
+    const seq = this.item({
       kind: 'finished',
       exitCode: code === null ? null : Math.max(0, Math.min(255, code)),
       signal: this.exit?.signal ?? null,
@@ -283,9 +295,9 @@ export class JobRun {
       ...(extra.error ? { error: extra.error } : {}),
       ...(this.result !== undefined ? { result: this.result } : {}),
     });
-    // The finished report is on disk before the journal entry goes: a crash in between cannot lose the run.
-    this.ctx.flushNow();
-    this.ctx.journal.remove(this.runId);
+    // The journal entry goes only once the finished report is on disk: a crash before that finds the entry and
+    // the report either on disk (recovery sees it and reports nothing more) or not (the run is reported lost).
+    this.ctx.afterDurable(seq, () => this.ctx.journal.remove(this.runId));
     if (extra.error) this.ctx.log.warn(`run ${this.runId} (${this.payload.jobName}): ${extra.error}`);
     else this.ctx.log.info(`run ${this.runId} (${this.payload.jobName}) ended`, { exitCode: code, signal: this.exit?.signal ?? null, timedOut: this.timedOut });
     this.resolveDone();

@@ -1,10 +1,16 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { appendFileSync, close, fsync, mkdirSync, open, readdirSync, readFileSync, rmSync, write } from 'node:fs';
 import { join } from 'node:path';
 
 /**
  * The "running" journal (brief §8): one small file per run the agent accepted and has not finished. If the
  * agent finds entries at start, it was killed while those runs were active: it reports them lost and ends
  * whatever is left of their process groups.
+ *
+ * `<runId>.json` holds the accepted run on its first line, fsynced before the run starts: it must survive a power
+ * loss, or a run the server saw started could stay running forever (a torn first line means the fsync never
+ * returned, so the run never started: it is dropped). The run's process (pid and start time, to end leftovers) is
+ * appended as a second line without fsync: processes do not survive a power loss, and after a crash of the agent
+ * alone the page cache still has it. No temporary file or rename: a run costs one create and one unlink.
  */
 export interface JournalEntry {
   runId: number;
@@ -20,31 +26,57 @@ export class RunJournal {
     mkdirSync(dir, { recursive: true });
   }
 
-  write(e: JournalEntry): void {
-    const tmp = join(this.dir, `${e.runId}.tmp`);
-    const fd = openSync(tmp, 'w');
-    writeSync(fd, JSON.stringify(e));
-    fsyncSync(fd);
-    closeSync(fd);
-    renameSync(tmp, join(this.dir, `${e.runId}.json`));
+  private path(runId: number): string {
+    return join(this.dir, `${runId}.json`);
+  }
+
+  /** Records an accepted run; `done` is called once it is on disk (the fsync runs in the thread pool). */
+  write(e: Pick<JournalEntry, 'runId' | 'attempt' | 'acceptedAt'>, done: (err: Error | null) => void): void {
+    open(this.path(e.runId), 'w', (err, fd) => {
+      if (err) return done(err);
+      const fail = (err: Error) => close(fd, () => done(err));
+      write(fd, `${JSON.stringify(e)}\n`, (err) => {
+        if (err) return fail(err);
+        fsync(fd, (err) => {
+          if (err) return fail(err);
+          close(fd, done);
+        });
+      });
+    });
+  }
+
+  /** Records the run's process next to its entry (no fsync, see above). */
+  writeProcess(runId: number, pid: number, startTicks: number | undefined): void {
+    appendFileSync(this.path(runId), `${JSON.stringify({ pid, startTicks })}\n`);
   }
 
   remove(runId: number): void {
-    rmSync(join(this.dir, `${runId}.json`), { force: true });
+    rmSync(this.path(runId), { force: true });
   }
 
   list(): JournalEntry[] {
     const out: JournalEntry[] = [];
     for (const f of readdirSync(this.dir)) {
+      const path = join(this.dir, f);
       if (!f.endsWith('.json')) {
-        rmSync(join(this.dir, f), { force: true });
+        rmSync(path, { force: true });
+        continue;
+      }
+      const [first, second] = readFileSync(path, 'utf8').split('\n');
+      let entry: JournalEntry;
+      try {
+        entry = JSON.parse(first!) as JournalEntry;
+      } catch {
+        rmSync(path, { force: true });
         continue;
       }
       try {
-        out.push(JSON.parse(readFileSync(join(this.dir, f), 'utf8')) as JournalEntry);
+        const p = JSON.parse(second ?? '') as { pid?: unknown; startTicks?: unknown };
+        if (typeof p.pid === 'number') entry = { ...entry, pid: p.pid, ...(typeof p.startTicks === 'number' ? { startTicks: p.startTicks } : {}) };
       } catch {
-        rmSync(join(this.dir, f), { force: true });
+        /* no process line (not started, or torn): a leftover cannot be identified, so it is not killed */
       }
+      out.push(entry);
     }
     return out;
   }

@@ -2,11 +2,12 @@ import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import {
-  CLOSE, type DispatchPayloadMessage, encode, type HelloMessage, MAX_FRAME_BYTES, parseServerMessage, type ServerMessage, signChallenge,
+  CLOSE, type DispatchPayloadMessage, encode, encodeOutputFrame, type HelloMessage, MAX_FRAME_BYTES, parseServerMessage, type QueueItem, type ServerMessage,
+  signChallenge,
 } from '@batchalyzer/protocol';
 import type { AgentConfig } from './config.js';
 import type { Log } from './log.js';
-import type { DiskQueue } from './queue.js';
+import type { AgentItem, DiskQueue } from './queue.js';
 
 /** What the link asks of the agent. */
 export interface LinkHandlers {
@@ -17,7 +18,8 @@ export interface LinkHandlers {
   activeRuns(): number[];
 }
 
-const MAX_IN_FLIGHT = 1024 * 1024;
+/** Bytes sent and not yet written to the socket; acks (after the server's commit) do not gate sending. */
+const MAX_IN_FLIGHT = 8 * 1024 * 1024;
 
 /**
  * The agent's side of the connection (brief §8): connects out, proves its key over the server's challenge,
@@ -159,13 +161,21 @@ export class ServerLink {
       const entry = this.queue.get(seq);
       this.cursor = seq + 1;
       if (!entry) continue;
-      const frame = encode({ type: 'report', seq, item: entry.item });
+      const frame = this.frame(seq, entry.item);
       this.inFlight += frame.length;
-      ws.send(frame, () => {
+      ws.send(frame, { binary: typeof frame !== 'string' }, () => {
         this.inFlight -= frame.length;
         if (this.inFlight < MAX_IN_FLIGHT / 2) this.pump();
       });
     }
+  }
+
+  /** Protocol 2 sends output bytes raw in a binary frame; protocol 1 as base64 in a JSON report. */
+  private frame(seq: number, item: AgentItem): string | Buffer {
+    if (item.kind !== 'output') return encode({ type: 'report', seq, item });
+    const { data, kind, ...header } = item;
+    if (this.config.protocolVersion >= 2) return encodeOutputFrame({ type: 'output', seq, ...header }, data);
+    return encode({ type: 'report', seq, item: { kind, ...header, data: data.toString('base64') } as QueueItem });
   }
 
   /**
@@ -180,7 +190,8 @@ export class ServerLink {
     this.rejectedHead = head;
     if (this.rejections < 3) return;
     const entry = this.queue.get(head);
-    appendFileSync(join(this.config.dataDir, 'queue', 'rejected.log'), `${JSON.stringify({ at: new Date().toISOString(), reason, ...entry })}\n`);
+    const item = entry?.item.kind === 'output' ? { ...entry.item, data: entry.item.data.toString('base64') } : entry?.item;
+    appendFileSync(join(this.config.dataDir, 'queue', 'rejected.log'), `${JSON.stringify({ at: new Date().toISOString(), reason, seq: head, item })}\n`);
     this.queue.ack(head);
     this.rejections = 0;
     this.log.error(`the server rejected queued report ${head} three times (${reason}); it was moved to rejected.log and skipped`);

@@ -127,7 +127,8 @@ export class RunOutput {
     if (data.length === 0) return;
     const head = Math.min(this.headLeft, data.length);
     if (head > 0) {
-      this.pending[stream].push(Buffer.from(data.subarray(0, head)));
+      // No copy: every pipe read is a fresh buffer, and the masker returns fresh ones when it changes anything.
+      this.pending[stream].push(head === data.length ? data : data.subarray(0, head));
       this.pendingSize[stream] += head;
       this.headLeft -= head;
       if (this.pendingSize[stream] >= this.chunkBytes) this.flushStream(stream);
@@ -143,7 +144,8 @@ export class RunOutput {
 
   private flushStream(stream: 'stdout' | 'stderr'): void {
     if (this.pendingSize[stream] === 0) return;
-    const all = Buffer.concat(this.pending[stream]);
+    const parts = this.pending[stream];
+    const all = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     this.pending[stream] = [];
     this.pendingSize[stream] = 0;
     this.emitBytes(stream, all);

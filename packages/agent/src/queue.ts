@@ -1,10 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
-  closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeFileSync, writeSync,
+  closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rm, writeFileSync, writeSync, writevSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import type { QueueItem } from '@batchalyzer/protocol';
+
+type WireOutput = Extract<QueueItem, { kind: 'output' }>;
+/** An item as the agent holds it: output bytes stay raw (protocol 2 sends them as they are; base64 only for 1). */
+export type AgentItem = Exclude<QueueItem, { kind: 'output' }> | (Omit<WireOutput, 'data'> & { data: Buffer });
 
 /**
  * The agent's disk-backed outbound queue (brief §8): every item gets a sequence number, is appended to a
@@ -12,18 +16,68 @@ import type { QueueItem } from '@batchalyzer/protocol';
  * sequence. After a reconnect or a restart the unacknowledged items are sent again, in order.
  *
  * Layout in `<data>/queue/`: `id` (the queue id, new when the directory is new), `acked` (highest acked
- * sequence), `NNNNNNNN.log` segments of JSON lines `{"seq":n,"item":{…}}`. A torn last line (crash while
- * writing) is cut off at start. Appends made in the same tick share one write and one fsync.
+ * sequence), `NNNNNNNN.log` segments of records. A record is a JSON line `{"seq":n,"item":{…}}`; an output
+ * item's bytes follow its line raw (`{"seq":n,"item":{…no data…},"bytes":N}\n` + N bytes), so bulk output is
+ * neither base64-encoded nor JSON-escaped (lines with base64 `data`, written by earlier versions, still load).
+ * A torn last record (crash while writing) is cut off at start.
+ *
+ * Group commit: items appended while an fsync runs (in the thread pool, so the event loop keeps reading job
+ * output and sending) are written and fsynced together by the next one. `durableSeq` only moves after an fsync
+ * returned, and only items up to it are sent, so nothing the server acknowledged can be lost by a crash.
  */
 interface Entry {
   seq: number;
-  item: QueueItem | null;
+  runId: number;
+  item: AgentItem | null;
   segment: number;
   offset: number;
   length: number;
 }
 
 const SEGMENT_BYTES = 8 * 1024 * 1024;
+/** How long an acknowledged sequence may wait before it is written to `acked` (a stale file only means re-sends). */
+const ACKED_WRITE_MS = 100;
+
+/** The on-disk record of an item: its JSON line, followed by the raw output bytes for an output item. */
+function encodeRecord(seq: number, item: AgentItem): Buffer[] {
+  if (item.kind !== 'output') return [Buffer.from(`${JSON.stringify({ seq, item })}\n`)];
+  const { data, ...rest } = item;
+  return [Buffer.from(`${JSON.stringify({ seq, item: rest, bytes: data.length })}\n`), data];
+}
+
+/** Parses the record at `offset`; undefined when it is torn or garbled. */
+function decodeRecord(buf: Buffer, offset: number): { seq: number; item: AgentItem; end: number } | undefined {
+  const nl = buf.indexOf(10, offset);
+  if (nl < 0) return undefined;
+  let parsed: { seq: number; item: Record<string, unknown>; bytes?: number };
+  try {
+    parsed = JSON.parse(buf.toString('utf8', offset, nl));
+  } catch {
+    return undefined;
+  }
+  let end = nl + 1;
+  let item = parsed.item as AgentItem;
+  if (typeof parsed.bytes === 'number') {
+    if (end + parsed.bytes > buf.length) return undefined;
+    item = { ...parsed.item, data: Buffer.from(buf.subarray(end, end + parsed.bytes)) } as AgentItem;
+    end += parsed.bytes;
+  } else if (item.kind === 'output' && typeof parsed.item.data === 'string') {
+    item = { ...parsed.item, data: Buffer.from(parsed.item.data, 'base64') } as AgentItem;
+  }
+  return { seq: parsed.seq, item, end };
+}
+
+/** writev, continued after a short write (no concatenation copy of the output bytes). */
+function writeAll(fd: number, parts: Buffer[]): void {
+  let rest = parts;
+  while (rest.length) {
+    let n = writevSync(fd, rest.slice(0, 1024));
+    let i = 0;
+    while (i < rest.length && n >= rest[i]!.length) n -= rest[i++]!.length;
+    rest = rest.slice(i);
+    if (n > 0) rest[0] = rest[0]!.subarray(n);
+  }
+}
 
 export class DiskQueue extends EventEmitter {
   readonly queueId: string;
@@ -32,15 +86,25 @@ export class DiskQueue extends EventEmitter {
   private head = 0;
   private ackedSeq: number;
   private nextSeq: number;
+  /** Highest sequence fsynced. */
   private durable: number;
+  /** Highest sequence written (maybe not yet fsynced). */
+  private written: number;
   private segment = 0;
   private fd = -1;
   private size = 0;
   private segmentMax = new Map<number, number>();
-  private pending: { seq: number; item: QueueItem; line: Buffer }[] = [];
+  private pending: { seq: number; item: AgentItem; parts: Buffer[]; length: number }[] = [];
   private pendingSize = 0;
   private flushScheduled = false;
+  /** The fd of the fsync running in the thread pool, or -1. */
+  private syncingFd = -1;
+  private closeAfterSync: number[] = [];
   private memBytes = 0;
+  private durableWaiters: { seq: number; cb: () => void }[] = [];
+  private ackedTimer: NodeJS.Timeout | undefined;
+  private ackedOnDisk: number;
+  private ackedFd = -1;
 
   private constructor(dir: string, private readonly memoryBudget: number) {
     super();
@@ -51,9 +115,11 @@ export class DiskQueue extends EventEmitter {
     this.queueId = readFileSync(idFile, 'utf8').trim();
     const ackedFile = join(dir, 'acked');
     this.ackedSeq = existsSync(ackedFile) ? Number(readFileSync(ackedFile, 'utf8').trim()) || 0 : 0;
+    this.ackedOnDisk = this.ackedSeq;
     this.nextSeq = this.ackedSeq + 1;
     this.load();
     this.durable = this.nextSeq - 1;
+    this.written = this.durable;
   }
 
   static open(dir: string, memoryBudget = 8 * 1024 * 1024): DiskQueue {
@@ -69,27 +135,20 @@ export class DiskQueue extends EventEmitter {
       let offset = 0;
       let max = 0;
       while (offset < buf.length) {
-        const nl = buf.indexOf(10, offset);
-        if (nl < 0) break;
-        let parsed: { seq: number; item: QueueItem } | undefined;
-        try {
-          parsed = JSON.parse(buf.subarray(offset, nl).toString('utf8'));
-        } catch {
-          break;
-        }
-        const seq = parsed!.seq;
-        max = Math.max(max, seq);
-        if (seq > this.ackedSeq) {
-          const length = nl + 1 - offset;
+        const r = decodeRecord(buf, offset);
+        if (!r) break;
+        max = Math.max(max, r.seq);
+        if (r.seq > this.ackedSeq) {
+          const length = r.end - offset;
           const keep = this.memBytes + length <= this.memoryBudget;
           if (keep) this.memBytes += length;
-          this.entries.push({ seq, item: keep ? parsed!.item : null, segment: n, offset, length });
+          this.entries.push({ seq: r.seq, runId: r.item.runId, item: keep ? r.item : null, segment: n, offset, length });
         }
-        this.nextSeq = Math.max(this.nextSeq, seq + 1);
-        offset = nl + 1;
+        this.nextSeq = Math.max(this.nextSeq, r.seq + 1);
+        offset = r.end;
       }
       if (offset < buf.length) {
-        // A torn or garbled tail from a crash mid-write: cut it so that appends continue on a clean line.
+        // A torn or garbled tail from a crash mid-write: cut it so that appends continue on a clean record.
         const fd = openSync(path, 'r+');
         ftruncateSync(fd, offset);
         closeSync(fd);
@@ -102,24 +161,35 @@ export class DiskQueue extends EventEmitter {
   }
 
   private openSegment(n: number): void {
-    if (this.fd >= 0) closeSync(this.fd);
+    if (this.fd >= 0) {
+      // Closing an fd while the thread pool fsyncs it could fsync (or fail on) an unrelated reused fd.
+      if (this.fd === this.syncingFd) this.closeAfterSync.push(this.fd);
+      else closeSync(this.fd);
+    }
     this.segment = n;
     this.fd = openSync(join(this.dir, `${String(n).padStart(8, '0')}.log`), 'a');
     this.size = fstatSync(this.fd).size;
     if (!this.segmentMax.has(n)) this.segmentMax.set(n, 0);
   }
 
-  /** Assigns the next sequence number; the item is durable (and sendable) after the next flush. */
-  append(item: QueueItem): number {
+  /** Assigns the next sequence number; the item is durable (and sendable) after the next group commit. */
+  append(item: AgentItem): number {
     const seq = this.nextSeq++;
-    const line = Buffer.from(`${JSON.stringify({ seq, item })}\n`);
-    this.pending.push({ seq, item, line });
-    this.pendingSize += line.length;
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    const parts = encodeRecord(seq, item);
+    const length = parts.reduce((n, p) => n + p.length, 0);
+    this.pending.push({ seq, item, parts, length });
+    this.pendingSize += length;
+    this.schedule();
     return seq;
+  }
+
+  private schedule(): void {
+    if (this.flushScheduled || this.syncingFd >= 0) return; // a running fsync schedules the next batch when it returns
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.commitAsync();
+    });
   }
 
   /** Bytes appended but not yet on disk: job output pauses while this is high (backpressure). */
@@ -127,23 +197,65 @@ export class DiskQueue extends EventEmitter {
     return this.pendingSize;
   }
 
-  /** Writes and fsyncs everything appended so far. */
-  flush(): void {
-    this.flushScheduled = false;
-    if (this.pending.length === 0) return;
+  /** Calls `cb` once every item up to `seq` is durable (at once when it is already). */
+  onDurable(seq: number, cb: () => void): void {
+    if (seq <= this.durable) cb();
+    else this.durableWaiters.push({ seq, cb });
+  }
+
+  /** Writes the pending items (one write) and returns the last sequence written. */
+  private writePending(): number {
     const batch = this.pending;
     this.pending = [];
     this.pendingSize = 0;
     if (this.size > SEGMENT_BYTES) this.openSegment(this.segment + 1);
-    writeSync(this.fd, Buffer.concat(batch.map((b) => b.line)));
-    fsyncSync(this.fd);
+    const parts: Buffer[] = [];
+    for (const b of batch) parts.push(...b.parts);
+    writeAll(this.fd, parts);
     for (const b of batch) {
-      const keep = this.memBytes + b.line.length <= this.memoryBudget;
-      if (keep) this.memBytes += b.line.length;
-      this.entries.push({ seq: b.seq, item: keep ? b.item : null, segment: this.segment, offset: this.size, length: b.line.length });
-      this.size += b.line.length;
+      const keep = this.memBytes + b.length <= this.memoryBudget;
+      if (keep) this.memBytes += b.length;
+      this.entries.push({ seq: b.seq, runId: b.item.runId, item: keep ? b.item : null, segment: this.segment, offset: this.size, length: b.length });
+      this.size += b.length;
       this.segmentMax.set(this.segment, b.seq);
-      this.durable = b.seq;
+    }
+    this.written = batch[batch.length - 1]!.seq;
+    return this.written;
+  }
+
+  /** One group commit: write what is pending, fsync in the thread pool, then make it sendable. */
+  private commitAsync(): void {
+    if (this.pending.length === 0 || this.syncingFd >= 0 || this.fd < 0) return;
+    const upTo = this.writePending();
+    const fd = this.fd;
+    this.syncingFd = fd;
+    fsync(fd, (err) => {
+      this.syncingFd = -1;
+      for (const c of this.closeAfterSync.splice(0)) closeSync(c);
+      if (err) throw err; // the disk failed: nothing written since the last fsync may be sent; the agent stops
+      this.markDurable(upTo);
+      if (this.pending.length) this.schedule();
+    });
+  }
+
+  /** Writes and fsyncs everything appended so far, synchronously (at a run's end when needed, drain, close). */
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.pending.length === 0 && this.written === this.durable) return;
+    if (this.syncingFd >= 0 && this.syncingFd !== this.fd) fsyncSync(this.syncingFd); // a batch before a segment switch
+    const upTo = this.pending.length ? this.writePending() : this.written;
+    if (this.syncingFd >= 0 && this.syncingFd !== this.fd) fsyncSync(this.syncingFd);
+    fsyncSync(this.fd);
+    this.markDurable(upTo);
+  }
+
+  private markDurable(upTo: number): void {
+    if (upTo <= this.durable) return;
+    this.durable = upTo;
+    if (this.durableWaiters.length) {
+      const ready = this.durableWaiters.filter((w) => w.seq <= upTo);
+      this.durableWaiters = this.durableWaiters.filter((w) => w.seq > upTo);
+      for (const w of ready) w.cb();
     }
     this.emit('durable', this.durable);
   }
@@ -166,33 +278,40 @@ export class DiskQueue extends EventEmitter {
     return this.entries[this.head]?.seq ?? this.durable + 1;
   }
 
-  /** The durable item with this sequence, read back from disk when it is not in memory; undefined when acked or not durable. */
-  get(seq: number): { seq: number; item: QueueItem } | undefined {
-    // Entries are in sequence order; sequences are contiguous except across acked gaps, so search.
+  /** Index of the first entry with a sequence ≥ seq (entries are in sequence order). */
+  private indexAtOrAfter(seq: number): number {
     let lo = this.head;
-    let hi = this.entries.length - 1;
-    while (lo <= hi) {
+    let hi = this.entries.length;
+    while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      const e = this.entries[mid]!;
-      if (e.seq === seq) return { seq, item: e.item ?? this.readBack(e) };
-      if (e.seq < seq) lo = mid + 1;
-      else hi = mid - 1;
+      if (this.entries[mid]!.seq < seq) lo = mid + 1;
+      else hi = mid;
     }
-    return undefined;
+    return lo;
+  }
+
+  /** The durable item with this sequence, read back from disk when it is not in memory; undefined when acked or not durable. */
+  get(seq: number): { seq: number; item: AgentItem } | undefined {
+    if (seq > this.durable) return undefined;
+    const e = this.entries[this.indexAtOrAfter(seq)];
+    if (!e || e.seq !== seq) return undefined;
+    return { seq, item: e.item ?? this.readBack(e) };
   }
 
   /** The first durable sequence ≥ seq, or undefined. */
   nextAtOrAfter(seq: number): number | undefined {
-    for (let i = this.head; i < this.entries.length; i++) if (this.entries[i]!.seq >= seq) return this.entries[i]!.seq;
-    return undefined;
+    const e = this.entries[this.indexAtOrAfter(seq)];
+    return e && e.seq <= this.durable ? e.seq : undefined;
   }
 
-  private readBack(e: Entry): QueueItem {
+  private readBack(e: Entry): AgentItem {
     const fd = openSync(join(this.dir, `${String(e.segment).padStart(8, '0')}.log`), 'r');
     try {
       const buf = Buffer.alloc(e.length);
       readSync(fd, buf, 0, e.length, e.offset);
-      return (JSON.parse(buf.toString('utf8')) as { item: QueueItem }).item;
+      const r = decodeRecord(buf, 0);
+      if (!r) throw new Error(`queue record ${e.seq} in segment ${e.segment} is unreadable`);
+      return r.item;
     } finally {
       closeSync(fd);
     }
@@ -210,24 +329,37 @@ export class DiskQueue extends EventEmitter {
       this.entries = this.entries.slice(this.head);
       this.head = 0;
     }
-    writeFileSync(join(this.dir, 'acked.tmp'), String(this.ackedSeq));
-    renameSync(join(this.dir, 'acked.tmp'), join(this.dir, 'acked'));
+    // Coalesced: an older `acked` after a crash only makes the agent re-send items the server takes idempotently.
+    this.ackedTimer ??= setTimeout(() => this.writeAcked(), ACKED_WRITE_MS);
     if (this.length === 0 && this.size > 1024 * 1024) this.openSegment(this.segment + 1);
     this.dropAckedSegments();
     this.emit('acked', this.ackedSeq);
   }
 
+  private writeAcked(): void {
+    clearTimeout(this.ackedTimer);
+    this.ackedTimer = undefined;
+    if (this.ackedOnDisk === this.ackedSeq) return;
+    // Overwritten in place, fixed width: one small write within a sector, no temporary file or rename (metadata
+    // operations wait for the file system journal, milliseconds on a busy disk). Leading spaces parse as a number.
+    if (this.ackedFd < 0) this.ackedFd = openSync(join(this.dir, 'acked'), existsSync(join(this.dir, 'acked')) ? 'r+' : 'w+');
+    writeSync(this.ackedFd, String(this.ackedSeq).padStart(20), 0);
+    this.ackedOnDisk = this.ackedSeq;
+  }
+
   private dropAckedSegments(): void {
     for (const [n, max] of this.segmentMax) {
       if (n !== this.segment && max <= this.ackedSeq) {
-        rmSync(join(this.dir, `${String(n).padStart(8, '0')}.log`), { force: true });
+        // In the thread pool: unlinking 8 MiB with dirty pages takes milliseconds. A segment left by a crash is
+        // harmless: its items are at or below `acked`, so they are skipped (or, with an older `acked`, re-sent).
+        rm(join(this.dir, `${String(n).padStart(8, '0')}.log`), { force: true }, () => undefined);
         this.segmentMax.delete(n);
       }
     }
   }
 
   /** Unacknowledged items (for recovery decisions at start), oldest first. */
-  *unackedItems(): Generator<QueueItem> {
+  *unackedItems(): Generator<AgentItem> {
     for (let i = this.head; i < this.entries.length; i++) {
       const e = this.entries[i]!;
       yield e.item ?? this.readBack(e);
@@ -235,9 +367,25 @@ export class DiskQueue extends EventEmitter {
     for (const p of this.pending) yield p.item;
   }
 
+  /** Runs of the unacknowledged items, without reading items back from disk (heartbeats ask for this). */
+  unackedRuns(): Set<number> {
+    const ids = new Set<number>();
+    for (let i = this.head; i < this.entries.length; i++) {
+      ids.add(this.entries[i]!.runId);
+    }
+    for (const p of this.pending) ids.add(p.item.runId);
+    return ids;
+  }
+
   close(): void {
     this.flush();
-    if (this.fd >= 0) closeSync(this.fd);
+    this.writeAcked();
+    if (this.ackedFd >= 0) closeSync(this.ackedFd);
+    this.ackedFd = -1;
+    if (this.fd >= 0) {
+      if (this.fd === this.syncingFd) this.closeAfterSync.push(this.fd);
+      else closeSync(this.fd);
+    }
     this.fd = -1;
   }
 }

@@ -1,15 +1,14 @@
-import { appendFileSync, mkdtempSync, readdirSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { QueueItem } from '@batchalyzer/protocol';
 import { agentUrl, compileAgentConfig } from '../src/config.js';
 import { globToRegExp } from '../src/glob.js';
 import { Masker, RunOutput } from '../src/output.js';
-import { DiskQueue } from '../src/queue.js';
+import { type AgentItem, DiskQueue } from '../src/queue.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'bz-agent-'));
-const step = (runId: number, n: number): QueueItem => ({ kind: 'step', runId, attempt: 1, at: n, step: n, stepKind: 'progress', text: `step ${n} ${'x'.repeat(100)}` });
+const step = (runId: number, n: number): AgentItem => ({ kind: 'step', runId, attempt: 1, at: n, step: n, stepKind: 'progress', text: `step ${n} ${'x'.repeat(100)}` });
 
 describe('glob patterns for allow/deny lists', () => {
   it('matches paths segment by segment', () => {
@@ -82,6 +81,78 @@ describe('disk queue', () => {
     again.ack(11);
     expect(again.length).toBe(0);
     again.close();
+    expect(DiskQueue.open(dir).length).toBe(0);
+  });
+});
+
+describe('disk queue: raw output records and group commit', () => {
+  const output = (chunk: number, data: Buffer): AgentItem => ({ kind: 'output', runId: 7, attempt: 1, at: chunk, stream: 'stdout', chunk, data });
+  const durable = (q: DiskQueue) => new Promise<number>((r) => q.once('durable', r));
+
+  it('stores output bytes raw and reads them back byte for byte, from memory, from disk and after a restart', () => {
+    const dir = tmp();
+    const q = DiskQueue.open(dir, 100); // a tiny memory budget: items are read back from the segment
+    const chunks = [Buffer.from([0, 10, 13, 255, 10]), Buffer.alloc(70_000, 0x0a), Buffer.from('{"seq":99}\n')];
+    chunks.forEach((c, i) => q.append(output(i + 1, c)));
+    q.flush();
+    chunks.forEach((c, i) => expect((q.get(i + 1)!.item as { data: Buffer }).data.equals(c)).toBe(true));
+    q.close();
+    const again = DiskQueue.open(dir);
+    expect([...again.unackedItems()].map((i) => (i as { data: Buffer }).data.toString('hex'))).toEqual(chunks.map((c) => c.toString('hex')));
+    again.close();
+  });
+
+  it('loads base64 output lines written by earlier versions, and cuts a record whose bytes were torn', () => {
+    const dir = tmp();
+    const q = DiskQueue.open(dir);
+    q.close();
+    const seg = readdirSync(dir).find((f) => f.endsWith('.log'))!;
+    appendFileSync(join(dir, seg), `${JSON.stringify({ seq: 1, item: { kind: 'output', runId: 7, attempt: 1, at: 1, stream: 'stdout', chunk: 1, data: Buffer.from('old').toString('base64') } })}\n`);
+    appendFileSync(join(dir, seg), `${JSON.stringify({ seq: 2, item: { kind: 'output', runId: 7, attempt: 1, at: 2, stream: 'stdout', chunk: 2 }, bytes: 10 })}\nshort`);
+    const again = DiskQueue.open(dir);
+    expect(again.length).toBe(1);
+    expect((again.get(1)!.item as { data: Buffer }).data.toString()).toBe('old');
+    expect(again.append(output(2, Buffer.from('new')))).toBe(2);
+    again.close();
+    expect([...DiskQueue.open(dir).unackedItems()].map((i) => (i as { data: Buffer }).data.toString())).toEqual(['old', 'new']);
+  });
+
+  it('commits items appended together with one fsync, and hides them until it returned', async () => {
+    const q = DiskQueue.open(tmp());
+    let commits = 0;
+    q.on('durable', () => commits++);
+    const done: number[] = [];
+    for (let i = 1; i <= 1000; i++) q.append(output(i, Buffer.from(`line ${i}\n`)));
+    q.onDurable(1000, () => done.push(1000));
+    q.onDurable(3, () => done.push(3));
+    expect(q.durableSeq).toBe(0);
+    expect(q.get(1)).toBeUndefined();
+    expect(q.nextAtOrAfter(1)).toBeUndefined();
+    await durable(q);
+    expect(commits).toBe(1);
+    expect(q.durableSeq).toBe(1000);
+    expect(done.sort((a, b) => a - b)).toEqual([3, 1000]);
+    expect(q.nextAtOrAfter(1)).toBe(1);
+    // Appended while a commit runs: they wait for it and go together in the next one.
+    q.append(output(1001, Buffer.from('a')));
+    await durable(q);
+    for (let i = 1002; i <= 1100; i++) q.append(output(i, Buffer.from('b')));
+    await durable(q);
+    expect(q.durableSeq).toBe(1100);
+    expect(commits).toBe(3);
+    q.close();
+  });
+
+  it('writes the acknowledged sequence in place and reads the format of earlier versions', () => {
+    const dir = tmp();
+    const q = DiskQueue.open(dir);
+    for (let i = 1; i <= 3; i++) q.append(step(1, i));
+    q.flush();
+    q.ack(2);
+    q.close();
+    expect(readFileSync(join(dir, 'acked'), 'utf8').trim()).toBe('2');
+    expect(DiskQueue.open(dir).firstUnacked()).toBe(3);
+    writeFileSync(join(dir, 'acked'), '3');
     expect(DiskQueue.open(dir).length).toBe(0);
   });
 });

@@ -6,12 +6,17 @@ import { z } from 'zod';
  * Version rules: see docs/protocol.md. Bump PROTOCOL_VERSION on any incompatible change; the server accepts
  * agents speaking MIN_PROTOCOL_VERSION…PROTOCOL_VERSION.
  */
-export const PROTOCOL_VERSION = 1;
-export const MIN_PROTOCOL_VERSION = 1;
-/** Largest frame either side accepts (ws maxPayload). An output chunk (64 KiB, base64) fits with room to spare. */
+export const PROTOCOL_VERSION: number = 2;
+export const MIN_PROTOCOL_VERSION: number = 1;
+/** Largest frame either side accepts (ws maxPayload). An output chunk (binary, 512 KiB) fits with room to spare. */
 export const MAX_FRAME_BYTES = 1024 * 1024;
-/** Largest raw output chunk the agent sends (flushed on this size or on the flush interval). */
+/** Largest raw output chunk in a version-1 (JSON, base64) `report` frame. */
 export const MAX_CHUNK_BYTES = 64 * 1024;
+/**
+ * Largest raw output chunk in a version-2 binary `output` frame. Bulk output travels in few large chunks (one
+ * store row, one frame each); interactive output is still flushed on the agent's interval, whatever its size.
+ */
+export const MAX_BINARY_CHUNK_BYTES = 512 * 1024;
 /** WebSocket path on the server. */
 export const AGENT_PATH = '/api/v1/agent';
 
@@ -61,6 +66,17 @@ export const finishedItem = z.strictObject({
   result: z.unknown().optional(),
 });
 export const lostItem = z.strictObject({ kind: z.literal('lost'), runId, attempt, at, reason: text(1024) });
+
+/**
+ * Protocol 2: an output item travels as a binary frame (see binary.ts) whose header is this object, followed by
+ * the raw bytes, so that bulk output is neither base64-encoded nor parsed as JSON text.
+ */
+export const outputHeader = z.strictObject({
+  type: z.literal('output'), seq: z.number().int().positive(), runId, attempt, at,
+  stream: z.enum(['stdout', 'stderr']),
+  chunk: z.number().int().positive(),
+});
+export type OutputHeader = z.output<typeof outputHeader>;
 
 export const queueItem = z.discriminatedUnion('kind', [startedItem, outputItem, truncatedItem, stepItem, finishedItem, lostItem]);
 export type QueueItem = z.output<typeof queueItem>;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
-  encode, generateAgentKey, MAX_FRAME_BYTES, parseAgentMessage, parseServerMessage, publicKeyOf, signChallenge, verifyChallenge,
+  encode, encodeOutputFrame, generateAgentKey, MAX_BINARY_CHUNK_BYTES, MAX_FRAME_BYTES, parseAgentMessage, parseOutputFrame, parseServerMessage, publicKeyOf,
+  signChallenge, verifyChallenge,
 } from '../src/index.js';
 
 const hello = {
@@ -28,6 +29,41 @@ describe('protocol messages', () => {
     expect(parseAgentMessage('{"type":"report","seq":"1"}')).toMatchObject({ ok: false, error: { code: 'invalid' } });
     expect(parseAgentMessage('{')).toMatchObject({ ok: false, error: { code: 'not-json', message: 'frame is not JSON' } });
     expect(parseAgentMessage('x'.repeat(MAX_FRAME_BYTES + 1))).toMatchObject({ ok: false, error: { code: 'too-large' } });
+  });
+});
+
+describe('binary output frames (protocol 2)', () => {
+  const header = { type: 'output' as const, seq: 5, runId: 1, attempt: 1, at: 2, stream: 'stdout' as const, chunk: 3 };
+
+  it('round-trips the header and the raw bytes', () => {
+    const data = Buffer.from([0, 255, 10, 13, 123]);
+    expect(parseOutputFrame(encodeOutputFrame(header, data))).toEqual({ ok: true, message: { header, data } });
+    const big = Buffer.alloc(MAX_BINARY_CHUNK_BYTES, 7);
+    const r = parseOutputFrame(encodeOutputFrame(header, big));
+    expect(r.ok && r.message.data.equals(big)).toBe(true);
+  });
+
+  it('never throws on hostile frames, and says what is wrong', () => {
+    const withHeader = (h: string, data = Buffer.alloc(1)) => {
+      const hb = Buffer.from(h);
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(hb.length);
+      return Buffer.concat([len, hb, data]);
+    };
+    const lying = Buffer.alloc(8);
+    lying.writeUInt32BE(0xffffffff);
+    const cases: [Buffer, string][] = [
+      [Buffer.alloc(0), 'invalid'], [Buffer.from([0, 0]), 'invalid'], [lying, 'invalid'],
+      [withHeader('{'), 'not-json'], [withHeader('null'), 'invalid'], [withHeader(JSON.stringify({ ...header, extra: 1 })), 'invalid'],
+      [withHeader(JSON.stringify({ ...header, type: 'report' })), 'invalid'], [withHeader(JSON.stringify({ ...header, seq: 0 })), 'invalid'],
+      [withHeader(JSON.stringify(header), Buffer.alloc(MAX_BINARY_CHUNK_BYTES + 1)), 'invalid'],
+      [Buffer.alloc(MAX_FRAME_BYTES + 1), 'too-large'],
+    ];
+    for (const [frame, code] of cases) {
+      const r = parseOutputFrame(frame);
+      expect(r).toMatchObject({ ok: false, error: { code } });
+      if (!r.ok) expect(r.error.message.length).toBeLessThanOrEqual(123);
+    }
   });
 });
 

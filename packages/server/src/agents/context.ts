@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { QueueItem } from '@batchalyzer/protocol';
 import type { Store } from '@batchalyzer/store';
 import type { EventBus } from '../events.js';
+import type { OutputReport } from '../link.js';
 import type { AgentHubConfig } from './config.js';
 import type { AgentSession } from './session.js';
 
@@ -23,4 +24,6 @@ export interface HubContext {
   wasDispatchedTo(runId: number, agent: string): Promise<boolean>;
   /** Hands a validated report to RunReports; resolves after it is committed. */
   deliver(session: AgentSession, item: QueueItem): Promise<void>;
+  /** Hands a batch of validated output chunks to RunReports (one commit); resolves after it is committed. */
+  deliverOutput(session: AgentSession, chunks: OutputReport[]): Promise<void>;
 }

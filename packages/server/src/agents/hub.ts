@@ -6,7 +6,7 @@ import { AGENT_PATH, CLOSE, dispatchPayload, type QueueItem } from '@batchalyzer
 import type { Store } from '@batchalyzer/store';
 import type { EventBus } from '../events.js';
 import type { Service } from '../lifecycle.js';
-import type { AgentLink, ConnectedAgent, DispatchPayload, RunReports } from '../link.js';
+import type { AgentLink, ConnectedAgent, DispatchPayload, OutputReport, RunReports } from '../link.js';
 import { type AgentHubConfig, DEFAULT_AGENT_HUB_CONFIG } from './config.js';
 import type { HubContext } from './context.js';
 import { AgentSession } from './session.js';
@@ -255,6 +255,10 @@ class Hub implements AgentHub, HubContext {
     // After a server restart the memory is gone: the run's history says where it was dispatched.
     const events = await this.store.runEvents(runId);
     return events.some((e) => e.toState === 'dispatched' && (e.detail as { agent?: string } | null)?.agent === agent);
+  }
+
+  deliverOutput(s: AgentSession, chunks: OutputReport[]): Promise<void> {
+    return this.reports.output(s.name, chunks);
   }
 
   async deliver(s: AgentSession, item: QueueItem): Promise<void> {

@@ -1,12 +1,22 @@
 import type { IncomingMessage } from 'node:http';
 import type { WebSocket } from 'ws';
 import {
-  CLOSE, type AgentMessage, encode, type HelloMessage, MIN_PROTOCOL_VERSION, newNonce, parseAgentMessage,
+  CLOSE, type AgentMessage, encode, type HelloMessage, MIN_PROTOCOL_VERSION, newNonce, parseAgentMessage, parseOutputFrame,
   PROTOCOL_VERSION, type QueueItem, type RefusalReason, type ServerMessage, verifyChallenge,
 } from '@batchalyzer/protocol';
+import type { OutputReport } from '../link.js';
 import type { HubContext } from './context.js';
 
 type Ownership = 'ok' | 'stale' | { offense: string };
+type WireOutput = Extract<QueueItem, { kind: 'output' }>;
+/** A received report item; output bytes are raw whether they came in a binary frame or as base64. */
+type Received = Exclude<QueueItem, { kind: 'output' }> | (Omit<WireOutput, 'data'> & { data: Buffer });
+
+/** Received output bytes waiting for their commit above which the socket is paused (keeps the server's memory flat). */
+const MAX_PENDING_BYTES = 4 * 1024 * 1024;
+/** Output chunks committed in one store transaction at most (one ack for all of them). */
+const MAX_BATCH_ITEMS = 64;
+const MAX_BATCH_BYTES = 2 * 1024 * 1024;
 
 /**
  * One agent connection (brief §8): handshake (hello → challenge → auth → welcome or refused), then reports
@@ -26,7 +36,10 @@ export class AgentSession {
   private nonce = '';
   private lastSeq = 0;
   private chain: Promise<void> = Promise.resolve();
+  private readonly inbox: { seq: number; item: Received }[] = [];
+  private committing = false;
   private pendingReports = 0;
+  private pendingBytes = 0;
   private paused = false;
   private readonly ownership = new Map<string, Ownership>();
   private readonly waits = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
@@ -35,9 +48,10 @@ export class AgentSession {
   constructor(readonly ws: WebSocket, req: IncomingMessage, private readonly hub: HubContext) {
     this.remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
     this.handshakeTimer = setTimeout(() => this.close(CLOSE.timeout, 'handshake not completed in time'), hub.config.handshakeTimeoutMs);
-    ws.on('message', (data: Buffer) => {
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
       try {
-        this.onFrame(data);
+        if (isBinary) this.onBinaryFrame(data);
+        else this.onFrame(data);
       } catch (err) {
         this.hub.logger.error({ err, agent: this.name }, 'agent frame handling failed');
         this.close(CLOSE.protocolError, 'frame could not be handled');
@@ -100,6 +114,25 @@ export class AgentSession {
     this.onReady(m);
   }
 
+  /** Protocol 2: an output report as a binary frame (header + raw bytes), validated like any frame. */
+  private onBinaryFrame(data: Buffer): void {
+    if (this.state === 'closed') return;
+    this.lastFrameAt = Date.now();
+    if (this.state !== 'ready') return this.offend('binary frame before the handshake completed');
+    if ((this.hello?.protocol ?? 1) < 2) return this.offend(`binary frame from an agent speaking protocol ${this.hello?.protocol}`);
+    const r = parseOutputFrame(data, this.hub.config.maxFrameBytes);
+    if (!r.ok) return this.offend(r.error.message);
+    this.hub.seen(this);
+    const { type: _type, seq, ...item } = r.message.header;
+    this.onReport(seq, { kind: 'output', ...item, data: r.message.data });
+  }
+
+  private onReport(seq: number, item: Received): void {
+    if (seq <= this.lastSeq) return this.offend(`sequence replay: ${seq} after ${this.lastSeq} on this connection`);
+    this.lastSeq = seq;
+    this.enqueue(seq, item);
+  }
+
   private onHello(m: HelloMessage): void {
     this.name = m.agent;
     this.hello = m;
@@ -145,10 +178,7 @@ export class AgentSession {
         this.send({ type: 'ack', seq: this.hub.acceptedSeq(this) });
         return;
       case 'report':
-        if (m.seq <= this.lastSeq) return this.offend(`sequence replay: ${m.seq} after ${this.lastSeq} on this connection`);
-        this.lastSeq = m.seq;
-        this.enqueue(m.seq, m.item);
-        return;
+        return this.onReport(m.seq, m.item.kind === 'output' ? { ...m.item, data: Buffer.from(m.item.data, 'base64') } : m.item);
       case 'accepted':
       case 'rejected': {
         const key = `d:${m.runId}:${m.attempt}`;
@@ -181,46 +211,96 @@ export class AgentSession {
     }
   }
 
-  /** Reports are committed strictly in order; the ack follows the commit (brief §12). */
-  private enqueue(seq: number, item: QueueItem): void {
+  /**
+   * Reports are committed strictly in order; the ack follows the commit (brief §12). Output chunks that arrived
+   * while the previous commit ran are committed together in one transaction and acknowledged with one ack.
+   */
+  private enqueue(seq: number, item: Received): void {
     this.pendingReports++;
-    if (!this.paused && this.pendingReports > this.hub.config.maxPendingReports) {
+    if (item.kind === 'output') this.pendingBytes += item.data.length;
+    if (!this.paused && (this.pendingReports > this.hub.config.maxPendingReports || this.pendingBytes > MAX_PENDING_BYTES)) {
       this.paused = true;
       this.ws.pause();
     }
-    this.chain = this.chain.then(async () => {
-      if (this.state !== 'ready') return;
+    this.inbox.push({ seq, item });
+    if (this.committing) return;
+    this.committing = true;
+    this.chain = this.chain.then(() => this.drainInbox());
+  }
+
+  private async drainInbox(): Promise<void> {
+    for (;;) {
+      // The store commits synchronously (SQLite): let the event loop read every frame that arrived meanwhile first,
+      // so that they are committed as one batch instead of one transaction each.
+      await new Promise<void>((r) => setImmediate(r));
+      if (this.inbox.length === 0) break;
+      const batch = this.takeBatch();
       try {
-        await this.commit(seq, item);
+        if (this.state === 'ready') await this.commit(batch);
       } catch (err) {
-        this.hub.logger.error({ err, agent: this.name, seq, kind: item.kind, runId: item.runId }, 'could not commit an agent report; the agent will re-send it');
+        const first = batch[0]!;
+        this.hub.logger.error({ err, agent: this.name, seq: first.seq, kind: first.item.kind, runId: first.item.runId }, 'could not commit an agent report; the agent will re-send it');
         this.close(CLOSE.serverError, 'report not stored; reconnect and re-send');
       } finally {
-        this.pendingReports--;
-        if (this.paused && this.pendingReports < this.hub.config.maxPendingReports / 2) {
+        this.pendingReports -= batch.length;
+        for (const b of batch) if (b.item.kind === 'output') this.pendingBytes -= b.item.data.length;
+        if (this.paused && this.pendingReports < this.hub.config.maxPendingReports / 2 && this.pendingBytes < MAX_PENDING_BYTES / 2) {
           this.paused = false;
           this.ws.resume();
         }
       }
-    });
+    }
+    this.committing = false;
   }
 
-  private async commit(seq: number, item: QueueItem): Promise<void> {
-    if (seq <= this.hub.acceptedSeq(this)) {
-      this.send({ type: 'ack', seq }); // already committed before a reconnect: acknowledge again, store nothing
+  /** One report, or a run of consecutive output chunks (bounded). */
+  private takeBatch(): { seq: number; item: Received }[] {
+    if (this.inbox[0]!.item.kind !== 'output') return this.inbox.splice(0, 1);
+    let n = 0;
+    let bytes = 0;
+    while (n < this.inbox.length && n < MAX_BATCH_ITEMS && bytes < MAX_BATCH_BYTES) {
+      const it = this.inbox[n]!.item;
+      if (it.kind !== 'output') break;
+      bytes += it.data.length;
+      n++;
+    }
+    return this.inbox.splice(0, n);
+  }
+
+  private async commit(batch: { seq: number; item: Received }[]): Promise<void> {
+    const last = batch[batch.length - 1]!.seq;
+    const accepted = this.hub.acceptedSeq(this);
+    if (last <= accepted) {
+      this.send({ type: 'ack', seq: last }); // already committed before a reconnect: acknowledge again, store nothing
       return;
     }
-    const own = await this.owns(item);
-    if (typeof own === 'object') return this.offend(own.offense);
-    if (own === 'ok') await this.hub.deliver(this, item);
-    else this.hub.logger.info({ agent: this.name, runId: item.runId, attempt: item.attempt, kind: item.kind }, 'late report of an earlier attempt ignored');
-    if (item.kind === 'finished' || item.kind === 'lost') this.activeRuns.delete(item.runId);
-    this.hub.setAcceptedSeq(this, seq);
-    this.send({ type: 'ack', seq });
+    const fresh = batch.filter((b) => b.seq > accepted);
+    const chunks: OutputReport[] = [];
+    let upTo = accepted;
+    let offense: string | undefined;
+    for (const { seq, item } of fresh) {
+      const own = await this.owns(item);
+      if (typeof own === 'object') {
+        offense = own.offense;
+        break;
+      }
+      if (own === 'stale') this.hub.logger.info({ agent: this.name, runId: item.runId, attempt: item.attempt, kind: item.kind }, 'late report of an earlier attempt ignored');
+      else if (item.kind === 'output') chunks.push({ runId: item.runId, stream: item.stream, seq: item.chunk, at: item.at, data: item.data });
+      else await this.hub.deliver(this, item);
+      if (item.kind === 'finished' || item.kind === 'lost') this.activeRuns.delete(item.runId);
+      upTo = seq;
+    }
+    // What came before an offending report is committed and acknowledged; nothing from the offending one.
+    if (chunks.length) await this.hub.deliverOutput(this, chunks);
+    if (upTo > accepted) {
+      this.hub.setAcceptedSeq(this, upTo);
+      this.send({ type: 'ack', seq: upTo });
+    }
+    if (offense !== undefined) this.offend(offense);
   }
 
   /** Whether the run's attempt belongs to this agent; reports for anything else are hostile (brief §8). */
-  private async owns(item: QueueItem): Promise<Ownership> {
+  private async owns(item: Received): Promise<Ownership> {
     const key = `${item.runId}:${item.attempt}`;
     const cached = this.ownership.get(key);
     if (cached) return cached;

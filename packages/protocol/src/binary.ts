@@ -1,0 +1,47 @@
+import { MAX_BINARY_CHUNK_BYTES, MAX_FRAME_BYTES, type OutputHeader, outputHeader } from './messages.js';
+import type { Parsed } from './parse.js';
+
+/**
+ * Protocol 2 binary frame for job output (docs/protocol.md): `u32 BE header length`, the header (UTF-8 JSON,
+ * `outputHeader`), then the raw output bytes. Only agents that said `protocol ≥ 2` in hello may send it; the
+ * server validates the header like any frame and bounds the data to MAX_BINARY_CHUNK_BYTES.
+ */
+const MAX_HEADER_BYTES = 1024;
+
+/** A validated binary output frame; `data` is a view into the received frame. */
+export interface OutputFrame {
+  header: OutputHeader;
+  data: Buffer;
+}
+
+export function encodeOutputFrame(header: OutputHeader, data: Buffer): Buffer {
+  const h = Buffer.from(JSON.stringify(header));
+  const frame = Buffer.allocUnsafe(4 + h.length + data.length);
+  frame.writeUInt32BE(h.length, 0);
+  h.copy(frame, 4);
+  data.copy(frame, 4 + h.length);
+  return frame;
+}
+
+/** Validates a binary frame from an agent. Never throws. */
+export function parseOutputFrame(frame: Buffer, maxBytes = MAX_FRAME_BYTES): Parsed<OutputFrame> {
+  if (frame.length > maxBytes) return { ok: false, error: { code: 'too-large', message: `frame of ${frame.length} bytes exceeds ${maxBytes}` } };
+  if (frame.length < 4) return { ok: false, error: { code: 'invalid', message: 'binary frame shorter than its header length' } };
+  const len = frame.readUInt32BE(0);
+  if (len > MAX_HEADER_BYTES || 4 + len > frame.length) return { ok: false, error: { code: 'invalid', message: `binary frame header of ${len} bytes does not fit` } };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(frame.toString('utf8', 4, 4 + len));
+  } catch {
+    return { ok: false, error: { code: 'not-json', message: 'binary frame header is not JSON' } };
+  }
+  const r = outputHeader.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const where = issue?.path.length ? issue.path.join('.') : 'header';
+    return { ok: false, error: { code: 'invalid', message: `invalid output ${where}: ${issue?.message ?? 'bad header'}`.slice(0, 120) } };
+  }
+  const data = frame.subarray(4 + len);
+  if (data.length > MAX_BINARY_CHUNK_BYTES) return { ok: false, error: { code: 'invalid', message: `output chunk of ${data.length} bytes exceeds ${MAX_BINARY_CHUNK_BYTES}` } };
+  return { ok: true, message: { header: r.data, data } };
+}

@@ -1,0 +1,72 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { pattern, serverWithAgent, TestAgent, until } from './support/agent.js';
+import { tempDir } from './support/cli.js';
+
+const cleanup: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+type Env = Awaited<ReturnType<typeof serverWithAgent>>;
+async function ended(store: Env['store'], id: number) {
+  return until(`run ${id} ended`, async () => {
+    const r = await store.getRun(id);
+    return r && !['dispatched', 'running'].includes(r.state) ? r : undefined;
+  }, 60_000);
+}
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+// Writes pattern() (numbered lines, so that a gap, a repeat or a reordering shows) forever, in large writes.
+const ENDLESS = `let i = 0; const line = (n) => String(n).padStart(6, '0') + ':abcdefghijklmnopqrstuvwxyz\\n';
+function more() { let s = ''; while (s.length < 256 * 1024) s += line(i++); if (process.stdout.write(s)) setImmediate(more); else process.stdout.once('drain', more); }
+more();`;
+
+describe('job output through the binary link and the group-committed queue (protocol 2)', () => {
+  it('stores 24 MB of random bytes byte for byte', async () => {
+    const env = await serverWithAgent('a1');
+    cleanup.push(() => env.server.stop(), () => env.agent.kill9(), () => env.store.close());
+    const file = join(tempDir(), 'random.bin');
+    const bytes = randomBytes(24 * 1024 * 1024);
+    writeFileSync(file, bytes);
+    const runId = await env.server.run('a1', { command: ['cat', file] }, { maxOutputBytes: 64 * 1024 * 1024 });
+    const run = await ended(env.store, runId);
+    expect(run.state).toBe('succeeded');
+    expect(run.outputTruncated).toBe(false);
+    const stored = await env.store.readOutput(runId, 'stdout');
+    expect(stored.length).toBe(bytes.length);
+    expect(sha(stored)).toBe(sha(bytes));
+  });
+
+  it('an agent speaking protocol 1 still sends base64 reports that are stored byte for byte', async () => {
+    const env = await serverWithAgent('a1', ['--protocol-version', '1']);
+    cleanup.push(() => env.server.stop(), () => env.agent.kill9(), () => env.store.close());
+    const file = join(tempDir(), 'random.bin');
+    const bytes = randomBytes(3 * 1024 * 1024 + 17);
+    writeFileSync(file, bytes);
+    const runId = await env.server.run('a1', { command: ['cat', file] }, { maxOutputBytes: 8 * 1024 * 1024 });
+    expect((await ended(env.store, runId)).state).toBe('succeeded');
+    expect(sha(await env.store.readOutput(runId, 'stdout'))).toBe(sha(bytes));
+  });
+
+  it('kill -9 of the agent mid-stream: what was stored stays, and the stored output is an exact prefix (no gap, no repeat)', async () => {
+    const env = await serverWithAgent('a1');
+    cleanup.push(() => env.server.stop(), () => env.agent.kill9(), () => env.store.close());
+    const runId = await env.server.run('a1', { command: [process.execPath, '-e', ENDLESS] }, { maxOutputBytes: 1024 * 1024 * 1024 });
+    const before = await until('8 MB stored', async () => {
+      const n = (await env.store.getRun(runId))!.outputBytes;
+      return n >= 8 * 1024 * 1024 ? n : undefined;
+    }, 60_000, 20);
+    await env.agent.kill9();
+    const again = new TestAgent({ name: 'a1', url: env.server.url, keyFile: env.keyFile, data: env.agent.data }).start();
+    cleanup.push(() => again.kill9());
+    const run = await ended(env.store, runId);
+    expect(run.state).toBe('lost');
+    const stored = await env.store.readOutput(runId, 'stdout');
+    expect(stored.length).toBeGreaterThanOrEqual(before);
+    expect(stored.length).toBe(run.outputBytes);
+    expect(stored.equals(Buffer.from(pattern(stored.length)))).toBe(true);
+  });
+});
