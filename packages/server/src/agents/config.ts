@@ -19,6 +19,11 @@ export interface AgentHubConfig {
   tickMs: number;
   /** Reports waiting to be committed per connection before the socket is paused (server-side backpressure). */
   maxPendingReports: number;
+  /**
+   * Longest time per event-loop turn spent committing agents' reports (all agents together), so that accepting
+   * connections, handshakes and engine passes keep their turn while reports flood in (e.g. after a restart).
+   */
+  reportSliceMs: number;
 }
 
 export const DEFAULT_AGENT_HUB_CONFIG: AgentHubConfig = {
@@ -31,4 +36,5 @@ export const DEFAULT_AGENT_HUB_CONFIG: AgentHubConfig = {
   maxFrameBytes: MAX_FRAME_BYTES,
   tickMs: 1_000,
   maxPendingReports: 256,
+  reportSliceMs: 5,
 };

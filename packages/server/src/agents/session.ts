@@ -25,8 +25,11 @@ export class AgentSession {
   activeRuns = new Set<number>();
   private nonce = '';
   private lastSeq = 0;
+  /** Reports received and not yet committed, in sequence order. */
+  private readonly inbox: { seq: number; item: QueueItem }[] = [];
+  /** The running drain of the inbox (one at a time: reports are committed strictly in order). */
   private chain: Promise<void> = Promise.resolve();
-  private pendingReports = 0;
+  private pumping = false;
   private paused = false;
   private readonly ownership = new Map<string, Ownership>();
   private readonly waits = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
@@ -183,40 +186,77 @@ export class AgentSession {
 
   /** Reports are committed strictly in order; the ack follows the commit (brief §12). */
   private enqueue(seq: number, item: QueueItem): void {
-    this.pendingReports++;
-    if (!this.paused && this.pendingReports > this.hub.config.maxPendingReports) {
+    this.inbox.push({ seq, item });
+    if (!this.paused && this.inbox.length > this.hub.config.maxPendingReports) {
       this.paused = true;
       this.ws.pause();
     }
-    this.chain = this.chain.then(async () => {
-      if (this.state !== 'ready') return;
-      try {
-        await this.commit(seq, item);
-      } catch (err) {
-        this.hub.logger.error({ err, agent: this.name, seq, kind: item.kind, runId: item.runId }, 'could not commit an agent report; the agent will re-send it');
-        this.close(CLOSE.serverError, 'report not stored; reconnect and re-send');
-      } finally {
-        this.pendingReports--;
-        if (this.paused && this.pendingReports < this.hub.config.maxPendingReports / 2) {
-          this.paused = false;
-          this.ws.resume();
-        }
-      }
-    });
+    if (!this.pumping) {
+      this.pumping = true;
+      this.chain = this.drain().finally(() => (this.pumping = false));
+    }
   }
 
-  private async commit(seq: number, item: QueueItem): Promise<void> {
-    if (seq <= this.hub.acceptedSeq(this)) {
-      this.send({ type: 'ack', seq }); // already committed before a reconnect: acknowledge again, store nothing
-      return;
+  /**
+   * Commits the inbox in order, one report at a time, each when the hub's pacer gives it a turn: with SQLite a
+   * commit never returns to the event loop by itself, so an agent re-sending hundreds of queued reports after a
+   * reconnect held the loop until all were stored while other agents' upgrades and handshakes waited (restart
+   * bench). Acknowledged cumulatively whenever the drain has to wait for a turn, and at its end.
+   */
+  private async drain(): Promise<void> {
+    let acked = 0;
+    let committed = 0;
+    while (this.inbox.length > 0 && this.state === 'ready') {
+      const turn = this.hub.pacer.enter();
+      if (turn) {
+        acked = this.ack(committed, acked);
+        await turn;
+      }
+      let offense: string | null = null;
+      try {
+        if (this.state !== 'ready') break;
+        const { seq, item } = this.inbox.shift()!;
+        try {
+          offense = await this.commit(seq, item);
+        } catch (err) {
+          this.hub.logger.error({ err, agent: this.name, seq, kind: item.kind, runId: item.runId }, 'could not commit an agent report; the agent will re-send it');
+          this.ack(committed, acked);
+          this.close(CLOSE.serverError, 'report not stored; reconnect and re-send');
+          break;
+        }
+        if (offense === null) committed = seq;
+      } finally {
+        this.hub.pacer.leave();
+      }
+      if (offense !== null) {
+        this.ack(committed, acked); // what was committed before it stays committed
+        this.offend(offense);
+        break;
+      }
+      if (this.paused && this.inbox.length < this.hub.config.maxPendingReports / 2) {
+        this.paused = false;
+        this.ws.resume();
+      }
     }
+    this.ack(committed, acked);
+    if (this.state !== 'ready') this.inbox.length = 0; // not acknowledged: the agent re-sends them after reconnecting
+  }
+
+  private ack(committed: number, acked: number): number {
+    if (committed > acked) this.send({ type: 'ack', seq: committed });
+    return Math.max(committed, acked);
+  }
+
+  /** Commits one report; returns why it breaks the protocol instead (nothing is stored then). */
+  private async commit(seq: number, item: QueueItem): Promise<string | null> {
+    if (seq <= this.hub.acceptedSeq(this)) return null; // committed before a reconnect: acknowledge again, store nothing
     const own = await this.owns(item);
-    if (typeof own === 'object') return this.offend(own.offense);
+    if (typeof own === 'object') return own.offense;
     if (own === 'ok') await this.hub.deliver(this, item);
     else this.hub.logger.info({ agent: this.name, runId: item.runId, attempt: item.attempt, kind: item.kind }, 'late report of an earlier attempt ignored');
     if (item.kind === 'finished' || item.kind === 'lost') this.activeRuns.delete(item.runId);
     this.hub.setAcceptedSeq(this, seq);
-    this.send({ type: 'ack', seq });
+    return null;
   }
 
   /** Whether the run's attempt belongs to this agent; reports for anything else are hostile (brief §8). */
@@ -224,6 +264,12 @@ export class AgentSession {
     const key = `${item.runId}:${item.attempt}`;
     const cached = this.ownership.get(key);
     if (cached) return cached;
+    // The engine wrote the dispatch and keeps the run until it ends: the usual case needs no store read.
+    const holder = this.hub.holderOf(item.runId);
+    if (holder && holder.agent === this.name && holder.attempt === item.attempt) {
+      this.ownership.set(key, 'ok');
+      return 'ok';
+    }
     const run = await this.hub.store.getRun(item.runId);
     let verdict: Ownership;
     if (!run) verdict = { offense: `run ${item.runId} does not exist` };
