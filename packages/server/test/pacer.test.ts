@@ -59,6 +59,23 @@ describe('Pacer (agent report commits sharing the event loop)', () => {
     expect(log.filter((l) => l.startsWith('long:'))).toEqual([...Array(200).keys()].map((i) => `long:${i}`));
   });
 
+  it('gives commits as much of a loop turn as the other work took, so that neither starves the other', async () => {
+    const pacer = new Pacer(2, 1, 40);
+    let other = 0;
+    let done = false;
+    // Other work (an engine pass, say) takes 10 ms of every loop turn.
+    const engine = () => {
+      busy(10);
+      other++;
+      if (!done) setImmediate(engine);
+    };
+    setImmediate(engine);
+    await drain(pacer, 300, () => busy(0.5));
+    done = true;
+    // With a fixed 2 ms share, 300 commits of 0.5 ms would take ~75 turns; sharing the turn evenly, ~15.
+    expect(other).toBeLessThan(40);
+  });
+
   it('runs at most `concurrency` units at a time', async () => {
     const pacer = new Pacer(5, 3);
     let active = 0;
