@@ -82,7 +82,8 @@ class Hub implements AgentHub, HubContext {
     this.config = { ...DEFAULT_AGENT_HUB_CONFIG, ...deps.config };
     // SQLite commits are serialised and synchronous: one at a time keeps the budget exact. PostgreSQL commits
     // wait on the network (the loop runs meanwhile), so they may overlap up to the pool's size.
-    this.pacer = new Pacer(this.config.reportSliceMs, this.store.kind === 'sqlite' ? 1 : 10);
+    // A share is at most 50 ms, so that a loop turn stays within the 100 ms lag budget (burst bench).
+    this.pacer = new Pacer(this.config.reportSliceMs, this.store.kind === 'sqlite' ? 1 : 10, Math.max(this.config.reportSliceMs, 50));
   }
 
   async start(): Promise<void> {

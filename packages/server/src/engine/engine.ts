@@ -378,7 +378,7 @@ export class Engine implements Service {
     let slice = performance.now();
     for (const d of decision.dispatch) {
       // A burst of dispatches must not hold the event loop: agents' reports and heartbeats are served in between.
-      if (performance.now() - slice > 5) {
+      if (performance.now() - slice > 20) {
         await new Promise((r) => setImmediate(r));
         slice = performance.now();
       }
