@@ -30,6 +30,7 @@ class SimAgent {
     this.ws = null;
     this.ready = false;
     this.hb = null;
+    this.failures = 0;
   }
 
   connect(url) {
@@ -37,7 +38,9 @@ class SimAgent {
     // Like the real agent (packages/agent/src/link.ts): an upgrade that gets no answer is abandoned and retried.
     const ws = new WebSocket(`${url.replace(/^http/, 'ws')}${AGENT_PATH}`, { perMessageDeflate: false, handshakeTimeout: 10_000 });
     this.ws = ws;
+    this.trace = [`${this.name}@${Date.now() % 1e6}`];
     ws.on('open', () => {
+      this.step('open');
       send(ws, {
         type: 'hello', protocol: PROTOCOL_VERSION, agent: this.name, version: 'sim', clock: Date.now(), facts: { hostname: this.name },
         capabilities: CAPS, queueId: this.queueId, activeRuns: [...this.active.keys()], draining: false,
@@ -46,23 +49,39 @@ class SimAgent {
     ws.on('message', (data) => this.onMessage(JSON.parse(data.toString())));
     ws.on('error', () => undefined);
     ws.on('close', (code, reason) => {
+      this.step(`close ${code}`);
+      if (process.env.BENCH_SIM_DEBUG === '2') process.stderr.write(`  sim ${this.trace.join(' ')}\n`);
       if (process.env.BENCH_SIM_DEBUG) closes[`${this.ready ? 'ready' : 'handshake'}:${code}:${reason}`] = (closes[`${this.ready ? 'ready' : 'handshake'}:${code}:${reason}`] ?? 0) + 1;
       if (this.ready) {
         this.ready = false;
         connected--;
       }
       clearInterval(this.hb);
-      if (opts.reconnect) setTimeout(() => this.connect(this.url), 100 + Math.random() * 200);
+      if (opts.reconnect) setTimeout(() => this.connect(this.url), this.backoff());
     });
   }
 
+  /** The real agent's reconnect delay (packages/agent/src/link.ts, defaults 200 ms to 30 s): exponential, jittered. */
+  backoff() {
+    const step = Math.min(30_000, 200 * 2 ** Math.min(this.failures, 20));
+    this.failures++;
+    return Math.round(step * (0.5 + Math.random() * 0.5));
+  }
+
+  step(what) {
+    if (process.env.BENCH_SIM_DEBUG === '2') this.trace.push(`${what}+${Date.now() % 1e6 - Number(this.trace[0].split('@')[1])}`);
+  }
+
   onMessage(m) {
+    if (!this.ready) this.step(m.type);
     switch (m.type) {
       case 'challenge':
         send(this.ws, { type: 'auth', signature: signChallenge(this.key, m.nonce, this.name, PROTOCOL_VERSION) });
         return;
       case 'welcome':
+        if (process.env.BENCH_SIM_DEBUG === '2') process.stderr.write(`  sim ${this.trace.join(' ')}\n`);
         this.ready = true;
+        this.failures = 0;
         connected++;
         if (opts.heartbeat) {
           this.hb = setInterval(() => send(this.ws, { type: 'heartbeat', at: Date.now(), activeRuns: [...this.active.keys()] }), m.heartbeatMs);

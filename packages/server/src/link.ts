@@ -91,4 +91,10 @@ export interface RunReports {
   finished(agent: string, report: FinishReport): Promise<void>;
   /** The agent came back without the run (it restarted): the run is lost on that agent. */
   lost(agent: string, runId: number, reason: string): Promise<void>;
+  /**
+   * The agent and attempt that a dispatched or running run belongs to, from the engine's memory (it writes every
+   * dispatch), so that checking a report's ownership costs no store read; undefined when the engine does not
+   * hold the run (ended, unknown): the link then asks the store.
+   */
+  holder?(runId: number): { agent: string; attempt: number } | undefined;
 }

@@ -19,6 +19,12 @@ export interface AgentHubConfig {
   tickMs: number;
   /** Reports waiting to be committed per connection before the socket is paused (server-side backpressure). */
   maxPendingReports: number;
+  /**
+   * Time per event-loop turn spent committing agents' reports (all agents together) when the loop has nothing
+   * else to do; when it has, reports get as much as the other work took (up to 50 ms). Accepting connections,
+   * handshakes and engine passes keep their turn while reports flood in (e.g. after a restart).
+   */
+  reportSliceMs: number;
 }
 
 export const DEFAULT_AGENT_HUB_CONFIG: AgentHubConfig = {
@@ -31,4 +37,5 @@ export const DEFAULT_AGENT_HUB_CONFIG: AgentHubConfig = {
   maxFrameBytes: MAX_FRAME_BYTES,
   tickMs: 1_000,
   maxPendingReports: 256,
+  reportSliceMs: 20,
 };

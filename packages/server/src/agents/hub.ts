@@ -9,6 +9,7 @@ import type { Service } from '../lifecycle.js';
 import type { AgentLink, ConnectedAgent, DispatchPayload, OutputReport, RunReports } from '../link.js';
 import { type AgentHubConfig, DEFAULT_AGENT_HUB_CONFIG } from './config.js';
 import type { HubContext } from './context.js';
+import { Pacer } from './pacer.js';
 import { AgentSession } from './session.js';
 
 export interface AgentHubDeps {
@@ -38,6 +39,8 @@ interface Liveness {
 }
 
 const ACTOR = 'agent-link';
+/** Upgrades held while the server starts; more are cut off (the agents retry). */
+const MAX_PARKED = 10_000;
 
 export function createAgentHub(deps: AgentHubDeps): AgentHub {
   return new Hub(deps);
@@ -49,6 +52,7 @@ class Hub implements AgentHub, HubContext {
   readonly store: Store;
   readonly events: EventBus;
   readonly logger: Logger;
+  readonly pacer: Pacer;
   private readonly reports: RunReports;
   private wss: WebSocketServer | undefined;
   private readonly sessions = new Map<string, AgentSession>();
@@ -60,6 +64,13 @@ class Hub implements AgentHub, HubContext {
   private readonly dispatched = new Map<number, string>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
+  private started = false;
+  /**
+   * Upgrades that arrive after the HTTP port opens but before this hub starts (the engine starts first, loading
+   * the unfinished runs): held and taken once started, instead of being cut off, so that agents reconnecting
+   * after a server restart are not sent into their reconnect back-off by the server's own start-up.
+   */
+  private readonly parked = new Set<{ req: IncomingMessage; socket: Duplex; head: Buffer }>();
   /** Store writes started by connection events, awaited by stop() so that none runs after the store closes. */
   private readonly sideEffects = new Set<Promise<unknown>>();
 
@@ -69,27 +80,39 @@ class Hub implements AgentHub, HubContext {
     this.logger = deps.logger.child({ component: 'agents' });
     this.reports = deps.reports;
     this.config = { ...DEFAULT_AGENT_HUB_CONFIG, ...deps.config };
+    // SQLite commits are serialised and synchronous: one at a time keeps the budget exact. PostgreSQL commits
+    // wait on the network (the loop runs meanwhile), so they may overlap up to the pool's size.
+    // A share is at most 50 ms, so that a loop turn stays within the 100 ms lag budget (burst bench).
+    this.pacer = new Pacer(this.config.reportSliceMs, this.store.kind === 'sqlite' ? 1 : 10, Math.max(this.config.reportSliceMs, 50));
   }
 
   async start(): Promise<void> {
-    this.stopped = false;
+    // After a server restart no agent is connected yet: each gets a fresh window to come back before it is missing.
+    // Done before any connection is taken, so that it cannot overwrite an agent that is already back.
+    const now = Date.now();
+    for (const a of await this.store.listAgents()) {
+      this.liveness.set(a.name, { status: 'disconnected', lastSeenAt: now, persistedSeenAt: a.lastSeenAt ?? 0, lostReported: false });
+      if (a.status === 'connected' || a.status === 'stale') await this.store.updateAgentLink(a.name, { status: 'disconnected' });
+    }
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.config.maxFrameBytes, perMessageDeflate: false, clientTracking: false });
     this.wss.on('error', (err) => this.logger.warn({ err: err.message }, 'agent listener error'));
     this.wss.on('wsClientError', (err, socket) => {
       this.logger.debug({ err: err.message }, 'bad agent upgrade request');
       socket.destroy();
     });
-    // After a server restart no agent is connected yet: each gets a fresh window to come back before it is missing.
-    const now = Date.now();
-    for (const a of await this.store.listAgents()) {
-      this.liveness.set(a.name, { status: 'disconnected', lastSeenAt: now, persistedSeenAt: a.lastSeenAt ?? 0, lostReported: false });
-      if (a.status === 'connected' || a.status === 'stale') await this.store.updateAgentLink(a.name, { status: 'disconnected' });
-    }
+    this.stopped = false;
+    this.started = true;
     this.timer = setInterval(() => this.tick().catch((err) => this.logger.error({ err }, 'agent liveness check failed')), this.config.tickMs);
+    const parked = [...this.parked];
+    this.parked.clear();
+    for (const p of parked) if (!p.socket.destroyed) this.handleUpgrade(p.req, p.socket, p.head);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.started = true; // no more parking
+    for (const p of this.parked) p.socket.destroy();
+    this.parked.clear();
     clearInterval(this.timer);
     const sessions = [...this.all];
     const closed = sessions.map((s) => new Promise((r) => (s.ws.readyState === s.ws.CLOSED ? r(undefined) : s.ws.once('close', r))));
@@ -109,11 +132,21 @@ class Hub implements AgentHub, HubContext {
       return false;
     }
     if (path !== AGENT_PATH) return false;
+    socket.on('error', () => undefined);
+    if (!this.started) {
+      if (this.parked.size >= MAX_PARKED) {
+        socket.destroy();
+        return true;
+      }
+      const p = { req, socket, head };
+      this.parked.add(p);
+      socket.once('close', () => this.parked.delete(p));
+      return true;
+    }
     if (this.stopped || !this.wss) {
       socket.destroy();
       return true;
     }
-    socket.on('error', () => undefined);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const s = new AgentSession(ws, req, this);
       this.all.add(s);
@@ -259,6 +292,10 @@ class Hub implements AgentHub, HubContext {
 
   deliverOutput(s: AgentSession, chunks: OutputReport[]): Promise<void> {
     return this.reports.output(s.name, chunks);
+  }
+
+  holderOf(runId: number): { agent: string; attempt: number } | undefined {
+    return this.reports.holder?.(runId);
   }
 
   async deliver(s: AgentSession, item: QueueItem): Promise<void> {

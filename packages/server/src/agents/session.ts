@@ -35,10 +35,11 @@ export class AgentSession {
   activeRuns = new Set<number>();
   private nonce = '';
   private lastSeq = 0;
-  private chain: Promise<void> = Promise.resolve();
+  /** Reports received and not yet committed, in sequence order. */
   private readonly inbox: { seq: number; item: Received }[] = [];
-  private committing = false;
-  private pendingReports = 0;
+  /** The running drain of the inbox (one at a time: reports are committed strictly in order). */
+  private chain: Promise<void> = Promise.resolve();
+  private pumping = false;
   private pendingBytes = 0;
   private paused = false;
   private readonly ownership = new Map<string, Ownership>();
@@ -212,45 +213,81 @@ export class AgentSession {
   }
 
   /**
-   * Reports are committed strictly in order; the ack follows the commit (brief §12). Output chunks that arrived
-   * while the previous commit ran are committed together in one transaction and acknowledged with one ack.
+   * Reports are committed strictly in order; the ack follows the commit (brief §12). The socket is paused while
+   * too many reports or too many output bytes wait for their commit (keeps the server's memory flat).
    */
   private enqueue(seq: number, item: Received): void {
-    this.pendingReports++;
+    this.inbox.push({ seq, item });
     if (item.kind === 'output') this.pendingBytes += item.data.length;
-    if (!this.paused && (this.pendingReports > this.hub.config.maxPendingReports || this.pendingBytes > MAX_PENDING_BYTES)) {
+    if (!this.paused && (this.inbox.length > this.hub.config.maxPendingReports || this.pendingBytes > MAX_PENDING_BYTES)) {
       this.paused = true;
       this.ws.pause();
     }
-    this.inbox.push({ seq, item });
-    if (this.committing) return;
-    this.committing = true;
-    this.chain = this.chain.then(() => this.drainInbox());
+    if (!this.pumping) {
+      this.pumping = true;
+      this.chain = this.drain().finally(() => (this.pumping = false));
+    }
   }
 
-  private async drainInbox(): Promise<void> {
-    for (;;) {
-      // The store commits synchronously (SQLite): let the event loop read every frame that arrived meanwhile first,
-      // so that they are committed as one batch instead of one transaction each.
-      await new Promise<void>((r) => setImmediate(r));
-      if (this.inbox.length === 0) break;
-      const batch = this.takeBatch();
+  /**
+   * Commits the inbox in order, a report (or a run of output chunks, see takeBatch) at a time, each when the hub's
+   * pacer gives it a turn: with SQLite a commit never returns to the event loop by itself, so an agent re-sending
+   * hundreds of queued reports after a reconnect held the loop until all were stored while other agents' upgrades
+   * and handshakes waited (restart bench). Acknowledged cumulatively whenever the drain has to wait for a turn,
+   * and at its end.
+   */
+  private async drain(): Promise<void> {
+    let acked = 0;
+    let committed = 0;
+    while (this.inbox.length > 0 && this.state === 'ready') {
+      // Output first lets the loop read the frames that arrived meanwhile, so that they are committed as one batch
+      // (one transaction, one ack) instead of one transaction each (output-stream bench).
+      if (this.inbox[0]!.item.kind === 'output') await new Promise<void>((r) => setImmediate(r));
+      const turn = this.hub.pacer.enter();
+      if (turn) {
+        acked = this.ack(committed, acked);
+        await turn;
+      }
+      let offense: string | null = null;
+      let batch: { seq: number; item: Received }[] = [];
       try {
-        if (this.state === 'ready') await this.commit(batch);
-      } catch (err) {
-        const first = batch[0]!;
-        this.hub.logger.error({ err, agent: this.name, seq: first.seq, kind: first.item.kind, runId: first.item.runId }, 'could not commit an agent report; the agent will re-send it');
-        this.close(CLOSE.serverError, 'report not stored; reconnect and re-send');
-      } finally {
-        this.pendingReports -= batch.length;
-        for (const b of batch) if (b.item.kind === 'output') this.pendingBytes -= b.item.data.length;
-        if (this.paused && this.pendingReports < this.hub.config.maxPendingReports / 2 && this.pendingBytes < MAX_PENDING_BYTES / 2) {
-          this.paused = false;
-          this.ws.resume();
+        if (this.state !== 'ready' || this.inbox.length === 0) break;
+        batch = this.takeBatch();
+        try {
+          const r = await this.commit(batch);
+          offense = r.offense;
+          committed = Math.max(committed, r.upTo);
+        } catch (err) {
+          const first = batch[0]!;
+          this.hub.logger.error({ err, agent: this.name, seq: first.seq, kind: first.item.kind, runId: first.item.runId }, 'could not commit an agent report; the agent will re-send it');
+          this.ack(committed, acked);
+          this.close(CLOSE.serverError, 'report not stored; reconnect and re-send');
+          break;
         }
+      } finally {
+        this.hub.pacer.leave();
+        for (const b of batch) if (b.item.kind === 'output') this.pendingBytes -= b.item.data.length;
+      }
+      if (offense !== null) {
+        this.ack(committed, acked); // what was committed before it stays committed
+        this.offend(offense);
+        break;
+      }
+      if (this.paused && this.inbox.length < this.hub.config.maxPendingReports / 2 && this.pendingBytes < MAX_PENDING_BYTES / 2) {
+        this.paused = false;
+        this.ws.resume();
       }
     }
-    this.committing = false;
+    this.ack(committed, acked);
+    if (this.state !== 'ready') {
+      this.inbox.length = 0; // not acknowledged: the agent re-sends them after reconnecting
+      this.pendingBytes = 0;
+    }
+  }
+
+  private ack(committed: number, acked: number): number {
+    if (committed > acked) this.send({ type: 'ack', seq: committed });
+    return Math.max(committed, acked);
   }
 
   /** One report, or a run of consecutive output chunks (bounded). */
@@ -267,18 +304,20 @@ export class AgentSession {
     return this.inbox.splice(0, n);
   }
 
-  private async commit(batch: { seq: number; item: Received }[]): Promise<void> {
-    const last = batch[batch.length - 1]!.seq;
+  /**
+   * Commits a batch; `upTo` is the last sequence number committed (or committed before a reconnect), `offense`
+   * why a report breaks the protocol (nothing from it on is stored).
+   */
+  private async commit(batch: { seq: number; item: Received }[]): Promise<{ upTo: number; offense: string | null }> {
     const accepted = this.hub.acceptedSeq(this);
-    if (last <= accepted) {
-      this.send({ type: 'ack', seq: last }); // already committed before a reconnect: acknowledge again, store nothing
-      return;
-    }
-    const fresh = batch.filter((b) => b.seq > accepted);
+    let upTo = 0;
+    let offense: string | null = null;
     const chunks: OutputReport[] = [];
-    let upTo = accepted;
-    let offense: string | undefined;
-    for (const { seq, item } of fresh) {
+    for (const { seq, item } of batch) {
+      if (seq <= accepted) {
+        upTo = seq; // committed before a reconnect: acknowledge again, store nothing
+        continue;
+      }
       const own = await this.owns(item);
       if (typeof own === 'object') {
         offense = own.offense;
@@ -292,11 +331,8 @@ export class AgentSession {
     }
     // What came before an offending report is committed and acknowledged; nothing from the offending one.
     if (chunks.length) await this.hub.deliverOutput(this, chunks);
-    if (upTo > accepted) {
-      this.hub.setAcceptedSeq(this, upTo);
-      this.send({ type: 'ack', seq: upTo });
-    }
-    if (offense !== undefined) this.offend(offense);
+    if (upTo > accepted) this.hub.setAcceptedSeq(this, upTo);
+    return { upTo, offense };
   }
 
   /** Whether the run's attempt belongs to this agent; reports for anything else are hostile (brief §8). */
@@ -304,6 +340,12 @@ export class AgentSession {
     const key = `${item.runId}:${item.attempt}`;
     const cached = this.ownership.get(key);
     if (cached) return cached;
+    // The engine wrote the dispatch and keeps the run until it ends: the usual case needs no store read.
+    const holder = this.hub.holderOf(item.runId);
+    if (holder && holder.agent === this.name && holder.attempt === item.attempt) {
+      this.ownership.set(key, 'ok');
+      return 'ok';
+    }
     const run = await this.hub.store.getRun(item.runId);
     let verdict: Ownership;
     if (!run) verdict = { offense: `run ${item.runId} does not exist` };

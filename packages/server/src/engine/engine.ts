@@ -142,12 +142,15 @@ export class Engine implements Service {
     this.running = (async () => {
       try {
         do {
+          // Every pass starts in an event-loop turn of its own, never inside the caller's chain of microtasks:
+          // with SQLite a pass is one such chain, and an agent's reports are committed in one too, so a pass
+          // started from each committed report ran them all back to back in one turn (seconds with 10,000
+          // waiting runs) while sockets, upgrades and handshakes waited (restart bench). Requests made until
+          // the pass starts are coalesced into it.
+          await new Promise((r) => setImmediate(r));
+          if (this.stopped) break;
           this.again = false;
           await this.passOnce();
-          // Let I/O in before the next pass: with SQLite a pass is one chain of microtasks, so back-to-back passes
-          // (each report asks for one) would starve agent handshakes and reports (restart bench). Requests made
-          // meanwhile are coalesced into that next pass.
-          if (this.again && !this.stopped) await new Promise((r) => setImmediate(r));
         } while (this.again && !this.stopped);
       } catch (err) {
         this.fail(err);

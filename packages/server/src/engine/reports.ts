@@ -107,5 +107,9 @@ export function engineReports(engine: Engine): RunReports {
     async lost(agent, runId, reason) {
       if (ownRun(agent, runId)) await engine.onLost(runId, reason);
     },
+    holder(runId) {
+      const run = engine.state.runs.get(runId);
+      return run && run.state !== 'waiting' && run.agentName ? { agent: run.agentName, attempt: run.attempt } : undefined;
+    },
   };
 }
