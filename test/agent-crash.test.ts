@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { processAlive, serverWithAgent, TestAgent, until } from './support/agent.js';
+import { FAST_HUB, processAlive, serverWithAgent, TestAgent, until } from './support/agent.js';
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -15,7 +15,9 @@ async function endedRun(store: Awaited<ReturnType<typeof serverWithAgent>>['stor
 
 describe('kill -9 of the agent while a job runs (brief §8)', () => {
   it('the restarted agent reports the run lost from its journal and ends the leftover process group', async () => {
-    const { server, agent, store, keyFile } = await serverWithAgent('a1');
+    // The agent must be back before the server gives it up (missing + lease): a restart on a loaded machine can
+    // take several seconds, so this test gives it a minute instead of FAST_HUB's 4 s.
+    const { server, agent, store, keyFile } = await serverWithAgent('a1', [], { ...FAST_HUB, missingAfterMs: 60_000 });
     cleanup.push(() => server.stop(), () => agent.kill9(), () => store.close());
     const runId = await server.run('a1', { shell: 'echo $$; exec sleep 300' });
     const pid = Number(await until('job pid', async () => (await store.readOutput(runId, 'stdout')).toString().trim() || undefined));
