@@ -24,6 +24,14 @@ function rowsOf(rows: number, columns: number): string {
   }
   return text;
 }
+/** Runs per multi-row SQLite insert (15 columns: 1,500 parameters); the rest go one by one through one cached text. */
+const RUN_ROWS = 100;
+/** A new run as its columns, with the texts (spec, first event's detail) serialised once. */
+interface NewRunRow {
+  jobName: string; planDate: string; nominalAt: number | null; dueAt: number; origin: string; state: RunState; held: number;
+  priority: number; targetAgent: string | null; rerunOf: number | null; spec: string; endedAt: number | null; endReason: string | null;
+  detail: string;
+}
 const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
 const parse = (v: string | null): unknown => (v === null ? null : JSON.parse(v));
 
@@ -234,28 +242,99 @@ export class SqlStore implements Store {
   }
 
   /**
-   * Inserts runs and their creation events in multi-row statements (1,000 rows each): a plan tick that makes
-   * 10,000 occurrences due is a handful of statements, not 20,000 (docs/performance.md, plan-100k). Ids are
-   * assigned in VALUES order on both dialects, so the returned rows, ordered by id, match the input order.
+   * Inserts runs and their creation events in multi-row statements: a plan tick that makes 10,000 occurrences due
+   * is a few dozen statements, not 20,000 (docs/performance.md, plan-100k). Ids are assigned in row order on both
+   * dialects (the write lock is held), so the returned ids, sorted, match the input order. The records share the
+   * caller's spec objects: the stored text is their JSON, and nothing changes a run's spec in place.
    */
   private async insertRuns(trx: Kysely<DB>, runs: NewRun[], actor: string, at: number): Promise<RunRecord[]> {
-    const out: RunRecord[] = [];
-    for (let i = 0; i < runs.length; i += CHUNK) {
-      const part = runs.slice(i, i + CHUNK);
-      const rows = await trx.insertInto('runs').values(part.map((r) => ({
-        job_name: r.jobName, plan_date: r.planDate, nominal_at: r.nominalAt, due_at: r.dueAt, origin: r.origin,
-        state: r.skipped !== undefined ? 'skipped' : 'waiting', held: r.held ? 1 : 0, priority: r.priority, target_agent: r.targetAgent ?? null,
-        rerun_of: r.rerunOf ?? null, spec: JSON.stringify(r.spec), created_at: at, updated_at: at,
-        ended_at: r.skipped !== undefined ? at : null, end_reason: r.skipped ?? null,
-      }))).returningAll().execute();
-      rows.sort((a, b) => a.id - b.id);
-      await trx.insertInto('run_events').values(rows.map((row, k) => {
-        const r = part[k]!;
-        return { run_id: row.id, at, from_state: null, to_state: row.state, actor, detail: json({ origin: r.origin, ...(r.skipped ? { reason: r.skipped } : {}) }) };
-      })).execute();
-      for (const row of rows) out.push(runFromRow(row));
+    if (runs.length === 0) return [];
+    // Runs of one job share one spec object (a plan tick creates thousands): serialised once per object.
+    const specText = new Map<object, string>();
+    const detailText = new Map<string, string>();
+    const rows = runs.map((r) => {
+      let spec = specText.get(r.spec);
+      if (spec === undefined) specText.set(r.spec, (spec = JSON.stringify(r.spec)));
+      const key = `${r.origin}\u0000${r.skipped ?? ''}`;
+      let detail = detailText.get(key);
+      if (detail === undefined) detailText.set(key, (detail = json({ origin: r.origin, ...(r.skipped ? { reason: r.skipped } : {}) })!));
+      return {
+        jobName: r.jobName, planDate: r.planDate, nominalAt: r.nominalAt, dueAt: r.dueAt, origin: r.origin,
+        state: (r.skipped !== undefined ? 'skipped' : 'waiting') as RunState, held: r.held ? 1 : 0, priority: r.priority,
+        targetAgent: r.targetAgent ?? null, rerunOf: r.rerunOf ?? null, spec, endedAt: r.skipped !== undefined ? at : null,
+        endReason: r.skipped ?? null, detail,
+      };
+    });
+    // Only ids come back: the records are built from what the engine already holds (reading back 10,000 rows of
+    // spec JSON and parsing it again was most of a plan-100k tick).
+    const ids = this.kind === 'sqlite' ? this.insertRunsSqlite(rows, actor, at) : await this.insertRunsPostgres(trx, rows, actor, at);
+    return runs.map((r, k) => {
+      const row = rows[k]!;
+      return {
+        id: ids[k]!, jobName: r.jobName, planDate: r.planDate, nominalAt: r.nominalAt, dueAt: r.dueAt, origin: r.origin, state: row.state,
+        held: row.held === 1, attempt: 1, priority: r.priority, targetAgent: row.targetAgent, agentName: null, waitReason: null,
+        rerunOf: row.rerunOf, spec: r.spec, createdAt: at, dispatchedAt: null, startedAt: null, endedAt: row.endedAt, exitCode: null,
+        signal: null, endReason: row.endReason, result: null, outputBytes: 0, outputTruncated: false,
+      };
+    });
+  }
+
+  /**
+   * SQLite, inside the caller's write transaction (the one connection is held): fixed statement texts of RUN_ROWS
+   * rows plus a one-row form for the rest, so every statement is prepared once and reused.
+   */
+  private insertRunsSqlite(rows: NewRunRow[], actor: string, at: number): number[] {
+    const prepare = (text: string) => this.conn.statements!.prepare(text);
+    const cols = '(job_name, plan_date, nominal_at, due_at, origin, state, held, priority, target_agent, rerun_of, spec, created_at, updated_at, ended_at, end_reason)';
+    const ids: number[] = [];
+    const runParams = (part: NewRunRow[]) => {
+      const p: unknown[] = [];
+      for (const r of part) {
+        p.push(r.jobName, r.planDate, r.nominalAt, r.dueAt, r.origin, r.state, r.held, r.priority, r.targetAgent, r.rerunOf, r.spec, at, at, r.endedAt, r.endReason);
+      }
+      return p;
+    };
+    const eventParams = (part: NewRunRow[], first: number) => {
+      const p: unknown[] = [];
+      part.forEach((r, k) => p.push(ids[first + k], at, r.state, actor, r.detail));
+      return p;
+    };
+    for (let i = 0; i < rows.length; ) {
+      const n = rows.length - i >= RUN_ROWS ? RUN_ROWS : 1;
+      const part = rows.slice(i, i + n);
+      const got = prepare(`INSERT INTO runs ${cols} VALUES ${rowsOf(n, 15)} RETURNING id`).all(...runParams(part)) as { id: number }[];
+      // Ids are assigned in row order; RETURNING's own order is not promised.
+      for (const id of got.map((g) => g.id).sort((a, b) => a - b)) ids.push(id);
+      prepare(`INSERT INTO run_events (run_id, at, from_state, to_state, actor, detail) VALUES ${rowsOf(n, 5).replaceAll('(?, ?, ?, ?, ?)', '(?, ?, NULL, ?, ?, ?)')}`)
+        .run(...eventParams(part, i));
+      i += n;
     }
-    return out;
+    return ids;
+  }
+
+  /** PostgreSQL: one statement per 10,000 runs with arrays as parameters (fixed texts, whatever the count). */
+  private async insertRunsPostgres(trx: Kysely<DB>, rows: NewRunRow[], actor: string, at: number): Promise<number[]> {
+    const ids: number[] = [];
+    for (let i = 0; i < rows.length; i += 10_000) {
+      const part = rows.slice(i, i + 10_000);
+      const col = <K extends keyof NewRunRow>(k: K) => part.map((r) => r[k]);
+      const r = await trx.executeQuery<{ id: number }>(CompiledQuery.raw(
+        'INSERT INTO runs (job_name, plan_date, nominal_at, due_at, origin, state, held, priority, target_agent, rerun_of, spec, ' +
+        'created_at, updated_at, ended_at, end_reason) SELECT j, d, n, du, o, s, h, p, t, ro, sp, $12, $12, e, er FROM unnest(' +
+        '$1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::int[], $8::int[], $9::text[], $10::bigint[], $11::text[], ' +
+        '$13::bigint[], $14::text[]) WITH ORDINALITY AS u (j, d, n, du, o, s, h, p, t, ro, sp, e, er, ord) ORDER BY ord RETURNING id',
+        [col('jobName'), col('planDate'), col('nominalAt'), col('dueAt'), col('origin'), col('state'), col('held'), col('priority'),
+          col('targetAgent'), col('rerunOf'), col('spec'), at, col('endedAt'), col('endReason')],
+      ));
+      const got = r.rows.map((g) => Number(g.id)).sort((a, b) => a - b);
+      await trx.executeQuery(CompiledQuery.raw(
+        'INSERT INTO run_events (run_id, at, from_state, to_state, actor, detail) ' +
+        'SELECT id, $2, NULL, s, $3, dt FROM unnest($1::bigint[], $4::text[], $5::text[]) AS u (id, s, dt)',
+        [got, at, actor, col('state'), col('detail')],
+      ));
+      ids.push(...got);
+    }
+    return ids;
   }
 
   // ── Plan days ────────────────────────────────────────────────────────────────────────────────
@@ -334,14 +413,29 @@ export class SqlStore implements Store {
 
   async setWaitReasons(items: { runId: number; reason: unknown }[]): Promise<void> {
     if (items.length === 0) return;
+    // Reasons are shared objects (runs waiting for the same thing): each serialised once.
+    const texts = new Map<unknown, string | null>();
+    const textOf = (reason: unknown) => {
+      let t = texts.get(reason);
+      if (t === undefined) texts.set(reason, (t = json(reason)));
+      return t;
+    };
+    if (this.kind === 'sqlite') {
+      // One cached statement per run by primary key: cheaper than compiling multi-row VALUES joins (plan-100k).
+      await sqliteDirect(this.conn, true, (prepare) => {
+        const update = prepare(`UPDATE runs SET wait_reason = ? WHERE id = ? AND state = 'waiting'`);
+        for (const i of items) update.run(textOf(i.reason), i.runId);
+      });
+      return;
+    }
     await this.tx(async (trx) => {
-      // Batched: one statement per 500 runs (a pass can give thousands of new runs their first reason).
-      for (let k = 0; k < items.length; k += 500) {
-        const values = sql.join(items.slice(k, k + 500).map((i) => sql`(CAST(${i.runId} AS BIGINT), ${json(i.reason)})`));
-        // UPDATE … FROM joins on the primary key; a correlated subquery scanned the 500 values for every row.
-        await sql`WITH v (id, reason) AS (VALUES ${values})
-          UPDATE runs SET wait_reason = v.reason FROM v
-          WHERE v.id = runs.id AND runs.state = 'waiting'`.execute(trx);
+      for (let k = 0; k < items.length; k += 10_000) {
+        const part = items.slice(k, k + 10_000);
+        await trx.executeQuery(CompiledQuery.raw(
+          `UPDATE runs SET wait_reason = v.reason FROM unnest($1::bigint[], $2::text[]) AS v (id, reason)
+          WHERE v.id = runs.id AND runs.state = 'waiting'`,
+          [part.map((i) => i.runId), part.map((i) => textOf(i.reason))],
+        ));
       }
     });
   }
