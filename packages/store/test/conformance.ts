@@ -305,8 +305,15 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       await store.upsertPlanEntries([{ ...entries[6]!, nextDueAt: 1 }, { ...entries[8]!, lastNominalAt: 2 }, { ...entries[6]!, nextDueAt: 9 }]);
       const again = await store.planEntries(date);
       expect([again[6], again[8]]).toEqual([{ ...entries[6], nextDueAt: 9 }, { ...entries[8], lastNominalAt: 2 }]);
-      const runs = Array.from({ length: 2300 }, (_, i) => newRun({ jobName: `bulk-${i}`, planDate: date, ...(i % 500 === 7 ? { skipped: 'missed' } : {}) }));
+      const other = { ...spec, priority: 3 } as JobSpec;
+      const runs = Array.from({ length: 2300 }, (_, i) => newRun({
+        jobName: `bulk-${i}`, planDate: date, ...(i % 500 === 7 ? { skipped: 'missed' } : {}),
+        ...(i % 3 === 1 ? { spec: other, targetAgent: `a${i}`, nominalAt: null, held: true, priority: 5 } : {}),
+      }));
       const created = await store.advancePlan(entries.slice(0, 3).map((e) => ({ ...e, nextDueAt: null })), runs, 'scheduler', T0);
+      // The records handed back are what a later read finds (they are built in memory, not read back).
+      for (const i of [0, 1, 7, 1234, 2299]) expect(await store.getRun(created[i]!.id)).toEqual(created[i]);
+      expect(await store.runEvents(created[7]!.id)).toMatchObject([{ toState: 'skipped', detail: { origin: 'schedule', reason: 'missed' } }]);
       expect(created.map((r) => r.jobName)).toEqual(runs.map((r) => r.jobName));
       expect(created.map((r) => r.state)).toEqual(runs.map((r) => (r.skipped ? 'skipped' : 'waiting')));
       expect(new Set(created.map((r) => r.id)).size).toBe(2300);
