@@ -327,6 +327,8 @@ export class Engine implements Service {
     const updates: PlanEntryRecord[] = [];
     const runs: NewRun[] = [];
     const seen = new Set<string>();
+    // A tick's due entries are nearly all of one plan day: its bounds computed once, not per entry.
+    const dayEnds = new Map<string, number>();
     while (this.due.size) {
       const top = this.due.peek()!;
       const e = this.entries.get(top.key);
@@ -344,16 +346,15 @@ export class Engine implements Service {
         this.entries.delete(top.key);
         continue;
       }
-      const { end } = planDayBounds(e.planDate, this.calendar);
+      let end = dayEnds.get(e.planDate);
+      if (end === undefined) dayEnds.set(e.planDate, (end = planDayBounds(e.planDate, this.calendar).end));
       const m = materialize({
         entry: e, spec, occurrences: occ, now, dayEnd: end, graceMs: this.options.graceMs,
         unfinished: (target) => this.state.unfinishedOf(e.jobName).filter((r) => r.targetAgent === target).length,
         fanOut: this.fanOut(e.jobName),
       });
       updates.push({ ...e, nextDueAt: m.nextDueAt, lastNominalAt: m.lastNominalAt });
-      for (const r of m.runs) {
-        runs.push({ ...r, priority: spec.priority ?? 0, spec, ...(r.skipped !== undefined ? { skipped: r.skipped } : {}) });
-      }
+      for (const r of m.runs) runs.push({ ...r, priority: spec.priority ?? 0, spec });
     }
     if (updates.length === 0) return;
     let created: RunRecord[];
