@@ -1,4 +1,4 @@
-import { appendFileSync, close, closeSync, fsync, mkdirSync, open, readdirSync, readFileSync, rmSync, unlinkSync, write, writeSync } from 'node:fs';
+import { appendFileSync, close, closeSync, fsync, mkdirSync, open, readdirSync, readFileSync, rmSync, unlink, write, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -25,6 +25,11 @@ export interface JournalEntry {
 export class RunJournal {
   /** Entries written and not closed yet: their process line is still to come. */
   private readonly open = new Map<number, number>();
+  /**
+   * Entries being unlinked in the thread pool (an unlink took ~1 ms of the event loop per run), with what waits
+   * for it: a new attempt of the same run must not have its fresh entry removed by the old attempt's unlink.
+   */
+  private readonly unlinking = new Map<number, (() => void)[]>();
 
   constructor(private readonly dir: string) {
     mkdirSync(dir, { recursive: true });
@@ -36,6 +41,8 @@ export class RunJournal {
 
   /** Records an accepted run; `done` is called once it is on disk (the fsync runs in the thread pool). */
   write(e: Pick<JournalEntry, 'runId' | 'attempt' | 'acceptedAt'>, done: (err: Error | null) => void): void {
+    const waiting = this.unlinking.get(e.runId);
+    if (waiting) return void waiting.push(() => this.write(e, done));
     open(this.path(e.runId), 'w', (err, fd) => {
       if (err) return done(err);
       const fail = (err: Error) => close(fd, () => done(err));
@@ -69,11 +76,15 @@ export class RunJournal {
       this.open.delete(runId);
       closeSync(fd);
     }
-    try {
-      unlinkSync(this.path(runId));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
+    if (this.unlinking.has(runId)) return;
+    // Not waited for: the run's finished report is durable already, and an entry left by a crash before the unlink
+    // is recognised at start as a run whose report is on disk.
+    this.unlinking.set(runId, []);
+    unlink(this.path(runId), () => {
+      const next = this.unlinking.get(runId) ?? [];
+      this.unlinking.delete(runId);
+      for (const f of next) f();
+    });
   }
 
   list(): JournalEntry[] {
