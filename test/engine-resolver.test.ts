@@ -74,3 +74,37 @@ describe('incremental decision in the engine', () => {
     expect(checked).toBeGreaterThan(100);
   });
 });
+
+describe('stored wait reasons', () => {
+  it('are not rewritten when only the holders of a pool change, while the mirror keeps the live holders', async () => {
+    h = await harness();
+    h.link.connect('a1');
+    await h.apply(`timezone: UTC
+resources:
+  one: { pool: 1 }
+jobs:
+  q: { run: { shell: "true" }, on: { agent: a1 }, concurrency: { max: 100 }, resources: { one: 1 } }
+`);
+    const e = h.server.engine;
+    for (let i = 0; i < 6; i++) await h.server.actions.runNow('q', 't');
+    await e.pass();
+    const written: number[] = [];
+    const store = h.server.store;
+    const original = store.setWaitReasons.bind(store);
+    store.setWaitReasons = async (items) => {
+      written.push(...items.map((i) => i.runId));
+      return original(items);
+    };
+    for (let k = 0; k < 3; k++) {
+      const holder = [...e.state.runs.values()].find((r) => r.state !== 'waiting')!;
+      await h.finish(holder.id, 0);
+      await e.pass();
+      const now = [...e.state.runs.values()].find((r) => r.state !== 'waiting')!;
+      const waiter = [...e.state.runs.values()].find((r) => r.state === 'waiting')!;
+      // The mirror has the new holder; the store keeps the reason as first written (same resource, need, capacity).
+      expect((waiter.waitReason as { holders: { runId: number }[] }).holders.map((x) => x.runId)).toEqual([now.id]);
+      expect((await store.getRun(waiter.id))!.waitReason).toMatchObject({ code: 'resource', resource: 'one', need: 1, capacity: 1 });
+    }
+    expect(written).toEqual([]);
+  });
+});

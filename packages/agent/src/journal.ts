@@ -1,4 +1,4 @@
-import { appendFileSync, close, fsync, mkdirSync, open, readdirSync, readFileSync, rmSync, write } from 'node:fs';
+import { appendFileSync, close, closeSync, fsync, mkdirSync, open, readdirSync, readFileSync, rmSync, unlink, write, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -10,7 +10,8 @@ import { join } from 'node:path';
  * loss, or a run the server saw started could stay running forever (a torn first line means the fsync never
  * returned, so the run never started: it is dropped). The run's process (pid and start time, to end leftovers) is
  * appended as a second line without fsync: processes do not survive a power loss, and after a crash of the agent
- * alone the page cache still has it. No temporary file or rename: a run costs one create and one unlink.
+ * alone the page cache still has it. No temporary file or rename: a run costs one create and one unlink, and the
+ * file stays open from its creation until the process line is written (one open per run, not two).
  */
 export interface JournalEntry {
   runId: number;
@@ -22,6 +23,14 @@ export interface JournalEntry {
 }
 
 export class RunJournal {
+  /** Entries written and not closed yet: their process line is still to come. */
+  private readonly open = new Map<number, number>();
+  /**
+   * Entries being unlinked in the thread pool (an unlink took ~1 ms of the event loop per run), with what waits
+   * for it: a new attempt of the same run must not have its fresh entry removed by the old attempt's unlink.
+   */
+  private readonly unlinking = new Map<number, (() => void)[]>();
+
   constructor(private readonly dir: string) {
     mkdirSync(dir, { recursive: true });
   }
@@ -32,6 +41,8 @@ export class RunJournal {
 
   /** Records an accepted run; `done` is called once it is on disk (the fsync runs in the thread pool). */
   write(e: Pick<JournalEntry, 'runId' | 'attempt' | 'acceptedAt'>, done: (err: Error | null) => void): void {
+    const waiting = this.unlinking.get(e.runId);
+    if (waiting) return void waiting.push(() => this.write(e, done));
     open(this.path(e.runId), 'w', (err, fd) => {
       if (err) return done(err);
       const fail = (err: Error) => close(fd, () => done(err));
@@ -39,7 +50,8 @@ export class RunJournal {
         if (err) return fail(err);
         fsync(fd, (err) => {
           if (err) return fail(err);
-          close(fd, done);
+          this.open.set(e.runId, fd);
+          done(null);
         });
       });
     });
@@ -47,11 +59,32 @@ export class RunJournal {
 
   /** Records the run's process next to its entry (no fsync, see above). */
   writeProcess(runId: number, pid: number, startTicks: number | undefined): void {
-    appendFileSync(this.path(runId), `${JSON.stringify({ pid, startTicks })}\n`);
+    const line = `${JSON.stringify({ pid, startTicks })}\n`;
+    const fd = this.open.get(runId);
+    if (fd === undefined) return appendFileSync(this.path(runId), line);
+    this.open.delete(runId);
+    try {
+      writeSync(fd, line);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   remove(runId: number): void {
-    rmSync(this.path(runId), { force: true });
+    const fd = this.open.get(runId);
+    if (fd !== undefined) {
+      this.open.delete(runId);
+      closeSync(fd);
+    }
+    if (this.unlinking.has(runId)) return;
+    // Not waited for: the run's finished report is durable already, and an entry left by a crash before the unlink
+    // is recognised at start as a run whose report is on disk.
+    this.unlinking.set(runId, []);
+    unlink(this.path(runId), () => {
+      const next = this.unlinking.get(runId) ?? [];
+      this.unlinking.delete(runId);
+      for (const f of next) f();
+    });
   }
 
   list(): JournalEntry[] {

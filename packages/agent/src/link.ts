@@ -155,6 +155,18 @@ export class ServerLink {
   private pump(): void {
     const ws = this.ws;
     if (!this.ready || !ws || ws.readyState !== WebSocket.OPEN) return;
+    // The frames of one group commit leave in one write (ws corks and uncorks per frame; the outer cork holds
+    // them until the loop is done): one system call on each side instead of one per report.
+    const socket = (ws as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+    socket?.cork();
+    try {
+      this.pumpFrames(ws);
+    } finally {
+      socket?.uncork();
+    }
+  }
+
+  private pumpFrames(ws: WebSocket): void {
     while (this.inFlight < MAX_IN_FLIGHT && this.cursor <= this.queue.durableSeq) {
       const seq = this.queue.nextAtOrAfter(this.cursor);
       if (seq === undefined) break;

@@ -1,10 +1,11 @@
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { agentUrl, compileAgentConfig } from '../src/config.js';
 import { globToRegExp } from '../src/glob.js';
 import { Masker, RunOutput } from '../src/output.js';
+import { RunJournal } from '../src/journal.js';
 import { type AgentItem, DiskQueue } from '../src/queue.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'bz-agent-'));
@@ -154,6 +155,47 @@ describe('disk queue: raw output records and group commit', () => {
     expect(DiskQueue.open(dir).firstUnacked()).toBe(3);
     writeFileSync(join(dir, 'acked'), '3');
     expect(DiskQueue.open(dir).length).toBe(0);
+  });
+});
+
+describe('running journal', () => {
+  const fds = () => readdirSync('/proc/self/fd').length;
+  const written = (j: RunJournal, runId: number) =>
+    new Promise<void>((resolve, reject) => j.write({ runId, attempt: 1, acceptedAt: 5 }, (err) => (err ? reject(err) : resolve())));
+
+  it('keeps an entry open from its creation to its process line, and leaves no descriptor behind', async () => {
+    const dir = tmp();
+    const j = new RunJournal(dir);
+    const before = fds();
+    await written(j, 1);
+    await written(j, 2);
+    await written(j, 3);
+    j.writeProcess(1, 4242, 77);
+    expect(fds()).toBe(before + 2); // 2 and 3 still wait for their process
+    j.remove(2); // ended before it started: its descriptor goes with it
+    j.remove(2); // and a second removal is harmless
+    await vi.waitFor(() => expect(readdirSync(dir)).not.toContain('2.json'));
+    expect(new RunJournal(dir).list().sort((a, b) => a.runId - b.runId)).toEqual([
+      { runId: 1, attempt: 1, acceptedAt: 5, pid: 4242, startTicks: 77 },
+      { runId: 3, attempt: 1, acceptedAt: 5 },
+    ]);
+    j.writeProcess(3, 99, undefined);
+    j.remove(1);
+    expect(fds()).toBe(before);
+    await vi.waitFor(() => expect(readdirSync(dir)).toEqual(['3.json']));
+    expect(readFileSync(join(dir, '3.json'), 'utf8').split('\n')[1]).toBe('{"pid":99}');
+  });
+
+  it("writes a new attempt of a run only after the previous attempt's entry is unlinked", async () => {
+    const dir = tmp();
+    const j = new RunJournal(dir);
+    for (let k = 0; k < 20; k++) {
+      await written(j, 7);
+      j.writeProcess(7, 100 + k, undefined);
+      j.remove(7); // unlinked in the thread pool; the next write of run 7 must come after it
+    }
+    await written(j, 7);
+    expect(new RunJournal(dir).list()).toEqual([{ runId: 7, attempt: 1, acceptedAt: 5 }]);
   });
 });
 

@@ -487,20 +487,27 @@ export class Engine implements Service {
   /** Stored form of each reason object (runs of one shape share one object, see decide): serialised once. */
   private readonly reasonText = new WeakMap<WaitReason, { text: string; stored: unknown }>();
 
+  /**
+   * A reason is rewritten in the store only when its lasting part changed. Which runs hold a pool, which run is
+   * first in line and when a rate frees up change with every dispatch and completion: with a small pool and
+   * many runs queued for it, rewriting them made every completion cost one row per queued run (the store keeps
+   * them as of when the reason was last written, like the runs the resolver does not decide again; the mirror
+   * and `explain` have the live ones).
+   */
   private async persistReasons(reasons: Map<number, WaitReason>): Promise<void> {
     const changed: { runId: number; reason: unknown }[] = [];
     for (const [runId, reason] of reasons) {
       let c = this.reasonText.get(reason);
       if (!c) {
         const stored = storedReason(reason);
-        c = { text: JSON.stringify(stored), stored };
+        c = { text: JSON.stringify(lastingPart(stored)), stored };
         this.reasonText.set(reason, c);
       }
+      const run = this.state.runs.get(runId);
+      if (run) run.waitReason = c.stored;
       if (this.persistedReasons.get(runId) === c.text) continue;
       this.persistedReasons.set(runId, c.text);
       changed.push({ runId, reason: c.stored });
-      const run = this.state.runs.get(runId);
-      if (run) run.waitReason = c.stored;
     }
     await this.store.setWaitReasons(changed);
   }
@@ -615,6 +622,20 @@ const STORED_LIST_MAX = 20;
  * for a pool held by 1,000 runs must not store 10,000 copies of a 1,000-entry list on every change (restart
  * bench). "Why is this not running?" (OperatorActions.why) still explains from the live state, in full.
  */
+/** A reason without what moves with every dispatch and completion (see persistReasons). */
+function lastingPart(stored: unknown): unknown {
+  const r = stored as { code?: string };
+  if (r?.code === 'resource') {
+    const { holders: _h, blockedBy: _b, holdersTotal: _t, ...rest } = r as Record<string, unknown>;
+    return rest;
+  }
+  if (r?.code === 'rate') {
+    const { freeAt: _f, ...rest } = r as Record<string, unknown>;
+    return rest;
+  }
+  return stored;
+}
+
 function storedReason(r: WaitReason): unknown {
   // Beyond 20 entries only the count is kept: a list that changes whenever one holder ends would rewrite every
   // waiting run's reason on every completion.
