@@ -329,11 +329,24 @@ export class DiskQueue extends EventEmitter {
       this.entries = this.entries.slice(this.head);
       this.head = 0;
     }
-    // Coalesced: an older `acked` after a crash only makes the agent re-send items the server takes idempotently.
-    this.ackedTimer ??= setTimeout(() => this.writeAcked(), ACKED_WRITE_MS);
-    if (this.length === 0 && this.size > 1024 * 1024) this.openSegment(this.segment + 1);
-    this.dropAckedSegments();
+    const rotate = this.length === 0 && this.size > 1024 * 1024;
+    if (rotate || this.hasAckedSegment()) {
+      // `acked` reaches the file before any segment goes: after a crash the next sequence number follows the
+      // highest one found in the segments and `acked`, and must never fall back to numbers the server already
+      // holds (it would acknowledge new reports as replays and store nothing).
+      this.writeAcked();
+      if (rotate) this.openSegment(this.segment + 1);
+      this.dropAckedSegments();
+    } else {
+      // Coalesced: an older `acked` after a crash only makes the agent re-send items the server takes idempotently.
+      this.ackedTimer ??= setTimeout(() => this.writeAcked(), ACKED_WRITE_MS);
+    }
     this.emit('acked', this.ackedSeq);
+  }
+
+  private hasAckedSegment(): boolean {
+    for (const [n, max] of this.segmentMax) if (n !== this.segment && max <= this.ackedSeq) return true;
+    return false;
   }
 
   private writeAcked(): void {

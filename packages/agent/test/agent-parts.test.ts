@@ -1,4 +1,4 @@
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -141,6 +141,21 @@ describe('disk queue: raw output records and group commit', () => {
     await durable(q);
     expect(q.durableSeq).toBe(1100);
     expect(commits).toBe(3);
+    q.close();
+  });
+
+  it('writes `acked` before it deletes a segment, so that sequence numbers never restart below the server\'s', async () => {
+    const dir = tmp();
+    const q = DiskQueue.open(dir);
+    for (let i = 1; i <= 3; i++) q.append(output(i, Buffer.alloc(400 * 1024, i)));
+    q.flush();
+    q.ack(3); // all acknowledged and the segment is over 1 MiB: a new segment starts and the old one goes
+    expect(readFileSync(join(dir, 'acked'), 'utf8').trim()).toBe('3');
+    while (existsSync(join(dir, '00000001.log'))) await new Promise((r) => setTimeout(r, 5)); // deleted in the thread pool
+    // A kill -9 now: the restarted queue continues after 3 (the server would take 1–3 as replays and store nothing).
+    const again = DiskQueue.open(dir);
+    expect(again.append(step(1, 4))).toBe(4);
+    again.close();
     q.close();
   });
 
