@@ -108,3 +108,27 @@ jobs:
     expect(written).toEqual([]);
   });
 });
+
+describe('a store error during dispatch', () => {
+  it('puts the runs decided but not dispatched back, and the next pass dispatches them', async () => {
+    h = await harness();
+    h.link.connect('a1');
+    await h.apply(`timezone: UTC
+jobs:
+  one: { run: { shell: "true" }, on: { agent: a1 } }
+  two: { run: { shell: "true" }, on: { agent: a1 } }
+`);
+    const store = h.server.store as { dispatchRun: (...a: unknown[]) => Promise<unknown> };
+    const real = store.dispatchRun;
+    store.dispatchRun = async () => {
+      throw new Error('SQLITE_BUSY: database is locked (injected)');
+    };
+    await h.server.actions.runNow('one', 't');
+    await h.server.actions.runNow('two', 't');
+    await h.server.engine.pass().catch(() => undefined);
+    expect(h.link.sent).toEqual([]);
+    store.dispatchRun = real;
+    await h.server.engine.pass();
+    expect(h.link.sent.map((s) => s.payload.jobName).sort()).toEqual(['one', 'two']);
+  });
+});

@@ -400,22 +400,30 @@ export class Engine implements Service {
     await this.breathe();
     // Incremental: only the runs an event since the last pass can have changed are decided again (docs/scheduling.md).
     const decision = this.state.resolver.decide(this.state.live(now, this.defs, this.connectedAgents(), [...this.registered], this.options.agingMs));
-    for (const d of decision.dispatch) {
-      // A burst of dispatches must not hold the event loop: agents' reports and heartbeats are served in between.
-      await this.breathe();
-      const result = await this.store.dispatchRun({ runId: d.runId, agent: d.agent, at: now, actor: ACTOR, pools: d.pools, rates: d.rates });
-      if (!result.ok) {
-        this.logger.debug({ runId: d.runId, reason: result.reason }, 'dispatch refused by the store');
-        this.state.requeued(d.runId);
-        continue;
+    let applied = 0;
+    try {
+      for (const d of decision.dispatch) {
+        // A burst of dispatches must not hold the event loop: agents' reports and heartbeats are served in between.
+        await this.breathe();
+        const result = await this.store.dispatchRun({ runId: d.runId, agent: d.agent, at: now, actor: ACTOR, pools: d.pools, rates: d.rates });
+        applied++;
+        if (!result.ok) {
+          this.logger.debug({ runId: d.runId, reason: result.reason }, 'dispatch refused by the store');
+          this.state.requeued(d.runId);
+          continue;
+        }
+        this.state.runs.set(d.runId, result.run);
+        for (const p of d.pools) this.state.addHold(p.resource, d.runId, p.units);
+        for (const r of d.rates) this.state.addRateTake(r.resource, now);
+        this.state.lastDispatchAt.set(d.agent, now);
+        this.persistedReasons.delete(d.runId);
+        this.events.emit('run:dispatched', { runId: d.runId, jobName: result.run.jobName, agent: d.agent });
+        this.deliver(result.run);
       }
-      this.state.runs.set(d.runId, result.run);
-      for (const p of d.pools) this.state.addHold(p.resource, d.runId, p.units);
-      for (const r of d.rates) this.state.addRateTake(r.resource, now);
-      this.state.lastDispatchAt.set(d.agent, now);
-      this.persistedReasons.delete(d.runId);
-      this.events.emit('run:dispatched', { runId: d.runId, jobName: result.run.jobName, agent: d.agent });
-      this.deliver(result.run);
+    } finally {
+      // A store error (SQLITE_BUSY, a dropped PostgreSQL connection) ends the pass: the runs decided but not
+      // dispatched go back to the resolver, or they would stay filed as dispatched until a restart.
+      for (const d of decision.dispatch.slice(applied)) this.state.requeued(d.runId);
     }
     await this.breathe();
     await this.persistReasons(decision.waiting);
