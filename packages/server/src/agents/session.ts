@@ -17,6 +17,8 @@ const MAX_PENDING_BYTES = 4 * 1024 * 1024;
 /** Output chunks committed in one store transaction at most (one ack for all of them). */
 const MAX_BATCH_ITEMS = 64;
 const MAX_BATCH_BYTES = 2 * 1024 * 1024;
+/** During a long drain, committed reports are acknowledged at least this often. */
+const ACK_EVERY_MS = 50;
 
 /**
  * One agent connection (brief §8): handshake (hello → challenge → auth → welcome or refused), then reports
@@ -41,6 +43,7 @@ export class AgentSession {
   private chain: Promise<void> = Promise.resolve();
   private pumping = false;
   private pendingBytes = 0;
+  private lastAckAt = 0;
   private paused = false;
   private readonly ownership = new Map<string, Ownership>();
   private readonly waits = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
@@ -257,6 +260,9 @@ export class AgentSession {
           const r = await this.commit(batch);
           offense = r.offense;
           committed = Math.max(committed, r.upTo);
+          // A steady stream never waits for a turn: acknowledge at least every 50 ms so that the agent can free
+          // its queue segments while the stream lasts (not only at heartbeats).
+          if (committed > acked && performance.now() - this.lastAckAt >= ACK_EVERY_MS) acked = this.ack(committed, acked);
         } catch (err) {
           const first = batch[0]!;
           this.hub.logger.error({ err, agent: this.name, seq: first.seq, kind: first.item.kind, runId: first.item.runId }, 'could not commit an agent report; the agent will re-send it');
@@ -286,7 +292,10 @@ export class AgentSession {
   }
 
   private ack(committed: number, acked: number): number {
-    if (committed > acked) this.send({ type: 'ack', seq: committed });
+    if (committed > acked) {
+      this.send({ type: 'ack', seq: committed });
+      this.lastAckAt = performance.now();
+    }
     return Math.max(committed, acked);
   }
 
