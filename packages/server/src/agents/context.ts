@@ -28,7 +28,7 @@ export interface HubContext {
   /** Who holds a dispatched or running run, from the engine's memory; undefined when it does not know. */
   holderOf(runId: number): { agent: string; attempt: number } | undefined;
   /** Hands a validated report to RunReports; resolves after it is committed. */
-  deliver(session: AgentSession, item: QueueItem): Promise<void>;
+  deliver(session: AgentSession, item: Exclude<QueueItem, { kind: 'output' }>): Promise<void>;
   /** Hands a batch of validated output chunks to RunReports (one commit); resolves after it is committed. */
   deliverOutput(session: AgentSession, chunks: OutputReport[]): Promise<void>;
 }

@@ -298,13 +298,12 @@ class Hub implements AgentHub, HubContext {
     return this.reports.holder?.(runId);
   }
 
-  async deliver(s: AgentSession, item: QueueItem): Promise<void> {
+  /** Every report but output, which arrives in batches through deliverOutput. */
+  async deliver(s: AgentSession, item: Exclude<QueueItem, { kind: 'output' }>): Promise<void> {
     const agent = s.name;
     switch (item.kind) {
       case 'started':
         return this.reports.started(agent, item.runId, item.attempt, item.at);
-      case 'output':
-        return this.reports.output(agent, [{ runId: item.runId, stream: item.stream, seq: item.chunk, at: item.at, data: Buffer.from(item.data, 'base64') }]);
       case 'truncated':
         return this.reports.truncated(agent, item.runId);
       case 'step':
