@@ -87,7 +87,7 @@ export class Agent {
       }
     }
     this.queue.flush();
-    for (const e of this.journal.list()) this.journal.remove(e.runId);
+    this.journal.clear();
     if (this.queue.length) this.log.info(`${this.queue.length} queued report(s) from before the restart will be re-sent`);
   }
 
@@ -154,6 +154,7 @@ export class Agent {
   stop(): void {
     this.link.stop();
     this.queue.close();
+    this.journal.close();
   }
 }
 

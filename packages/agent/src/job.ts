@@ -298,7 +298,7 @@ export class JobRun {
     });
     // The journal entry goes only once the finished report is on disk: a crash before that finds the entry and
     // the report either on disk (recovery sees it and reports nothing more) or not (the run is reported lost).
-    this.ctx.afterDurable(seq, () => this.ctx.journal.remove(this.runId));
+    this.ctx.afterDurable(seq, () => this.ctx.journal.remove(this.runId, this.attempt));
     if (extra.error) this.ctx.log.warn(`run ${this.runId} (${this.payload.jobName}): ${extra.error}`);
     else this.ctx.log.info(`run ${this.runId} (${this.payload.jobName}) ended`, { exitCode: code, signal: this.exit?.signal ?? null, timedOut: this.timedOut });
     this.resolveDone();

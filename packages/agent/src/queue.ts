@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
-  closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rm, writeFileSync, writeSync, writevSync,
+  closeSync, existsSync, fdatasync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rm, writeFileSync, writeSync, writevSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import type { QueueItem } from '@batchalyzer/protocol';
@@ -229,7 +229,8 @@ export class DiskQueue extends EventEmitter {
     const upTo = this.writePending();
     const fd = this.fd;
     this.syncingFd = fd;
-    fsync(fd, (err) => {
+    // fdatasync: the records and the file's size, not its times (one journal commit less per batch on ext4).
+    fdatasync(fd, (err) => {
       this.syncingFd = -1;
       for (const c of this.closeAfterSync.splice(0)) closeSync(c);
       if (err) throw err; // the disk failed: nothing written since the last fsync may be sent; the agent stops

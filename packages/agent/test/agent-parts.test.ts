@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -178,7 +178,7 @@ describe('running journal', () => {
   const written = (j: RunJournal, runId: number) =>
     new Promise<void>((resolve, reject) => j.write({ runId, attempt: 1, acceptedAt: 5 }, (err) => (err ? reject(err) : resolve())));
 
-  it('keeps an entry open from its creation to its process line, and leaves no descriptor behind', async () => {
+  it('keeps entries in reused slots of one file, and reads what a previous process left', async () => {
     const dir = tmp();
     const j = new RunJournal(dir);
     const before = fds();
@@ -186,31 +186,61 @@ describe('running journal', () => {
     await written(j, 2);
     await written(j, 3);
     j.writeProcess(1, 4242, 77);
-    expect(fds()).toBe(before + 2); // 2 and 3 still wait for their process
-    j.remove(2); // ended before it started: its descriptor goes with it
+    expect(fds()).toBe(before); // one descriptor for the journal's life, none per run
+    j.remove(2); // ended before it started
     j.remove(2); // and a second removal is harmless
-    await vi.waitFor(() => expect(readdirSync(dir)).not.toContain('2.json'));
     expect(new RunJournal(dir).list().sort((a, b) => a.runId - b.runId)).toEqual([
       { runId: 1, attempt: 1, acceptedAt: 5, pid: 4242, startTicks: 77 },
       { runId: 3, attempt: 1, acceptedAt: 5 },
     ]);
+    await written(j, 4); // takes the freed slot: the file does not grow
     j.writeProcess(3, 99, undefined);
     j.remove(1);
-    expect(fds()).toBe(before);
-    await vi.waitFor(() => expect(readdirSync(dir)).toEqual(['3.json']));
-    expect(readFileSync(join(dir, '3.json'), 'utf8').split('\n')[1]).toBe('{"pid":99}');
+    expect(readdirSync(dir)).toEqual(['slots']);
+    expect(statSync(join(dir, 'slots')).size).toBe(64 * 512);
+    expect(new RunJournal(dir).list().sort((a, b) => a.runId - b.runId)).toEqual([
+      { runId: 3, attempt: 1, acceptedAt: 5, pid: 99 },
+      { runId: 4, attempt: 1, acceptedAt: 5 },
+    ]);
+    j.close();
   });
 
-  it("writes a new attempt of a run only after the previous attempt's entry is unlinked", async () => {
+  it('a reused slot does not keep the process of its previous run; a late removal of an earlier attempt keeps the new one', async () => {
     const dir = tmp();
     const j = new RunJournal(dir);
-    for (let k = 0; k < 20; k++) {
-      await written(j, 7);
-      j.writeProcess(7, 100 + k, undefined);
-      j.remove(7); // unlinked in the thread pool; the next write of run 7 must come after it
-    }
     await written(j, 7);
-    expect(new RunJournal(dir).list()).toEqual([{ runId: 7, attempt: 1, acceptedAt: 5 }]);
+    j.writeProcess(7, 100, 5);
+    j.remove(7);
+    await written(j, 8); // same slot as 7 had
+    expect(new RunJournal(dir).list()).toEqual([{ runId: 8, attempt: 1, acceptedAt: 5 }]);
+    await new Promise<void>((resolve, reject) => j.write({ runId: 8, attempt: 2, acceptedAt: 6 }, (err) => (err ? reject(err) : resolve())));
+    j.remove(8, 1);
+    expect(new RunJournal(dir).list()).toEqual([{ runId: 8, attempt: 2, acceptedAt: 6 }]);
+    j.close();
+  });
+
+  it('grows past its first slots, drops a torn entry, reads entries of earlier versions and clears them all', async () => {
+    const dir = tmp();
+    const j = new RunJournal(dir);
+    for (let r = 1; r <= 70; r++) await written(j, r);
+    expect(new RunJournal(dir).list()).toHaveLength(70);
+    j.close();
+    // A torn first line (the sync never returned): the run never started and is dropped.
+    const fd = openSync(join(dir, 'slots'), 'r+');
+    const torn = Buffer.alloc(512);
+    torn.write('{"runId":6,"att');
+    writeSync(fd, torn, 0, 512, 5 * 512);
+    closeSync(fd);
+    writeFileSync(join(dir, '500.json'), '{"runId":500,"attempt":2,"acceptedAt":1}\n{"pid":12,"startTicks":3}\n');
+    const k = new RunJournal(dir);
+    const list = k.list();
+    expect(list).toHaveLength(70);
+    expect(list.find((e) => e.runId === 6)).toBeUndefined();
+    expect(list.find((e) => e.runId === 500)).toEqual({ runId: 500, attempt: 2, acceptedAt: 1, pid: 12, startTicks: 3 });
+    k.clear();
+    expect(readdirSync(dir)).toEqual(['slots']);
+    expect(new RunJournal(dir).list()).toEqual([]);
+    k.close();
   });
 });
 

@@ -170,6 +170,11 @@ export class SqlStore implements Store {
   }
 
   async definitionsVersion(): Promise<number> {
+    if (this.kind === 'sqlite') {
+      // Asked at the start of every engine pass: a cached statement, not a query built and compiled each time.
+      const v = await sqliteDirect(this.conn, false, (prepare) => (prepare('SELECT max(id) AS v FROM audit_log').get() as { v: number | null }).v);
+      return Number(v ?? 0);
+    }
     const r = await this.db.selectFrom('audit_log').select((eb) => eb.fn.max('id').as('v')).executeTakeFirst();
     return Number(r?.v ?? 0);
   }
@@ -491,19 +496,38 @@ export class SqlStore implements Store {
     const refused = (result: DispatchResult) => {
       throw new Refusal(result);
     };
-    if (this.kind === 'sqlite' && input.pools.length === 0 && input.rates.length === 0) {
-      // The common case (no resources to re-check) as hand-written statements; same claim, same event.
-      return sqliteDirect(this.conn, true, (prepare) => {
-        const row = prepare(`UPDATE runs SET state = 'dispatched', agent_name = ?, dispatched_at = ?, wait_reason = NULL, updated_at = ?
-          WHERE id = ? AND state = 'waiting' AND held = 0 RETURNING *`).get(agent, at, at, runId) as Selectable<DB['runs']> | undefined;
-        if (!row) {
-          const run = prepare('SELECT state, held FROM runs WHERE id = ?').get(runId) as { state: string; held: number } | undefined;
-          return { ok: false, reason: run?.state === 'waiting' && run.held ? 'held' : 'not-waiting' } as const;
-        }
-        prepare(`INSERT INTO run_events (run_id, at, from_state, to_state, actor, detail) VALUES (?, ?, 'waiting', 'dispatched', ?, ?)`)
-          .run(runId, at, actor, json({ agent }));
-        return { ok: true, run: runFromRow(row) } as const;
-      });
+    if (this.kind === 'sqlite') {
+      // Every dispatch, as hand-written cached statements (building and compiling the queries cost more than
+      // running them: dispatch-latency, e2e-true); same claim, same capacity re-check, same rows as below.
+      // SQLite's write lock (BEGIN IMMEDIATE) serialises the re-check with every other dispatch.
+      try {
+        return await sqliteDirect(this.conn, true, (prepare) => {
+          const row = prepare(`UPDATE runs SET state = 'dispatched', agent_name = ?, dispatched_at = ?, wait_reason = NULL, updated_at = ?
+            WHERE id = ? AND state = 'waiting' AND held = 0 RETURNING *`).get(agent, at, at, runId) as Selectable<DB['runs']> | undefined;
+          if (!row) {
+            const run = prepare('SELECT state, held FROM runs WHERE id = ?').get(runId) as { state: string; held: number } | undefined;
+            return { ok: false, reason: run?.state === 'waiting' && run.held ? 'held' : 'not-waiting' } as const;
+          }
+          for (const p of input.pools) {
+            const used = prepare('SELECT coalesce(sum(units), 0) AS u FROM resource_holds WHERE resource = ?').get(p.resource) as { u: number };
+            if (Number(used.u) + p.units > p.capacity) refused({ ok: false, reason: 'pool-full', resource: p.resource });
+          }
+          for (const r of input.rates) {
+            const taken = prepare('SELECT count(*) AS n FROM rate_takes WHERE resource = ? AND at > ?').get(r.resource, at - r.windowMs) as { n: number };
+            if (Number(taken.n) + 1 > r.capacity) refused({ ok: false, reason: 'rate-exhausted', resource: r.resource });
+          }
+          for (const p of input.pools) {
+            prepare('INSERT INTO resource_holds (run_id, resource, units, acquired_at) VALUES (?, ?, ?, ?)').run(runId, p.resource, p.units, at);
+          }
+          for (const r of input.rates) prepare('INSERT INTO rate_takes (resource, at, run_id) VALUES (?, ?, ?)').run(r.resource, at, runId);
+          prepare(`INSERT INTO run_events (run_id, at, from_state, to_state, actor, detail) VALUES (?, ?, 'waiting', 'dispatched', ?, ?)`)
+            .run(runId, at, actor, json({ agent }));
+          return { ok: true, run: runFromRow(row) } as const;
+        });
+      } catch (err) {
+        if (err instanceof Refusal) return err.result;
+        throw err;
+      }
     }
     try {
       return await this.tx(async (trx) => {
@@ -562,6 +586,23 @@ export class SqlStore implements Store {
   }
 
   async finishRun(input: FinishRun): Promise<FinishResult> {
+    if (this.kind === 'sqlite' && !input.post?.length) {
+      // Every run's end, as hand-written cached statements (e2e-true); same rows as below. Posting conditions
+      // (postIn) stays on the query builder.
+      return sqliteDirect(this.conn, true, (prepare) => {
+        const before = prepare('SELECT * FROM runs WHERE id = ?').get(input.runId) as Selectable<DB['runs']> | undefined;
+        if (!before) throw new NotFoundError('run', input.runId);
+        const from = input.onlyFrom ?? ['waiting', 'dispatched', 'running'];
+        if (!from.includes(before.state as RunState)) return { run: runFromRow(before), changed: false, posted: [] };
+        const row = prepare(`UPDATE runs SET state = ?, ended_at = ?, updated_at = ?, exit_code = ?, signal = ?, end_reason = ?, result = ?
+          WHERE id = ? RETURNING *`).get(input.state, input.at, input.at, input.exitCode ?? null, input.signal ?? null, input.reason ?? null, json(input.result), input.runId) as Selectable<DB['runs']>;
+        prepare('INSERT INTO run_events (run_id, at, from_state, to_state, actor, detail) VALUES (?, ?, ?, ?, ?, ?)').run(
+          input.runId, input.at, before.state, input.state, input.actor, json({ exitCode: input.exitCode ?? null, signal: input.signal ?? null, reason: input.reason ?? null }),
+        );
+        prepare('DELETE FROM resource_holds WHERE run_id = ?').run(input.runId);
+        return { run: runFromRow(row), changed: true, posted: [] };
+      });
+    }
     return this.tx(async (trx) => {
       const before = await trx.selectFrom('runs').selectAll().where('id', '=', input.runId).executeTakeFirst();
       if (!before) throw new NotFoundError('run', input.runId);
@@ -744,6 +785,11 @@ export class SqlStore implements Store {
   }
 
   async resolveMessage(key: string, actor: string, at: number, why?: string): Promise<MessageRecord | undefined> {
+    if (this.kind === 'sqlite') {
+      // Asked after every successful run, nearly always to find nothing open: a cached statement (e2e-true).
+      const open = await sqliteDirect(this.conn, false, (prepare) => prepare(`SELECT id FROM messages WHERE key = ? AND status <> 'resolved'`).get(key) as { id: number } | undefined);
+      return open ? this.setMessageStatus(open.id, 'resolved', actor, at, null, why) : undefined;
+    }
     const live = await this.db.selectFrom('messages').select('id').where('key', '=', key).where('status', '<>', 'resolved').executeTakeFirst();
     if (!live) return undefined;
     return this.setMessageStatus(live.id, 'resolved', actor, at, null, why);

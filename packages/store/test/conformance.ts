@@ -113,6 +113,26 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       expect((await store.resourceHolders('pool-y')).map((h) => h.units)).toEqual([1, 1]);
     });
 
+    it('re-checks a rate in the dispatch and records its take; an end without conditions records what one with them does', async () => {
+      const runs = await store.createRuns(Array.from({ length: 3 }, () => newRun({ jobName: 'rated' })), 's', T0);
+      const rate = { resource: 'rate-z', capacity: 2, windowMs: 60_000 };
+      const results = [];
+      for (const r of runs) results.push(await store.dispatchRun({ runId: r.id, agent: 'a1', at: T0 + 1, actor: 's', pools: [{ resource: 'pool-z', units: 1, capacity: 5 }], rates: [rate] }));
+      expect(results.map((r) => r.ok)).toEqual([true, true, false]);
+      expect(results[2]).toEqual({ ok: false, reason: 'rate-exhausted', resource: 'rate-z' });
+      expect((await store.getRun(runs[2]!.id))?.state).toBe('waiting'); // the refused claim was rolled back
+      expect(await store.rateTakesSince('rate-z', T0)).toBe(2);
+      expect((await store.resourceUsage())['pool-z']).toBe(2);
+      const plain = await store.finishRun({ runId: runs[0]!.id, state: 'failed', at: T0 + 2, actor: 'agent:a1', exitCode: 3, signal: null, reason: 'exit code 3' });
+      const posting = await store.finishRun({ runId: runs[1]!.id, state: 'failed', at: T0 + 2, actor: 'agent:a1', exitCode: 3, signal: null, reason: 'exit code 3', post: [{ name: 'rated-failed', planDate: '2026-11-30' }] });
+      expect({ ...plain.run, id: 0, updatedAt: 0, dispatchedAt: 0 }).toEqual({ ...posting.run, id: 0, updatedAt: 0, dispatchedAt: 0 });
+      expect(plain.run).toMatchObject({ state: 'failed', exitCode: 3, endReason: 'exit code 3', result: null, endedAt: T0 + 2 });
+      const last = async (id: number) => (await store.runEvents(id)).at(-1);
+      expect(await last(runs[0]!.id)).toEqual(await last(runs[1]!.id));
+      expect((await store.resourceUsage())['pool-z']).toBeUndefined();
+      await expect(store.finishRun({ runId: 999_999, state: 'failed', at: T0, actor: 'x' })).rejects.toThrow(/999999|not found|does not exist/i);
+    });
+
     it('dispatches a run once when two decisions race for it', async () => {
       const [run] = await store.createRuns([newRun({ jobName: 'race' })], 's', T0);
       const both = await Promise.all([1, 2].map((n) =>
