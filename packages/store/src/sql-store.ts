@@ -83,6 +83,7 @@ export class SqlStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.conn.checkpointer?.stop();
     await this.db.destroy();
   }
 

@@ -1,0 +1,48 @@
+import { Worker } from 'node:worker_threads';
+import type Database from 'better-sqlite3';
+
+/** How often the checkpoint thread looks for new commits. */
+const CHECKPOINT_EVERY_MS = 200;
+/** SQLite's own default, restored when the checkpoint thread is not running. */
+const DEFAULT_AUTOCHECKPOINT = 1000;
+
+export interface Checkpointer {
+  stop(): Promise<void>;
+}
+
+/**
+ * Moves WAL checkpoints off the event loop (dispatch-latency, docs/performance.md). SQLite checkpoints
+ * automatically inside the commit that grows the WAL past 1,000 pages: that commit copies the pages into the
+ * database file and waits for two fsyncs, on the event loop, every few hundred runs (0.1 to 10 ms on an idle disk,
+ * 100 ms when the disk is busy), and every run in flight waits with it. Here the server's connection stops
+ * checkpointing by itself once a second connection in a worker thread checkpoints in its stead (PASSIVE: it never
+ * blocks the server's reads or writes). Durability does not change: a commit is in the WAL exactly as before;
+ * the checkpoint only moves committed pages into the database file, with the same syncs, in another thread.
+ * If the thread fails, the server's connection checkpoints by itself again.
+ */
+export function startCheckpointer(database: Database.Database, path: string): Checkpointer {
+  const worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), { workerData: { path, intervalMs: CHECKPOINT_EVERY_MS } });
+  worker.unref();
+  let stopping = false;
+  const fallBack = () => {
+    if (!stopping && database.open) database.pragma(`wal_autocheckpoint = ${DEFAULT_AUTOCHECKPOINT}`);
+  };
+  worker.on('message', (m: unknown) => {
+    // Only once the thread has its connection: until then the server's connection keeps checkpointing.
+    if (m === 'ready' && !stopping && database.open) database.pragma('wal_autocheckpoint = 0');
+    else if (typeof m === 'object' && m !== null && 'error' in m) fallBack();
+  });
+  worker.on('error', fallBack);
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => {
+    fallBack();
+    resolve();
+  }));
+  return {
+    async stop() {
+      if (stopping) return exited;
+      stopping = true;
+      worker.postMessage('stop');
+      await exited;
+    },
+  };
+}
