@@ -9,8 +9,6 @@ const { path, intervalMs } = workerData as { path: string; intervalMs: number };
 const db = new Database(path, { fileMustExist: true });
 // The checkpoint's syncs follow this connection's setting: the same as the server's connection (connection.ts).
 db.pragma('synchronous = NORMAL');
-// This connection never checkpoints by itself either: it writes nothing, but a close would.
-db.pragma('wal_autocheckpoint = 0');
 let lastVersion = -1;
 
 const timer = setInterval(() => {
