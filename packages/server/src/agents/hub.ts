@@ -178,7 +178,14 @@ class Hub implements AgentHub, HubContext {
   // ── AgentLink ──────────────────────────────────────────────────────────────────────────────────
 
   connected(): ConnectedAgent[] {
-    return [...this.sessions.values()].map((s) => s.view);
+    return [...this.sessions.values()].map((s) => ({
+      name: s.name,
+      connectedAt: s.connectedAt,
+      draining: s.draining,
+      version: s.hello!.version,
+      capabilities: s.hello!.capabilities,
+      activeRuns: [...s.activeRuns],
+    }));
   }
 
   async dispatch(agent: string, payload: DispatchPayload): Promise<void> {

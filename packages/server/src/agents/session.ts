@@ -4,7 +4,7 @@ import {
   CLOSE, type AgentMessage, encode, type HelloMessage, MIN_PROTOCOL_VERSION, newNonce, parseAgentMessage, parseOutputFrame,
   PROTOCOL_VERSION, type QueueItem, type RefusalReason, type ServerMessage, verifyChallenge,
 } from '@batchalyzer/protocol';
-import type { AgentCapabilities, ConnectedAgent, OutputReport } from '../link.js';
+import type { OutputReport } from '../link.js';
 import type { HubContext } from './context.js';
 
 type Ownership = 'ok' | 'stale' | { offense: string };
@@ -35,8 +35,6 @@ export class AgentSession {
   lastFrameAt = Date.now();
   draining = false;
   activeRuns = new Set<number>();
-  /** What the engine sees of this connection (AgentLink.connected): made once, as every engine pass asks for all agents. */
-  readonly view: ConnectedAgent = new SessionView(this);
   private nonce = '';
   private lastSeq = 0;
   /** Reports received and not yet committed, in sequence order. */
@@ -396,28 +394,5 @@ export class AgentSession {
     }
     this.waits.clear();
     if (wasReady) this.hub.offline(this, `connection closed (${code}${reason ? ` ${reason}` : ''})`);
-  }
-}
-
-/** A live view of a session for the engine; `activeRuns` is a copy made when asked for (the engine's decisions do not). */
-class SessionView implements ConnectedAgent {
-  constructor(private readonly s: AgentSession) {}
-  get name(): string {
-    return this.s.name;
-  }
-  get connectedAt(): number {
-    return this.s.connectedAt;
-  }
-  get draining(): boolean {
-    return this.s.draining;
-  }
-  get version(): string {
-    return this.s.hello!.version;
-  }
-  get capabilities(): AgentCapabilities {
-    return this.s.hello!.capabilities;
-  }
-  get activeRuns(): number[] {
-    return [...this.s.activeRuns];
   }
 }
