@@ -49,6 +49,9 @@ export function startCheckpointer(database: Database.Database, path: string): Ch
     async stop() {
       if (stopping) return exited;
       stopping = true;
+      // Unreferenced so that it never keeps a process alive by itself; while it closes its connection it must
+      // (else a process ending with `await store.close()` exits 13, its top-level await unfinished).
+      worker.ref();
       worker.postMessage('stop');
       await exited;
     },
