@@ -442,3 +442,37 @@ jobs:
     expect((await entry()).nextDueAt).toBe(h.clock.now() + 5 * 60_000);
   });
 });
+
+describe('pass schedule', () => {
+  /** Counts engine passes: each one starts by asking the store for the definitions version. */
+  const countPasses = () => {
+    const store = h.server.store;
+    const version = store.definitionsVersion.bind(store);
+    const counter = { n: 0 };
+    store.definitionsVersion = () => {
+      counter.n++;
+      return version();
+    };
+    return counter;
+  };
+
+  it('a run made eligible is dispatched in the same event-loop turn, with at most one pass started a turn', async () => {
+    h = await harness();
+    h.link.connect('a1');
+    await h.apply(`${BASE}
+jobs:
+  A: { run: { shell: "true" }, on: { agent: a1 } }
+`);
+    const passes = countPasses();
+    await new Promise((r) => setImmediate(r)); // a turn of its own (apply ended with a pass)
+    // Queued before the run is made: a pass that waited for the loop's check phase would come after it.
+    const seen = new Promise<{ passes: number; sent: number }>((r) => setImmediate(() => r({ passes: passes.n, sent: h.link.sent.length })));
+    const [a] = await h.server.actions.runNow('A', 'test');
+    await h.server.engine.pass(); // already over, or it would not resolve before the check phase
+    h.server.engine.poke(); // a second pass in the same turn waits for the next one
+    expect(await seen).toEqual({ passes: 1, sent: 1 });
+    expect(h.link.sent[0]!.payload.runId).toBe(a!.id);
+    await h.server.engine.pass();
+    expect(passes.n).toBeGreaterThanOrEqual(2);
+  });
+});

@@ -6,6 +6,7 @@ import pg from 'pg';
 import { redactUrl, type StoreConfig } from '@batchalyzer/core';
 import type { DB } from './db.js';
 import { StoreUnavailableError } from './errors.js';
+import { type Checkpointer, startCheckpointer } from './checkpointer.js';
 import type { Dialect } from './migrate.js';
 
 /** Opens a Kysely instance for the configured database; dialect details stay in this file and tx.ts. */
@@ -17,12 +18,14 @@ export interface Connection {
   schema?: string;
   /** SQLite: the cached prepared statements of the one connection, for hand-written hot paths (sqliteDirect). */
   statements?: Pick<Database.Database, 'prepare'>;
+  /** SQLite: the thread that checkpoints the WAL instead of this connection (`backgroundCheckpoints`). */
+  checkpointer?: Checkpointer;
 }
 
 const INT8 = 20;
 const NUMERIC = 1700;
 
-export function connect(config: StoreConfig): Connection {
+export function connect(config: StoreConfig, opts: { backgroundCheckpoints?: boolean } = {}): Connection {
   if (config.kind === 'sqlite') {
     let database: Database.Database;
     try {
@@ -36,7 +39,11 @@ export function connect(config: StoreConfig): Connection {
       throw new StoreUnavailableError(`SQLite database ${config.path}`, err as Error);
     }
     const statements = withStatementCache(database);
-    return { db: new Kysely<DB>({ dialect: new SqliteDialect({ database: statements }) }), dialect: 'sqlite', location: config.path, statements };
+    const checkpointer = opts.backgroundCheckpoints && config.path !== ':memory:' ? startCheckpointer(database, config.path) : undefined;
+    return {
+      db: new Kysely<DB>({ dialect: new SqliteDialect({ database: statements }) }), dialect: 'sqlite', location: config.path, statements,
+      ...(checkpointer ? { checkpointer } : {}),
+    };
   }
   // `?schema=NAME` selects a schema (created if missing); it is ours, not a libpq option, so strip it.
   const url = new URL(config.url);

@@ -9,9 +9,13 @@ export * from './errors.js';
 export { withStatementCache } from './connection.js';
 export { LATEST_SCHEMA_VERSION, type MigrationReport } from './migrate.js';
 
-/** Opens the configured store and brings its schema up to date (unless `migrate: false`). */
-export async function openStore(config: StoreConfig, opts: { migrate?: boolean } = {}): Promise<Store> {
-  const store = new SqlStore(connect(config));
+/**
+ * Opens the configured store and brings its schema up to date (unless `migrate: false`). `backgroundCheckpoints`
+ * (SQLite, long-lived processes such as the server): WAL checkpoints run in a worker thread instead of inside a
+ * commit on the caller's event loop (checkpointer.ts).
+ */
+export async function openStore(config: StoreConfig, opts: { migrate?: boolean; backgroundCheckpoints?: boolean } = {}): Promise<Store> {
+  const store = new SqlStore(connect(config, { backgroundCheckpoints: opts.backgroundCheckpoints ?? false }));
   if (opts.migrate !== false) {
     try {
       await store.migrate();

@@ -83,6 +83,7 @@ export class SqlStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.conn.checkpointer?.stop();
     await this.db.destroy();
   }
 
@@ -171,9 +172,9 @@ export class SqlStore implements Store {
 
   async definitionsVersion(): Promise<number> {
     if (this.kind === 'sqlite') {
-      // Asked at the start of every engine pass: a cached statement, not a query built and compiled each time.
-      const v = await sqliteDirect(this.conn, false, (prepare) => (prepare('SELECT max(id) AS v FROM audit_log').get() as { v: number | null }).v);
-      return Number(v ?? 0);
+      // Asked at the start of every engine pass (dispatch-latency): a prepared statement, not a compiled query.
+      const r = await sqliteDirect(this.conn, false, (prepare) => prepare('SELECT max(id) AS v FROM audit_log').get() as { v: number | null } | undefined);
+      return Number(r?.v ?? 0);
     }
     const r = await this.db.selectFrom('audit_log').select((eb) => eb.fn.max('id').as('v')).executeTakeFirst();
     return Number(r?.v ?? 0);

@@ -39,6 +39,9 @@ interface Liveness {
 }
 
 const ACTOR = 'agent-link';
+/** Job-derived payload parts remembered as checked, at most (a new job or definition change adds one). */
+const CHECKED_PAYLOADS = 1000;
+const runFields = dispatchPayload.pick({ runId: true, attempt: true, jobName: true, planDate: true, nominalAt: true });
 /** Upgrades held while the server starts; more are cut off (the agents retry). */
 const MAX_PARKED = 10_000;
 
@@ -63,6 +66,8 @@ class Hub implements AgentHub, HubContext {
   /** Runs this process dispatched, by run: to which agent (reports of earlier attempts are then recognised). */
   private readonly dispatched = new Map<number, string>();
   private timer: NodeJS.Timeout | undefined;
+  /** JSON texts of the job-derived parts of dispatch payloads that passed the protocol's check (checkPayload). */
+  private readonly checkedPayloads = new Set<string>();
   private stopped = true;
   private started = false;
   /**
@@ -187,10 +192,26 @@ class Hub implements AgentHub, HubContext {
     const s = this.sessions.get(agent);
     if (!s) throw new Error(`agent ${agent} is not connected`);
     if (s.draining) throw new Error(`agent ${agent} is draining`);
-    const checked = dispatchPayload.safeParse(payload);
-    if (!checked.success) throw new Error(`run ${payload.runId} cannot be sent: ${checked.error.issues[0]?.message ?? 'invalid payload'}`);
+    const invalid = this.checkPayload(payload);
+    if (invalid !== null) throw new Error(`run ${payload.runId} cannot be sent: ${invalid}`);
     this.dispatched.set(payload.runId, agent);
-    await s.request(`d:${payload.runId}:${payload.attempt}`, { type: 'dispatch', payload: checked.data }, this.config.dispatchTimeoutMs);
+    await s.request(`d:${payload.runId}:${payload.attempt}`, { type: 'dispatch', payload }, this.config.dispatchTimeoutMs);
+  }
+
+  /**
+   * Why the payload would break the protocol, or null. The part that comes from the job (command, environment,
+   * limits) is the same for every run of a job: checked in full once per distinct JSON text, which is what goes
+   * on the wire (a full check of every payload was a tenth of the server's time between dispatch and send,
+   * dispatch-latency); the run's own fields are checked every time.
+   */
+  private checkPayload(payload: DispatchPayload): string | null {
+    const { runId, attempt, jobName, planDate, nominalAt, ...fromJob } = payload;
+    const key = JSON.stringify(fromJob);
+    const r = this.checkedPayloads.has(key) ? runFields.safeParse({ runId, attempt, jobName, planDate, nominalAt }) : dispatchPayload.safeParse(payload);
+    if (!r.success) return r.error.issues[0]?.message ?? 'invalid payload';
+    if (this.checkedPayloads.size >= CHECKED_PAYLOADS) this.checkedPayloads.clear();
+    this.checkedPayloads.add(key);
+    return null;
   }
 
   async kill(agent: string, runId: number): Promise<void> {

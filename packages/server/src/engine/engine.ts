@@ -142,14 +142,18 @@ export class Engine implements Service {
     this.running = (async () => {
       try {
         do {
-          // Every pass starts in an event-loop turn of its own, never inside the caller's chain of microtasks:
-          // with SQLite a pass is one such chain, and an agent's reports are committed in one too, so a pass
-          // started from each committed report ran them all back to back in one turn (seconds with 10,000
-          // waiting runs) while sockets, upgrades and handshakes waited (restart bench). Requests made until
-          // the pass starts are coalesced into it.
-          await new Promise((r) => setImmediate(r));
+          // At most one pass starts in an event-loop turn: with SQLite a pass is one chain of microtasks, and an
+          // agent's reports are committed in one too, so a pass started from each committed report ran them all
+          // back to back in one turn (seconds with 10,000 waiting runs) while sockets, upgrades and handshakes
+          // waited (restart bench). A further pass waits for the next turn; requests made until it starts are
+          // coalesced into it. The first pass of a turn starts right after the caller's synchronous code: a hop
+          // to the check phase first put the loop's pending I/O between a new run and its dispatch
+          // (dispatch-latency, docs/performance.md).
+          if (this.passInThisTurn) await new Promise((r) => setImmediate(r));
+          else await Promise.resolve();
           if (this.stopped) break;
           this.again = false;
+          this.markPassInThisTurn();
           await this.passOnce();
         } while (this.again && !this.stopped);
       } catch (err) {
@@ -158,6 +162,15 @@ export class Engine implements Service {
         this.running = null;
       }
     })();
+  }
+
+  /** Whether a pass started in the current event-loop turn (cleared in the turn's check phase). */
+  private passInThisTurn = false;
+
+  private markPassInThisTurn(): void {
+    if (this.passInThisTurn) return;
+    this.passInThisTurn = true;
+    setImmediate(() => (this.passInThisTurn = false));
   }
 
   /** One full pass, awaited (tests and start-up use it; the loop uses poke). */
