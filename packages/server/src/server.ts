@@ -38,7 +38,7 @@ export interface ServerParts {
 
 export async function createServer(config: ServerConfig, opts: ServerParts = {}): Promise<BatchalyzerServer> {
   const logger = opts.logger ?? pino({ level: config.logLevel, base: undefined });
-  const store = opts.store ?? (await openStore(config.store));
+  const store = opts.store ?? (await openStore(config.store, { backgroundCheckpoints: true }));
   const events = new EventBus();
   const startedAt = Date.now();
   let ready = false;

@@ -6,6 +6,7 @@ import pg from 'pg';
 import { redactUrl, type StoreConfig } from '@batchalyzer/core';
 import type { DB } from './db.js';
 import { StoreUnavailableError } from './errors.js';
+import { BACKSTOP_PAGES, Checkpointer, WAL_SIZE_LIMIT } from './checkpointer.js';
 import type { Dialect } from './migrate.js';
 
 /** Opens a Kysely instance for the configured database; dialect details stay in this file and tx.ts. */
@@ -17,6 +18,8 @@ export interface Connection {
   schema?: string;
   /** SQLite: the cached prepared statements of the one connection, for hand-written hot paths (sqliteDirect). */
   statements?: Pick<Database.Database, 'prepare'>;
+  /** SQLite: WAL checkpoints in a worker thread, once started (openStore's backgroundCheckpoints). */
+  checkpointer?: Checkpointer;
 }
 
 const INT8 = 20;
@@ -67,6 +70,15 @@ export function connect(config: StoreConfig): Connection {
     location: redactUrl(config.url),
     ...(schema ? { schema } : {}),
   };
+}
+
+/** SQLite file databases: moves WAL checkpoints to a worker thread (see checkpointer.ts). No-op otherwise. */
+export function startBackgroundCheckpoints(conn: Connection): void {
+  if (conn.dialect !== 'sqlite' || conn.location === ':memory:' || conn.checkpointer) return;
+  const prepare = (text: string) => conn.statements!.prepare(text);
+  prepare(`PRAGMA wal_autocheckpoint = ${BACKSTOP_PAGES}`).get();
+  prepare(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT}`).get();
+  conn.checkpointer = Checkpointer.start(conn.location);
 }
 
 /** Bounds of the statement cache: distinct statements, and their total SQL text (multi-row inserts are long). */

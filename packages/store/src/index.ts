@@ -9,8 +9,11 @@ export * from './errors.js';
 export { withStatementCache } from './connection.js';
 export { LATEST_SCHEMA_VERSION, type MigrationReport } from './migrate.js';
 
-/** Opens the configured store and brings its schema up to date (unless `migrate: false`). */
-export async function openStore(config: StoreConfig, opts: { migrate?: boolean } = {}): Promise<Store> {
+/**
+ * Opens the configured store and brings its schema up to date (unless `migrate: false`). `backgroundCheckpoints`
+ * (the server): SQLite WAL checkpoints run in a worker thread instead of inside commits (checkpointer.ts).
+ */
+export async function openStore(config: StoreConfig, opts: { migrate?: boolean; backgroundCheckpoints?: boolean } = {}): Promise<Store> {
   const store = new SqlStore(connect(config));
   if (opts.migrate !== false) {
     try {
@@ -20,5 +23,6 @@ export async function openStore(config: StoreConfig, opts: { migrate?: boolean }
       throw err;
     }
   }
+  if (opts.backgroundCheckpoints) store.startBackgroundCheckpoints();
   return store;
 }

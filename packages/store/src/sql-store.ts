@@ -1,6 +1,6 @@
 import { CompiledQuery, type Kysely, type Selectable, sql } from 'kysely';
 import { type ApplyPlan, ConflictError, type Definitions, emptyDefinitions, NotFoundError, parseDuration } from '@batchalyzer/core';
-import { type Connection, lockResources, sqliteDirect, writeTx } from './connection.js';
+import { type Connection, lockResources, sqliteDirect, startBackgroundCheckpoints, writeTx } from './connection.js';
 import type { DB } from './db.js';
 import { LATEST_SCHEMA_VERSION, migrate, type MigrationReport } from './migrate.js';
 import { messageFromRow, runFromRow, tokenFromRow, agentFromRow } from './rows.js';
@@ -82,7 +82,13 @@ export class SqlStore implements Store {
     await sql`SELECT 1`.execute(this.db);
   }
 
+  /** SQLite: WAL checkpoints leave the event loop (long-running servers; a CLI command does not need it). */
+  startBackgroundCheckpoints(): void {
+    startBackgroundCheckpoints(this.conn);
+  }
+
   async close(): Promise<void> {
+    await this.conn.checkpointer?.stop();
     await this.db.destroy();
   }
 
@@ -640,6 +646,23 @@ export class SqlStore implements Store {
 
   async appendOutput(chunks: OutputChunk[]): Promise<number> {
     if (chunks.length === 0) return 0;
+    if (this.kind === 'sqlite') {
+      // Cached statements: a batch of bulk output is one transaction with no query building (output-stream).
+      return sqliteDirect(this.conn, true, (prepare) => {
+        const insert = prepare('INSERT INTO run_output (run_id, stream, seq, at, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, stream, seq) DO NOTHING');
+        const bytes = new Map<number, number>();
+        let added = 0;
+        for (const c of chunks) {
+          if (insert.run(c.runId, c.stream, c.seq, c.at, c.data).changes > 0) {
+            added++;
+            bytes.set(c.runId, (bytes.get(c.runId) ?? 0) + c.data.length);
+          }
+        }
+        const update = prepare('UPDATE runs SET output_bytes = output_bytes + ? WHERE id = ?');
+        for (const [runId, n] of bytes) update.run(n, runId);
+        return added;
+      });
+    }
     return this.tx(async (trx) => {
       let added = 0;
       const bytes = new Map<number, number>();
