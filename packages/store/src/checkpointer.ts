@@ -18,7 +18,7 @@ export class Checkpointer {
   private constructor(private readonly worker: Worker) {}
 
   static start(path: string): Checkpointer {
-    const worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), { workerData: { path, busyMs: 5, quietMs: 100, idleMs: 250, bulkFrames: 1000 } });
+    const worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), { workerData: { path, pollMs: 5, idlePollMs: 50, bulkFrames: 1000, lazyMs: 1000 } });
     // Never keeps the process alive, and a failure only leaves checkpoints to the backstop.
     worker.unref();
     worker.on('error', () => undefined);
