@@ -1,4 +1,4 @@
-import { openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -58,6 +58,7 @@ parentPort!.on('message', (m: unknown) => {
   if (m !== 'stop') return;
   stopped = true;
   clearTimeout(timer);
+  if (shm >= 0) closeSync(shm);
   db.close();
   parentPort!.postMessage('stopped');
 });
