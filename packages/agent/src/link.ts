@@ -174,6 +174,7 @@ export class ServerLink {
       this.cursor = seq + 1;
       if (!entry) continue;
       const frame = this.frame(seq, entry.item);
+      this.queue.release(seq); // the frame holds the bytes now; a re-send after a reconnect reads them back
       this.inFlight += frame.length;
       ws.send(frame, { binary: typeof frame !== 'string' }, () => {
         this.inFlight -= frame.length;

@@ -6,6 +6,8 @@
  * head and the tail, never more than the cap, and memory stays bounded even for gigabytes of output.
  */
 
+import { allocOutputBuffer } from '@batchalyzer/protocol';
+
 const MASK = Buffer.from('***');
 
 /** Replaces secret values by `***`, also when a value is split across reads. */
@@ -127,7 +129,7 @@ export class RunOutput {
     if (data.length === 0) return;
     const head = Math.min(this.headLeft, data.length);
     if (head > 0) {
-      // No copy: every pipe read is a fresh buffer, and the masker returns fresh ones when it changes anything.
+      // No copy here: every pipe read is a fresh buffer, and the masker returns fresh ones when it changes anything.
       this.pending[stream].push(head === data.length ? data : data.subarray(0, head));
       this.pendingSize[stream] += head;
       this.headLeft -= head;
@@ -142,13 +144,30 @@ export class RunOutput {
     this.flushStream('stderr');
   }
 
+  /** Joins the buffered reads chunk by chunk into buffers that leave room for the frame header (allocOutputBuffer). */
   private flushStream(stream: 'stdout' | 'stderr'): void {
-    if (this.pendingSize[stream] === 0) return;
+    const size = this.pendingSize[stream];
+    if (size === 0) return;
     const parts = this.pending[stream];
-    const all = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     this.pending[stream] = [];
     this.pendingSize[stream] = 0;
-    this.emitBytes(stream, all);
+    let part = 0;
+    let offset = 0;
+    for (let left = size; left > 0; ) {
+      const chunk = allocOutputBuffer(Math.min(this.chunkBytes, left));
+      for (let at = 0; at < chunk.length; ) {
+        const p = parts[part]!;
+        const n = p.copy(chunk, at, offset, Math.min(p.length, offset + chunk.length - at));
+        at += n;
+        offset += n;
+        if (offset === p.length) {
+          part++;
+          offset = 0;
+        }
+      }
+      this.sink.chunk(stream, ++this.chunkNo[stream], chunk);
+      left -= chunk.length;
+    }
   }
 
   private emitBytes(stream: 'stdout' | 'stderr', all: Buffer): void {

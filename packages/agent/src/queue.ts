@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
-  closeSync, existsSync, fdatasync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rm, writeFileSync, writeSync, writevSync,
+  closeSync, constants, existsSync, fstatSync, fdatasync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rm, writeFileSync, writeSync, writev,
+  writevSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import type { QueueItem } from '@batchalyzer/protocol';
@@ -21,9 +22,12 @@ export type AgentItem = Exclude<QueueItem, { kind: 'output' }> | (Omit<WireOutpu
  * neither base64-encoded nor JSON-escaped (lines with base64 `data`, written by earlier versions, still load).
  * A torn last record (crash while writing) is cut off at start.
  *
- * Group commit: items appended while an fsync runs (in the thread pool, so the event loop keeps reading job
- * output and sending) are written and fsynced together by the next one. `durableSeq` only moves after an fsync
- * returned, and only items up to it are sent, so nothing the server acknowledged can be lost by a crash.
+ * Group commit: items appended while a batch is written and fsynced (both in the thread pool, so the event loop
+ * keeps reading job output and sending) are written and fsynced together by the next one. Writes are positional
+ * (each batch at the offset reserved for it), one batch at a time, so a segment never has a hole. `durableSeq`
+ * only moves after an fsync returned, and only items up to it are sent, so nothing the server acknowledged can be
+ * lost by a crash. An item's bytes stay in memory until the link sent them (within the memory budget), so that a
+ * steady stream is never read back from disk.
  */
 interface Entry {
   seq: number;
@@ -67,16 +71,40 @@ function decodeRecord(buf: Buffer, offset: number): { seq: number; item: AgentIt
   return { seq: parsed.seq, item, end };
 }
 
-/** writev, continued after a short write (no concatenation copy of the output bytes). */
-function writeAll(fd: number, parts: Buffer[]): void {
+/** The parts after the first `n` bytes (after a short write). */
+function skip(parts: Buffer[], n: number): Buffer[] {
+  let i = 0;
+  while (i < parts.length && n >= parts[i]!.length) n -= parts[i++]!.length;
+  const rest = parts.slice(i);
+  if (n > 0) rest[0] = rest[0]!.subarray(n);
+  return rest;
+}
+
+/** Positional writev, continued after a short write (no concatenation copy of the output bytes). */
+function writeAllSync(fd: number, parts: Buffer[], position: number): void {
   let rest = parts;
   while (rest.length) {
-    let n = writevSync(fd, rest.slice(0, 1024));
-    let i = 0;
-    while (i < rest.length && n >= rest[i]!.length) n -= rest[i++]!.length;
-    rest = rest.slice(i);
-    if (n > 0) rest[0] = rest[0]!.subarray(n);
+    const n = writevSync(fd, rest.slice(0, 1024), position);
+    position += n;
+    rest = skip(rest, n);
   }
+}
+
+/** The same in the thread pool. */
+function writeAll(fd: number, parts: Buffer[], position: number, cb: (err: Error | null) => void): void {
+  if (parts.length === 0) return cb(null);
+  writev(fd, parts.slice(0, 1024), position, (err, n) => (err ? cb(err) : writeAll(fd, skip(parts, n), position + n, cb)));
+}
+
+/** Segments are written at explicit offsets (pwritev): not opened for append, where Linux ignores the offset. */
+const SEGMENT_FLAGS = constants.O_WRONLY | constants.O_CREAT;
+
+/** A batch handed to the thread pool: kept until its fsync returned, so that flush() can write it again. */
+interface Batch {
+  fd: number;
+  parts: Buffer[];
+  position: number;
+  upTo: number;
 }
 
 export class DiskQueue extends EventEmitter {
@@ -97,8 +125,8 @@ export class DiskQueue extends EventEmitter {
   private pending: { seq: number; item: AgentItem; parts: Buffer[]; length: number }[] = [];
   private pendingSize = 0;
   private flushScheduled = false;
-  /** The fd of the fsync running in the thread pool, or -1. */
-  private syncingFd = -1;
+  /** The batch being written and fsynced in the thread pool. */
+  private inflight: Batch | undefined;
   private closeAfterSync: number[] = [];
   private memBytes = 0;
   private durableWaiters: { seq: number; cb: () => void }[] = [];
@@ -162,12 +190,12 @@ export class DiskQueue extends EventEmitter {
 
   private openSegment(n: number): void {
     if (this.fd >= 0) {
-      // Closing an fd while the thread pool fsyncs it could fsync (or fail on) an unrelated reused fd.
-      if (this.fd === this.syncingFd) this.closeAfterSync.push(this.fd);
+      // Closing an fd while the thread pool writes or fsyncs it could write to (or fsync) an unrelated reused fd.
+      if (this.fd === this.inflight?.fd) this.closeAfterSync.push(this.fd);
       else closeSync(this.fd);
     }
     this.segment = n;
-    this.fd = openSync(join(this.dir, `${String(n).padStart(8, '0')}.log`), 'a');
+    this.fd = openSync(join(this.dir, `${String(n).padStart(8, '0')}.log`), SEGMENT_FLAGS);
     this.size = fstatSync(this.fd).size;
     if (!this.segmentMax.has(n)) this.segmentMax.set(n, 0);
   }
@@ -184,7 +212,7 @@ export class DiskQueue extends EventEmitter {
   }
 
   private schedule(): void {
-    if (this.flushScheduled || this.syncingFd >= 0) return; // a running fsync schedules the next batch when it returns
+    if (this.flushScheduled || this.inflight) return; // a running batch schedules the next one when its fsync returns
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
@@ -203,15 +231,15 @@ export class DiskQueue extends EventEmitter {
     else this.durableWaiters.push({ seq, cb });
   }
 
-  /** Writes the pending items (one write) and returns the last sequence written. */
-  private writePending(): number {
+  /** Reserves the pending items' place at the end of the segment; the caller writes the returned batch. */
+  private takePending(): Batch {
     const batch = this.pending;
     this.pending = [];
     this.pendingSize = 0;
     if (this.size > SEGMENT_BYTES) this.openSegment(this.segment + 1);
     const parts: Buffer[] = [];
     for (const b of batch) parts.push(...b.parts);
-    writeAll(this.fd, parts);
+    const position = this.size;
     for (const b of batch) {
       const keep = this.memBytes + b.length <= this.memoryBudget;
       if (keep) this.memBytes += b.length;
@@ -220,32 +248,40 @@ export class DiskQueue extends EventEmitter {
       this.segmentMax.set(this.segment, b.seq);
     }
     this.written = batch[batch.length - 1]!.seq;
-    return this.written;
+    return { fd: this.fd, parts, position, upTo: this.written };
   }
 
-  /** One group commit: write what is pending, fsync in the thread pool, then make it sendable. */
+  /** One group commit: write what is pending and fsync it in the thread pool, then make it sendable. */
   private commitAsync(): void {
-    if (this.pending.length === 0 || this.syncingFd >= 0 || this.fd < 0) return;
-    const upTo = this.writePending();
-    const fd = this.fd;
-    this.syncingFd = fd;
-    // fdatasync: the records and the file's size, not its times (one journal commit less per batch on ext4).
-    fdatasync(fd, (err) => {
-      this.syncingFd = -1;
+    if (this.pending.length === 0 || this.inflight || this.fd < 0) return;
+    const batch = this.takePending();
+    this.inflight = batch;
+    const done = (err: Error | null) => {
+      this.inflight = undefined;
       for (const c of this.closeAfterSync.splice(0)) closeSync(c);
       if (err) throw err; // the disk failed: nothing written since the last fsync may be sent; the agent stops
-      this.markDurable(upTo);
+      this.markDurable(batch.upTo);
       if (this.pending.length) this.schedule();
-    });
+    };
+    // fdatasync: the records and the file's size, not its times (one journal commit less per batch on ext4).
+    writeAll(batch.fd, batch.parts, batch.position, (err) => (err ? done(err) : fdatasync(batch.fd, done)));
   }
 
   /** Writes and fsyncs everything appended so far, synchronously (at a run's end when needed, drain, close). */
   flush(): void {
     this.flushScheduled = false;
     if (this.pending.length === 0 && this.written === this.durable) return;
-    if (this.syncingFd >= 0 && this.syncingFd !== this.fd) fsyncSync(this.syncingFd); // a batch before a segment switch
-    const upTo = this.pending.length ? this.writePending() : this.written;
-    if (this.syncingFd >= 0 && this.syncingFd !== this.fd) fsyncSync(this.syncingFd);
+    // The batch in the thread pool may not be written yet: write it again (same bytes at the same offset, so
+    // whichever write lands last leaves the same file) and fsync it here, before anything after it.
+    const running = this.inflight && this.inflight.upTo > this.durable ? this.inflight : undefined;
+    if (running) writeAllSync(running.fd, running.parts, running.position);
+    let upTo = this.written;
+    if (this.pending.length) {
+      const batch = this.takePending(); // may start a new segment: the running batch's fd stays open until it returns
+      writeAllSync(batch.fd, batch.parts, batch.position);
+      upTo = batch.upTo;
+    }
+    if (running && running.fd !== this.fd) fsyncSync(running.fd);
     fsyncSync(this.fd);
     this.markDurable(upTo);
   }
@@ -303,6 +339,14 @@ export class DiskQueue extends EventEmitter {
   nextAtOrAfter(seq: number): number | undefined {
     const e = this.entries[this.indexAtOrAfter(seq)];
     return e && e.seq <= this.durable ? e.seq : undefined;
+  }
+
+  /** The link sent this item: its bytes are read back from disk if it must be sent again (after a reconnect). */
+  release(seq: number): void {
+    const e = this.entries[this.indexAtOrAfter(seq)];
+    if (!e || e.seq !== seq || !e.item) return;
+    e.item = null;
+    this.memBytes -= e.length;
   }
 
   private readBack(e: Entry): AgentItem {
@@ -397,7 +441,7 @@ export class DiskQueue extends EventEmitter {
     if (this.ackedFd >= 0) closeSync(this.ackedFd);
     this.ackedFd = -1;
     if (this.fd >= 0) {
-      if (this.fd === this.syncingFd) this.closeAfterSync.push(this.fd);
+      if (this.fd === this.inflight?.fd) this.closeAfterSync.push(this.fd);
       else closeSync(this.fd);
     }
     this.fd = -1;

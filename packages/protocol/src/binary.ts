@@ -14,8 +14,31 @@ export interface OutputFrame {
   data: Buffer;
 }
 
+/** Room left before output bytes by allocOutputBuffer, for the frame's length and header. */
+const HEADROOM = 256;
+/** Buffers from allocOutputBuffer whose headroom is still unused. */
+const withHeadroom = new WeakSet<Buffer>();
+
+/**
+ * A buffer for `size` bytes of output with unused room before it, so that encodeOutputFrame can write the header
+ * there and send the bytes where they are (the agent's output path copied every byte once more into each frame).
+ */
+export function allocOutputBuffer(size: number): Buffer {
+  const b = Buffer.allocUnsafe(HEADROOM + size).subarray(HEADROOM);
+  withHeadroom.add(b);
+  return b;
+}
+
 export function encodeOutputFrame(header: OutputHeader, data: Buffer): Buffer {
   const h = Buffer.from(JSON.stringify(header));
+  if (withHeadroom.has(data) && 4 + h.length <= HEADROOM) {
+    // Once only: a second frame of the same bytes (a re-send) is built by copying, never over a header in use.
+    withHeadroom.delete(data);
+    const frame = Buffer.from(data.buffer, data.byteOffset - 4 - h.length, 4 + h.length + data.length);
+    frame.writeUInt32BE(h.length, 0);
+    h.copy(frame, 4);
+    return frame;
+  }
   const frame = Buffer.allocUnsafe(4 + h.length + data.length);
   frame.writeUInt32BE(h.length, 0);
   h.copy(frame, 4);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  encode, encodeOutputFrame, generateAgentKey, MAX_BINARY_CHUNK_BYTES, MAX_FRAME_BYTES, parseAgentMessage, parseOutputFrame, parseServerMessage, publicKeyOf,
+  allocOutputBuffer, encode, encodeOutputFrame, generateAgentKey, MAX_BINARY_CHUNK_BYTES, MAX_FRAME_BYTES, parseAgentMessage, parseOutputFrame, parseServerMessage, publicKeyOf,
   signChallenge, verifyChallenge,
 } from '../src/index.js';
 
@@ -41,6 +41,18 @@ describe('binary output frames (protocol 2)', () => {
     const big = Buffer.alloc(MAX_BINARY_CHUNK_BYTES, 7);
     const r = parseOutputFrame(encodeOutputFrame(header, big));
     expect(r.ok && r.message.data.equals(big)).toBe(true);
+  });
+
+  it('writes the header into the room before a buffer from allocOutputBuffer (no copy of the bytes), once', () => {
+    const data = allocOutputBuffer(10_000).fill(9); // beyond the size Buffer pools: its own memory
+    const frame = encodeOutputFrame(header, data);
+    expect(frame.buffer).toBe(data.buffer); // the same memory: the bytes were not copied
+    expect(parseOutputFrame(frame)).toEqual({ ok: true, message: { header, data } });
+    // A second frame of the same bytes (a re-send) is a copy: the first frame's header stays as it was.
+    const again = encodeOutputFrame({ ...header, seq: 99 }, data);
+    expect(again.buffer).not.toBe(data.buffer);
+    expect(parseOutputFrame(frame)).toEqual({ ok: true, message: { header, data } });
+    expect(parseOutputFrame(again)).toEqual({ ok: true, message: { header: { ...header, seq: 99 }, data } });
   });
 
   it('never throws on hostile frames, and says what is wrong', () => {

@@ -28,9 +28,15 @@ export interface Checkpointer {
  * committed pages into the database file, with the same syncs. If the thread fails, the server's connection
  * checkpoints by itself at SQLite's default again.
  */
+/** Bytes a restarted WAL file keeps at most (SQLite's journal_size_limit). */
+const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
+
 export function startCheckpointer(database: Database.Database, path: string): Checkpointer {
   const worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), { workerData: { path, intervalMs: CHECKPOINT_EVERY_MS } });
   worker.unref();
+  // The WAL may grow to the backstop during a burst; when a writer restarts it, it is cut back to this size
+  // instead of keeping its largest size on disk for good.
+  database.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
   let stopping = false;
   const fallBack = () => {
     if (!stopping && database.open) database.pragma(`wal_autocheckpoint = ${DEFAULT_AUTOCHECKPOINT}`);

@@ -682,6 +682,23 @@ export class SqlStore implements Store {
 
   async appendOutput(chunks: OutputChunk[]): Promise<number> {
     if (chunks.length === 0) return 0;
+    if (this.kind === 'sqlite') {
+      // Cached statements: a batch of bulk output is one transaction with no query building (output-stream).
+      return sqliteDirect(this.conn, true, (prepare) => {
+        const insert = prepare('INSERT INTO run_output (run_id, stream, seq, at, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, stream, seq) DO NOTHING');
+        const bytes = new Map<number, number>();
+        let added = 0;
+        for (const c of chunks) {
+          if (insert.run(c.runId, c.stream, c.seq, c.at, c.data).changes > 0) {
+            added++;
+            bytes.set(c.runId, (bytes.get(c.runId) ?? 0) + c.data.length);
+          }
+        }
+        const update = prepare('UPDATE runs SET output_bytes = output_bytes + ? WHERE id = ?');
+        for (const [runId, n] of bytes) update.run(n, runId);
+        return added;
+      });
+    }
     return this.tx(async (trx) => {
       let added = 0;
       const bytes = new Map<number, number>();
