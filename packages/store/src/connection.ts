@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import { redactUrl, type StoreConfig } from '@batchalyzer/core';
+import { type Checkpointer, MAIN_AUTOCHECKPOINT_PAGES, startCheckpointer } from './checkpointer.js';
 import type { DB } from './db.js';
 import { StoreUnavailableError } from './errors.js';
 import type { Dialect } from './migrate.js';
@@ -17,6 +18,8 @@ export interface Connection {
   schema?: string;
   /** SQLite: the cached prepared statements of the one connection, for hand-written hot paths (sqliteDirect). */
   statements?: Pick<Database.Database, 'prepare'>;
+  /** SQLite on a file: the background WAL checkpointer (checkpointer.ts), stopped before the connection closes. */
+  checkpointer?: Checkpointer;
 }
 
 const INT8 = 20;
@@ -32,11 +35,16 @@ export function connect(config: StoreConfig): Connection {
       database.pragma('busy_timeout = 10000');
       database.pragma('foreign_keys = ON');
       database.pragma('synchronous = NORMAL');
+      // Checkpoints run in a worker thread (checkpointer.ts); this connection only checkpoints past a safety bound.
+      if (config.path !== ':memory:') database.pragma(`wal_autocheckpoint = ${MAIN_AUTOCHECKPOINT_PAGES}`);
     } catch (err) {
       throw new StoreUnavailableError(`SQLite database ${config.path}`, err as Error);
     }
     const statements = withStatementCache(database);
-    return { db: new Kysely<DB>({ dialect: new SqliteDialect({ database: statements }) }), dialect: 'sqlite', location: config.path, statements };
+    return {
+      db: new Kysely<DB>({ dialect: new SqliteDialect({ database: statements }) }), dialect: 'sqlite', location: config.path, statements,
+      ...(config.path !== ':memory:' ? { checkpointer: startCheckpointer(config.path) } : {}),
+    };
   }
   // `?schema=NAME` selects a schema (created if missing); it is ours, not a libpq option, so strip it.
   const url = new URL(config.url);
