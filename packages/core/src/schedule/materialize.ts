@@ -82,26 +82,34 @@ export function materialize(input: MaterializeInput): Materialized {
 
   const targets = input.fanOut ?? [null];
   const runs: PlannedRun[] = [];
-  const base = (nominal: number) => ({
-    jobName: entry.jobName, planDate: entry.planDate, nominalAt: nominal, dueAt: nominal,
-    origin: isMissed(nominal) ? ('catch-up' as const) : ('schedule' as const),
-  });
+  // Built field by field, not spread: a plan tick builds 10,000 of them (plan-100k).
+  const run = (nominal: number, target: string | null, skippedBecause?: string): PlannedRun => {
+    const r: PlannedRun = {
+      jobName: entry.jobName, planDate: entry.planDate, nominalAt: nominal, dueAt: nominal,
+      origin: isMissed(nominal) ? 'catch-up' : 'schedule', targetAgent: target,
+    };
+    if (skippedBecause !== undefined) r.skipped = skippedBecause;
+    return r;
+  };
   for (const n of skipped) {
-    for (const target of targets) runs.push({ ...base(n), targetAgent: target, skipped: 'missed while the server was not running (catch-up: none)' });
+    for (const target of targets) runs.push(run(n, target, 'missed while the server was not running (catch-up: none)'));
   }
+  // Unfinished runs only matter to `overlap: skip`; they are counted only then.
+  const skipOverlap = spec.concurrency?.overlap === 'skip';
   const counts = new Map<string | null, number>();
   const unfinishedOn = (target: string | null) =>
     counts.get(target) ?? (typeof input.unfinished === 'number' ? input.unfinished : input.unfinished(target));
-  const skipOverlap = spec.concurrency?.overlap === 'skip';
   for (const n of chosen) {
     for (const target of targets) {
-      const unfinished = unfinishedOn(target);
-      if (skipOverlap && unfinished >= (spec.concurrency?.max ?? 1)) {
-        runs.push({ ...base(n), targetAgent: target, skipped: 'the previous run had not ended (overlap: skip)' });
-        continue;
+      if (skipOverlap) {
+        const unfinished = unfinishedOn(target);
+        if (unfinished >= (spec.concurrency?.max ?? 1)) {
+          runs.push(run(n, target, 'the previous run had not ended (overlap: skip)'));
+          continue;
+        }
+        counts.set(target, unfinished + 1);
       }
-      runs.push({ ...base(n), targetAgent: target });
-      counts.set(target, unfinished + 1);
+      runs.push(run(n, target));
     }
   }
   return { runs, nextDueAt, lastNominalAt };
