@@ -10,6 +10,11 @@ import { Worker } from 'node:worker_threads';
  */
 export const MAIN_AUTOCHECKPOINT_PAGES = 10_000;
 const INTERVAL_MS = 250;
+/**
+ * The thread starts this long after the store opens: a short-lived process (a CLI command) closes its store
+ * before and never pays for a thread; anything it wrote is checkpointed when its connection closes, as before.
+ */
+const START_AFTER_MS = 1000;
 
 export interface Checkpointer {
   close(): Promise<void>;
@@ -26,25 +31,33 @@ function warnOnce(): (message: string) => void {
 }
 
 export function startCheckpointer(path: string, onError: (message: string) => void = warnOnce()): Checkpointer {
-  const worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), { workerData: { path, intervalMs: INTERVAL_MS } });
-  // The thread must never keep a process alive (a CLI command that forgot to close its store still exits).
-  worker.unref();
-  let alive = true;
-  const exited = new Promise<void>((resolve) => worker.once('exit', () => {
-    alive = false;
-    resolve();
-  }));
-  worker.on('message', (m: { error?: string }) => {
-    if (m.error) onError(m.error);
-  });
-  // A thread that fails to start or dies only costs the background checkpoints: the main connection's bound remains.
-  worker.on('error', (err) => onError(err.message));
+  let worker: Worker | null = null;
+  let exited: Promise<void> = Promise.resolve();
+  const start = () => {
+    const w = new Worker(new URL('./checkpoint-worker.js', import.meta.url), { workerData: { path, intervalMs: INTERVAL_MS } });
+    // The thread must never keep a process alive (a CLI command that forgot to close its store still exits).
+    w.unref();
+    exited = new Promise<void>((resolve) => w.once('exit', () => {
+      worker = null;
+      resolve();
+    }));
+    w.on('message', (m: { error?: string }) => {
+      if (m.error) onError(m.error);
+    });
+    // A thread that fails to start or dies only costs the background checkpoints: the main connection's bound remains.
+    w.on('error', (err) => onError(err.message));
+    worker = w;
+  };
+  const timer = setTimeout(start, START_AFTER_MS);
+  timer.unref();
   return {
     async close() {
-      if (!alive) return;
+      clearTimeout(timer);
+      const w = worker;
+      if (!w) return;
       // Waiting for the thread to end must keep the process alive until it has closed its connection.
-      worker.ref();
-      worker.postMessage('close');
+      w.ref();
+      w.postMessage('close');
       await exited;
     },
   };

@@ -69,7 +69,8 @@ export function materialize(input: MaterializeInput): Materialized {
   const isMissed = (d: number) => d < now - input.graceMs;
   let chosen: number[];
   let skipped: number[] = [];
-  if (policy === 'all') chosen = due;
+  // Due times ascend: when the first is on time, all are (the common case, without filtering).
+  if (policy === 'all' || !isMissed(due[0]!)) chosen = due;
   else if (policy === 'once') {
     // Missed occurrences collapse into the on-time ones, or into one catch-up run when none is on time.
     const onTime = due.filter((d) => !isMissed(d));
@@ -95,14 +96,13 @@ export function materialize(input: MaterializeInput): Materialized {
     for (const target of targets) runs.push(run(n, target, 'missed while the server was not running (catch-up: none)'));
   }
   // Unfinished runs only matter to `overlap: skip`; they are counted only then.
-  const skipOverlap = spec.concurrency?.overlap === 'skip';
-  const counts = new Map<string | null, number>();
-  const unfinishedOn = (target: string | null) =>
+  const counts = spec.concurrency?.overlap === 'skip' ? new Map<string | null, number>() : null;
+  const unfinishedOn = (counts: Map<string | null, number>, target: string | null) =>
     counts.get(target) ?? (typeof input.unfinished === 'number' ? input.unfinished : input.unfinished(target));
   for (const n of chosen) {
     for (const target of targets) {
-      if (skipOverlap) {
-        const unfinished = unfinishedOn(target);
+      if (counts) {
+        const unfinished = unfinishedOn(counts, target);
         if (unfinished >= (spec.concurrency?.max ?? 1)) {
           runs.push(run(n, target, 'the previous run had not ended (overlap: skip)'));
           continue;
