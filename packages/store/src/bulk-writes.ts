@@ -12,14 +12,22 @@ export type Prepare = (sql: string) => { run(...params: unknown[]): { changes: n
 
 const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
 
+/** The job specs of the last definitions loaded, with the text each was parsed from. */
+export interface LoadedSpecs {
+  jobs: Record<string, object>;
+  texts: Map<string, string>;
+}
+
 /**
- * The stored text of each spec object: the text it was parsed from when the definitions were loaded (serialising
- * 10,000 specs again was 15 ms of a plan tick), else serialised once per object (runs of one job share it).
+ * The stored text of each run's spec: the text its job's spec was parsed from when the definitions were last
+ * loaded, when the run carries that very object (serialising 10,000 specs again was 15 ms of a plan tick), else
+ * serialised once per object (runs of one job share it).
  */
-export function specTexts(known: WeakMap<object, string>): (spec: object) => string {
+export function specTexts(loaded: LoadedSpecs | null): (jobName: string, spec: object) => string {
   const texts = new Map<object, string>();
-  return (spec) => {
-    let t = known.get(spec) ?? texts.get(spec);
+  return (jobName, spec) => {
+    if (loaded !== null && loaded.jobs[jobName] === spec) return loaded.texts.get(jobName)!;
+    let t = texts.get(spec);
     if (t === undefined) texts.set(spec, (t = JSON.stringify(spec)));
     return t;
   };
@@ -50,11 +58,11 @@ const RUN_MANY = `INSERT INTO runs ${RUN_COLUMNS} VALUES ${Array(RUN_ROWS).fill(
  * count of events written checks it. The event's detail is built by SQLite from the row: `{origin}`, or
  * `{origin, reason}` for a skipped run.
  */
-export function insertRunsSqlite(prepare: Prepare, runs: NewRun[], specOf: (spec: object) => string, actor: string, at: number): number[] {
+export function insertRunsSqlite(prepare: Prepare, runs: NewRun[], specOf: (jobName: string, spec: object) => string, actor: string, at: number): number[] {
   const push = (p: unknown[], r: NewRun) => {
     const skipped = r.skipped !== undefined;
     p.push(r.jobName, r.planDate, r.nominalAt, r.dueAt, r.origin, skipped ? 'skipped' : 'waiting', r.held ? 1 : 0, r.priority,
-      r.targetAgent ?? null, r.rerunOf ?? null, specOf(r.spec), at, at, skipped ? at : null, r.skipped ?? null);
+      r.targetAgent ?? null, r.rerunOf ?? null, specOf(r.jobName, r.spec), at, at, skipped ? at : null, r.skipped ?? null);
   };
   let first = 0;
   let last = 0;
@@ -90,7 +98,7 @@ export function insertRunsSqlite(prepare: Prepare, runs: NewRun[], specOf: (spec
 }
 
 /** PostgreSQL: one statement per 10,000 runs with arrays as parameters (fixed texts, whatever the count). */
-export async function insertRunsPostgres(trx: Kysely<DB>, runs: NewRun[], specOf: (spec: object) => string, actor: string, at: number): Promise<number[]> {
+export async function insertRunsPostgres(trx: Kysely<DB>, runs: NewRun[], specOf: (jobName: string, spec: object) => string, actor: string, at: number): Promise<number[]> {
   const ids: number[] = [];
   for (let i = 0; i < runs.length; i += 10_000) {
     const part = runs.slice(i, i + 10_000);
@@ -102,7 +110,7 @@ export async function insertRunsPostgres(trx: Kysely<DB>, runs: NewRun[], specOf
       '$13::bigint[], $14::text[]) WITH ORDINALITY AS u (j, d, n, du, o, s, h, p, t, ro, sp, e, er, ord) ORDER BY ord RETURNING id',
       [part.map((r) => r.jobName), part.map((r) => r.planDate), part.map((r) => r.nominalAt), part.map((r) => r.dueAt), part.map((r) => r.origin),
         state, part.map((r) => (r.held ? 1 : 0)), part.map((r) => r.priority), part.map((r) => r.targetAgent ?? null), part.map((r) => r.rerunOf ?? null),
-        part.map((r) => specOf(r.spec)), at, part.map((r) => (r.skipped !== undefined ? at : null)), part.map((r) => r.skipped ?? null)],
+        part.map((r) => specOf(r.jobName, r.spec)), at, part.map((r) => (r.skipped !== undefined ? at : null)), part.map((r) => r.skipped ?? null)],
     ));
     // Ids are assigned in row order (ORDER BY ord, the write holds the rows); RETURNING's own order is not promised.
     const got = r.rows.map((g) => Number(g.id)).sort((a, b) => a - b);

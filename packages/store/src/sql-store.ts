@@ -3,7 +3,7 @@ import { type ApplyPlan, ConflictError, type Definitions, emptyDefinitions, NotF
 import { type Connection, lockResources, sqliteDirect, writeTx } from './connection.js';
 import type { DB } from './db.js';
 import { LATEST_SCHEMA_VERSION, migrate, type MigrationReport } from './migrate.js';
-import { insertRunsPostgres, insertRunsSqlite, newRunRecord, specTexts, setWaitReasonsSqlite, writeEntriesPostgres, writeEntriesSqlite } from './bulk-writes.js';
+import { insertRunsPostgres, insertRunsSqlite, type LoadedSpecs, newRunRecord, specTexts, setWaitReasonsSqlite, writeEntriesPostgres, writeEntriesSqlite } from './bulk-writes.js';
 import { messageFromRow, runFromRow, tokenFromRow, agentFromRow } from './rows.js';
 import type {
   AgentLinkUpdate, AgentRecord, CheckValue, ConditionRecord, ConditionRef, DispatchResult, FinishResult, FinishRun, MessageEvent,
@@ -82,11 +82,12 @@ export class SqlStore implements Store {
     for (const s of settings) d.settings[s.key as 'timezone' | 'newDayAt'] = s.value;
     for (const g of groups) d.groups[g.name] = JSON.parse(g.members);
     for (const r of resources) d.resources[r.name] = JSON.parse(r.spec);
+    const texts = new Map<string, string>();
     for (const j of jobs) {
-      const spec = JSON.parse(j.spec);
-      d.jobs[j.name] = spec;
-      this.specSource.set(spec, j.spec);
+      d.jobs[j.name] = JSON.parse(j.spec);
+      texts.set(j.name, j.spec);
     }
+    this.loadedSpecs = { jobs: d.jobs, texts };
     for (const c of checks) d.checks[c.name] = JSON.parse(c.spec);
     for (const n of rules) d.notify[n.name] = JSON.parse(n.spec);
     return d;
@@ -233,13 +234,13 @@ export class SqlStore implements Store {
    */
   private async insertRuns(trx: Kysely<DB>, runs: NewRun[], actor: string, at: number): Promise<RunRecord[]> {
     if (runs.length === 0) return [];
-    const specOf = specTexts(this.specSource);
+    const specOf = specTexts(this.loadedSpecs);
     const ids = this.kind === 'sqlite' ? insertRunsSqlite(this.prepare, runs, specOf, actor, at) : await insertRunsPostgres(trx, runs, specOf, actor, at);
     return runs.map((r, k) => newRunRecord(r, ids[k]!, at));
   }
 
-  /** The text each loaded job spec was parsed from: a run's stored spec is that text (bulk-writes.ts, specTexts). */
-  private readonly specSource = new WeakMap<object, string>();
+  /** The job specs last loaded and their texts: a run's stored spec is that text (bulk-writes.ts, specTexts). */
+  private loadedSpecs: LoadedSpecs | null = null;
 
   /** SQLite: the one connection's cached statements, for writes inside a transaction that holds it. */
   private readonly prepare = (text: string) => this.conn.statements!.prepare(text);
