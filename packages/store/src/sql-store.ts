@@ -3,6 +3,7 @@ import { type ApplyPlan, ConflictError, type Definitions, emptyDefinitions, NotF
 import { type Connection, lockResources, sqliteDirect, writeTx } from './connection.js';
 import type { DB } from './db.js';
 import { LATEST_SCHEMA_VERSION, migrate, type MigrationReport } from './migrate.js';
+import { insertRunsPostgres, insertRunsSqlite, type LoadedSpecs, newRunRecord, specTexts, setWaitReasonsSqlite, writeEntriesPostgres, writeEntriesSqlite } from './bulk-writes.js';
 import { messageFromRow, runFromRow, tokenFromRow, agentFromRow } from './rows.js';
 import type {
   AgentLinkUpdate, AgentRecord, CheckValue, ConditionRecord, ConditionRef, DispatchResult, FinishResult, FinishRun, MessageEvent,
@@ -10,28 +11,6 @@ import type {
   RunRecord, RunState, RunStep, Store, TokenRecord,
 } from './port.js';
 
-/** Rows per multi-row statement: within SQLite's 32,766 and PostgreSQL's 65,535 bound parameters at 15 columns. */
-const CHUNK = 1000;
-/** `(?, ?), (?, ?)` for SQLite multi-row statements; texts are remembered (a statement cache needs equal texts). */
-const placeholders = new Map<string, string>();
-function rowsOf(rows: number, columns: number): string {
-  const key = `${rows}x${columns}`;
-  let text = placeholders.get(key);
-  if (text === undefined) {
-    const row = `(${Array(columns).fill('?').join(', ')})`;
-    text = Array(rows).fill(row).join(', ');
-    if (placeholders.size < 1000) placeholders.set(key, text);
-  }
-  return text;
-}
-/** Runs per multi-row SQLite insert (15 columns: 1,500 parameters); the rest go one by one through one cached text. */
-const RUN_ROWS = 100;
-/** A new run as its columns, with the texts (spec, first event's detail) serialised once. */
-interface NewRunRow {
-  jobName: string; planDate: string; nominalAt: number | null; dueAt: number; origin: string; state: RunState; held: number;
-  priority: number; targetAgent: string | null; rerunOf: number | null; spec: string; endedAt: number | null; endReason: string | null;
-  detail: string;
-}
 const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
 const parse = (v: string | null): unknown => (v === null ? null : JSON.parse(v));
 
@@ -103,7 +82,12 @@ export class SqlStore implements Store {
     for (const s of settings) d.settings[s.key as 'timezone' | 'newDayAt'] = s.value;
     for (const g of groups) d.groups[g.name] = JSON.parse(g.members);
     for (const r of resources) d.resources[r.name] = JSON.parse(r.spec);
-    for (const j of jobs) d.jobs[j.name] = JSON.parse(j.spec);
+    const texts = new Map<string, string>();
+    for (const j of jobs) {
+      d.jobs[j.name] = JSON.parse(j.spec);
+      texts.set(j.name, j.spec);
+    }
+    this.loadedSpecs = { jobs: d.jobs, texts };
     for (const c of checks) d.checks[c.name] = JSON.parse(c.spec);
     for (const n of rules) d.notify[n.name] = JSON.parse(n.spec);
     return d;
@@ -248,100 +232,23 @@ export class SqlStore implements Store {
   }
 
   /**
-   * Inserts runs and their creation events in multi-row statements: a plan tick that makes 10,000 occurrences due
-   * is a few dozen statements, not 20,000 (docs/performance.md, plan-100k). Ids are assigned in row order on both
-   * dialects (the write lock is held), so the returned ids, sorted, match the input order. The records share the
-   * caller's spec objects: the stored text is their JSON, and nothing changes a run's spec in place.
+   * Inserts runs and their creation events in bulk (bulk-writes.ts): a plan tick that makes 10,000 occurrences due
+   * must stay well under 100 ms (docs/performance.md, plan-100k). Ids are assigned in input order on both dialects
+   * (the write lock is held). The records share the caller's spec objects: the stored text is their JSON, and
+   * nothing changes a run's spec in place.
    */
   private async insertRuns(trx: Kysely<DB>, runs: NewRun[], actor: string, at: number): Promise<RunRecord[]> {
     if (runs.length === 0) return [];
-    // Runs of one job share one spec object (a plan tick creates thousands): serialised once per object.
-    const specText = new Map<object, string>();
-    const detailText = new Map<string, string>();
-    const rows = runs.map((r) => {
-      let spec = specText.get(r.spec);
-      if (spec === undefined) specText.set(r.spec, (spec = JSON.stringify(r.spec)));
-      const key = `${r.origin}\u0000${r.skipped ?? ''}`;
-      let detail = detailText.get(key);
-      if (detail === undefined) detailText.set(key, (detail = json({ origin: r.origin, ...(r.skipped ? { reason: r.skipped } : {}) })!));
-      return {
-        jobName: r.jobName, planDate: r.planDate, nominalAt: r.nominalAt, dueAt: r.dueAt, origin: r.origin,
-        state: (r.skipped !== undefined ? 'skipped' : 'waiting') as RunState, held: r.held ? 1 : 0, priority: r.priority,
-        targetAgent: r.targetAgent ?? null, rerunOf: r.rerunOf ?? null, spec, endedAt: r.skipped !== undefined ? at : null,
-        endReason: r.skipped ?? null, detail,
-      };
-    });
-    // Only ids come back: the records are built from what the engine already holds (reading back 10,000 rows of
-    // spec JSON and parsing it again was most of a plan-100k tick).
-    const ids = this.kind === 'sqlite' ? this.insertRunsSqlite(rows, actor, at) : await this.insertRunsPostgres(trx, rows, actor, at);
-    return runs.map((r, k) => {
-      const row = rows[k]!;
-      return {
-        id: ids[k]!, jobName: r.jobName, planDate: r.planDate, nominalAt: r.nominalAt, dueAt: r.dueAt, origin: r.origin, state: row.state,
-        held: row.held === 1, attempt: 1, priority: r.priority, targetAgent: row.targetAgent, agentName: null, waitReason: null,
-        rerunOf: row.rerunOf, spec: r.spec, createdAt: at, dispatchedAt: null, startedAt: null, endedAt: row.endedAt, exitCode: null,
-        signal: null, endReason: row.endReason, result: null, outputBytes: 0, outputTruncated: false,
-      };
-    });
+    const specOf = specTexts(this.loadedSpecs);
+    const ids = this.kind === 'sqlite' ? insertRunsSqlite(this.prepare, runs, specOf, actor, at) : await insertRunsPostgres(trx, runs, specOf, actor, at);
+    return runs.map((r, k) => newRunRecord(r, ids[k]!, at));
   }
 
-  /**
-   * SQLite, inside the caller's write transaction (the one connection is held): fixed statement texts of RUN_ROWS
-   * rows plus a one-row form for the rest, so every statement is prepared once and reused.
-   */
-  private insertRunsSqlite(rows: NewRunRow[], actor: string, at: number): number[] {
-    const prepare = (text: string) => this.conn.statements!.prepare(text);
-    const cols = '(job_name, plan_date, nominal_at, due_at, origin, state, held, priority, target_agent, rerun_of, spec, created_at, updated_at, ended_at, end_reason)';
-    const ids: number[] = [];
-    const runParams = (part: NewRunRow[]) => {
-      const p: unknown[] = [];
-      for (const r of part) {
-        p.push(r.jobName, r.planDate, r.nominalAt, r.dueAt, r.origin, r.state, r.held, r.priority, r.targetAgent, r.rerunOf, r.spec, at, at, r.endedAt, r.endReason);
-      }
-      return p;
-    };
-    const eventParams = (part: NewRunRow[], first: number) => {
-      const p: unknown[] = [];
-      part.forEach((r, k) => p.push(ids[first + k], at, r.state, actor, r.detail));
-      return p;
-    };
-    for (let i = 0; i < rows.length; ) {
-      const n = rows.length - i >= RUN_ROWS ? RUN_ROWS : 1;
-      const part = rows.slice(i, i + n);
-      const got = prepare(`INSERT INTO runs ${cols} VALUES ${rowsOf(n, 15)} RETURNING id`).all(...runParams(part)) as { id: number }[];
-      // Ids are assigned in row order; RETURNING's own order is not promised.
-      for (const id of got.map((g) => g.id).sort((a, b) => a - b)) ids.push(id);
-      prepare(`INSERT INTO run_events (run_id, at, from_state, to_state, actor, detail) VALUES ${rowsOf(n, 5).replaceAll('(?, ?, ?, ?, ?)', '(?, ?, NULL, ?, ?, ?)')}`)
-        .run(...eventParams(part, i));
-      i += n;
-    }
-    return ids;
-  }
+  /** The job specs last loaded and their texts: a run's stored spec is that text (bulk-writes.ts, specTexts). */
+  private loadedSpecs: LoadedSpecs | null = null;
 
-  /** PostgreSQL: one statement per 10,000 runs with arrays as parameters (fixed texts, whatever the count). */
-  private async insertRunsPostgres(trx: Kysely<DB>, rows: NewRunRow[], actor: string, at: number): Promise<number[]> {
-    const ids: number[] = [];
-    for (let i = 0; i < rows.length; i += 10_000) {
-      const part = rows.slice(i, i + 10_000);
-      const col = <K extends keyof NewRunRow>(k: K) => part.map((r) => r[k]);
-      const r = await trx.executeQuery<{ id: number }>(CompiledQuery.raw(
-        'INSERT INTO runs (job_name, plan_date, nominal_at, due_at, origin, state, held, priority, target_agent, rerun_of, spec, ' +
-        'created_at, updated_at, ended_at, end_reason) SELECT j, d, n, du, o, s, h, p, t, ro, sp, $12, $12, e, er FROM unnest(' +
-        '$1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::int[], $8::int[], $9::text[], $10::bigint[], $11::text[], ' +
-        '$13::bigint[], $14::text[]) WITH ORDINALITY AS u (j, d, n, du, o, s, h, p, t, ro, sp, e, er, ord) ORDER BY ord RETURNING id',
-        [col('jobName'), col('planDate'), col('nominalAt'), col('dueAt'), col('origin'), col('state'), col('held'), col('priority'),
-          col('targetAgent'), col('rerunOf'), col('spec'), at, col('endedAt'), col('endReason')],
-      ));
-      const got = r.rows.map((g) => Number(g.id)).sort((a, b) => a - b);
-      await trx.executeQuery(CompiledQuery.raw(
-        'INSERT INTO run_events (run_id, at, from_state, to_state, actor, detail) ' +
-        'SELECT id, $2, NULL, s, $3, dt FROM unnest($1::bigint[], $4::text[], $5::text[]) AS u (id, s, dt)',
-        [got, at, actor, col('state'), col('detail')],
-      ));
-      ids.push(...got);
-    }
-    return ids;
-  }
+  /** SQLite: the one connection's cached statements, for writes inside a transaction that holds it. */
+  private readonly prepare = (text: string) => this.conn.statements!.prepare(text);
 
   // ── Plan days ────────────────────────────────────────────────────────────────────────────────
 
@@ -356,33 +263,10 @@ export class SqlStore implements Store {
     });
   }
 
-  /**
-   * Upserts entries with fixed statement texts (a plan day of 100,000 jobs is 100 statements, each prepared once):
-   * building 100,000 rows through the query builder cost more than writing them (plan-100k).
-   */
+  /** Upserts entries with fixed statement texts: a plan day of 100,000 jobs is 100 statements, each prepared once (plan-100k). */
   private async writeEntries(trx: Kysely<DB>, entries: PlanEntryRecord[]): Promise<void> {
-    const set = 'ON CONFLICT (plan_date, job_name) DO UPDATE SET next_due_at = excluded.next_due_at, ' +
-      'last_nominal_at = excluded.last_nominal_at, job_revision = excluded.job_revision';
-    if (this.kind === 'postgres') {
-      // One statement may not touch a row twice (PostgreSQL refuses): the last entry for a key wins.
-      const unique = [...new Map(entries.map((e) => [`${e.planDate}|${e.jobName}`, e])).values()];
-      for (let i = 0; i < unique.length; i += 10_000) {
-        const part = unique.slice(i, i + 10_000);
-        await trx.executeQuery(CompiledQuery.raw(
-          'INSERT INTO plan_entries (plan_date, job_name, next_due_at, last_nominal_at, job_revision) ' +
-          `SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::int[]) ${set}`,
-          [part.map((e) => e.planDate), part.map((e) => e.jobName), part.map((e) => e.nextDueAt), part.map((e) => e.lastNominalAt), part.map((e) => e.jobRevision)],
-        ));
-      }
-      return;
-    }
-    // SQLite applies the rows in order, so a later entry for the same key simply wins (no de-duplication needed).
-    for (let i = 0; i < entries.length; i += CHUNK) {
-      const part = entries.slice(i, i + CHUNK);
-      const params: unknown[] = [];
-      for (const e of part) params.push(e.planDate, e.jobName, e.nextDueAt, e.lastNominalAt, e.jobRevision);
-      await trx.executeQuery(CompiledQuery.raw(`INSERT INTO plan_entries (plan_date, job_name, next_due_at, last_nominal_at, job_revision) VALUES ${rowsOf(part.length, 5)} ${set}`, params));
-    }
+    if (this.kind === 'postgres') await writeEntriesPostgres(trx, entries);
+    else writeEntriesSqlite(this.prepare, entries);
   }
 
   async planDays(): Promise<PlanDayRecord[]> {
@@ -427,11 +311,7 @@ export class SqlStore implements Store {
       return t;
     };
     if (this.kind === 'sqlite') {
-      // One cached statement per run by primary key: cheaper than compiling multi-row VALUES joins (plan-100k).
-      await sqliteDirect(this.conn, true, (prepare) => {
-        const update = prepare(`UPDATE runs SET wait_reason = ? WHERE id = ? AND state = 'waiting'`);
-        for (const i of items) update.run(textOf(i.reason), i.runId);
-      });
+      await sqliteDirect(this.conn, true, (prepare) => setWaitReasonsSqlite(prepare, items));
       return;
     }
     await this.tx(async (trx) => {

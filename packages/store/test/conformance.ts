@@ -344,6 +344,30 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       expect((await store.getRun(created[7]!.id))!.waitReason).toBeNull(); // skipped: not waiting, no reason
     });
 
+    it('writes shared wait reasons over ranges of ids, only on waiting runs, the last one given winning', async () => {
+      const created = await store.createRuns(Array.from({ length: 9 }, (_, i) => newRun({ jobName: `shared-${i}`, ...(i === 4 ? { skipped: 'overlap' } : {}) })), 'scheduler', T0);
+      // Every run has exactly its creation event, built with its origin (and reason when skipped).
+      for (const r of created) {
+        expect(await store.runEvents(r.id)).toEqual([{ at: T0, fromState: null, toState: r.state, actor: 'scheduler', detail: r.state === 'skipped' ? { origin: 'schedule', reason: 'overlap' } : { origin: 'schedule' } }]);
+      }
+      const a = { code: 'no-agent', target: 'x' };
+      const b = { code: 'held' };
+      const ids = created.map((r) => r.id);
+      // Runs 0–3 and 5–6 share `a` (run 4, between them, is skipped), run 7 has `b`, run 8 `a` then `b`.
+      await store.setWaitReasons([...[0, 1, 2, 3, 4, 5, 6, 8].map((i) => ({ runId: ids[i]!, reason: a })), { runId: ids[7]!, reason: b }, { runId: ids[8]!, reason: b }]);
+      const reasons = await Promise.all(ids.map(async (id) => (await store.getRun(id))!.waitReason));
+      expect(reasons).toEqual([a, a, a, a, null, a, a, b, b]);
+    });
+
+    it('stores a run spec taken from loaded definitions as that spec', async () => {
+      const desired = emptyDefinitions();
+      desired.jobs = { loaded: { run: { command: ['/bin/echo', 'ü "q"'] }, on: { agent: 'a1' }, schedule: { cron: '0 1 * * *' }, priority: 2 } as JobSpec };
+      await store.applyDefinitions(planApply(await store.loadDefinitions(), desired, { defaultTimezone: 'UTC' }), 'test', T0);
+      const loaded = (await store.loadDefinitions()).jobs.loaded!;
+      const [run] = await store.advancePlan([], [newRun({ jobName: 'loaded', spec: loaded })], 'scheduler', T0);
+      expect((await store.getRun(run!.id))!.spec).toEqual(desired.jobs.loaded);
+    });
+
     it('requeues a dispatched run that never reached its agent, and knows when definitions changed', async () => {
       const [run] = await store.createRuns([newRun({ jobName: 'requeue' })], 's', T0);
       await store.dispatchRun({ runId: run!.id, agent: 'a1', at: T0, actor: 's', pools: [{ resource: 'rq', units: 1, capacity: 1 }], rates: [] });

@@ -69,7 +69,8 @@ export function materialize(input: MaterializeInput): Materialized {
   const isMissed = (d: number) => d < now - input.graceMs;
   let chosen: number[];
   let skipped: number[] = [];
-  if (policy === 'all') chosen = due;
+  // Due times ascend: when the first is on time, all are (the common case, without filtering).
+  if (policy === 'all' || !isMissed(due[0]!)) chosen = due;
   else if (policy === 'once') {
     // Missed occurrences collapse into the on-time ones, or into one catch-up run when none is on time.
     const onTime = due.filter((d) => !isMissed(d));
@@ -82,26 +83,33 @@ export function materialize(input: MaterializeInput): Materialized {
 
   const targets = input.fanOut ?? [null];
   const runs: PlannedRun[] = [];
-  const base = (nominal: number) => ({
-    jobName: entry.jobName, planDate: entry.planDate, nominalAt: nominal, dueAt: nominal,
-    origin: isMissed(nominal) ? ('catch-up' as const) : ('schedule' as const),
-  });
+  // Built field by field, not spread: a plan tick builds 10,000 of them (plan-100k).
+  const run = (nominal: number, target: string | null, skippedBecause?: string): PlannedRun => {
+    const r: PlannedRun = {
+      jobName: entry.jobName, planDate: entry.planDate, nominalAt: nominal, dueAt: nominal,
+      origin: isMissed(nominal) ? 'catch-up' : 'schedule', targetAgent: target,
+    };
+    if (skippedBecause !== undefined) r.skipped = skippedBecause;
+    return r;
+  };
   for (const n of skipped) {
-    for (const target of targets) runs.push({ ...base(n), targetAgent: target, skipped: 'missed while the server was not running (catch-up: none)' });
+    for (const target of targets) runs.push(run(n, target, 'missed while the server was not running (catch-up: none)'));
   }
-  const counts = new Map<string | null, number>();
-  const unfinishedOn = (target: string | null) =>
+  // Unfinished runs only matter to `overlap: skip`; they are counted only then.
+  const counts = spec.concurrency?.overlap === 'skip' ? new Map<string | null, number>() : null;
+  const unfinishedOn = (counts: Map<string | null, number>, target: string | null) =>
     counts.get(target) ?? (typeof input.unfinished === 'number' ? input.unfinished : input.unfinished(target));
-  const skipOverlap = spec.concurrency?.overlap === 'skip';
   for (const n of chosen) {
     for (const target of targets) {
-      const unfinished = unfinishedOn(target);
-      if (skipOverlap && unfinished >= (spec.concurrency?.max ?? 1)) {
-        runs.push({ ...base(n), targetAgent: target, skipped: 'the previous run had not ended (overlap: skip)' });
-        continue;
+      if (counts) {
+        const unfinished = unfinishedOn(counts, target);
+        if (unfinished >= (spec.concurrency?.max ?? 1)) {
+          runs.push(run(n, target, 'the previous run had not ended (overlap: skip)'));
+          continue;
+        }
+        counts.set(target, unfinished + 1);
       }
-      runs.push({ ...base(n), targetAgent: target });
-      counts.set(target, unfinished + 1);
+      runs.push(run(n, target));
     }
   }
   return { runs, nextDueAt, lastNominalAt };

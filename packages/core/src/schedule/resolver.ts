@@ -34,6 +34,8 @@ type Gate = 'new' | 'due' | 'held' | 'conditions' | 'concurrency' | 'agent' | 'c
 interface Entry {
   run: WaitingRun;
   ckey: string;
+  /** `j:` + ckey: the key of the run's concurrency index. */
+  jkey: string;
   shapeKey: string;
   gate: Gate;
   /** Keys of unordered indexes (conditions, concurrency) the run is filed under. */
@@ -71,7 +73,11 @@ type Item = Entry | Cursor;
 
 export class Resolver {
   private readonly entries = new Map<number, Entry>();
-  private readonly byKey = new Map<string, Set<Entry>>();
+  /**
+   * Runs per key of the unordered indexes: one run as itself, a set from the second on (a plan tick files 10,000
+   * new runs of 10,000 jobs under their own concurrency keys: a set per key was most of filing them, plan-100k).
+   */
+  private readonly byKey = new Map<string, Entry | Set<Entry>>();
   /** Contenders per resource, in decision order (one base priority: due time, id). */
   private readonly byResource = new Map<string, Entry[]>();
   private readonly due = new DueHeap<number>();
@@ -124,15 +130,22 @@ export class Resolver {
       if (e.gate === 'dispatched') e.gate = 'new';
       e.filedShape = null;
     } else {
-      e = { run, ckey: '', shapeKey: '', gate: 'new', keys: [], resources: [], filedShape: null, filedRun: null, reserved: null, reason: null, touched: null, queued: -1, done: -1 };
+      e = { run, ckey: '', jkey: '', shapeKey: '', gate: 'new', keys: [], resources: [], filedShape: null, filedRun: null, reserved: null, reason: null, touched: null, queued: -1, done: -1 };
       this.entries.set(run.id, e);
     }
     e.run = run;
     e.ckey = concurrencyKey(run.jobName, run.targetAgent);
+    e.jkey = `j:${e.ckey}`;
     const onKey = run.targetAgent !== null ? `@${run.targetAgent}` : JSON.stringify(run.spec.on);
     e.shapeKey = `${onKey}|${runKind(run.spec)}|${run.spec.resources ? JSON.stringify(run.spec.resources) : ''}`;
     this.countPriority(run.priority, 1);
     this.dirtyRuns.add(e);
+  }
+
+  /** The runs filed under an unordered index key. */
+  private filed(key: string): Iterable<Entry> {
+    const f = this.byKey.get(key);
+    return f === undefined ? [] : f instanceof Set ? f : [f];
   }
 
   /** A run that no longer waits (dispatched, ended, deleted). */
@@ -226,7 +239,7 @@ export class Resolver {
     }
     for (const key of this.dirtyKeys) {
       this.cascaded.add(key);
-      for (const e of this.byKey.get(key) ?? []) this.enqueue(e);
+      for (const e of this.filed(key)) this.enqueue(e);
     }
     this.dirtyKeys.clear();
     for (const r of this.dirtyResources) {
@@ -350,18 +363,18 @@ export class Resolver {
     const ckey = e.ckey;
     const max = run.spec.concurrency?.max ?? 1;
     if ((w.jobActive.get(ckey) ?? 0) >= max) {
-      this.refile(e, 'concurrency', [`j:${ckey}`]);
+      this.refile(e, 'concurrency', e.jkey);
       return { code: 'concurrency', max, active: s.activeByJob.get(ckey) ?? [] };
     }
     const shape = this.shapeOf(e.shapeKey, run, ctx.agents, s);
     if (shape.noAgent) {
-      this.refile(e, 'agent', [`j:${ckey}`]);
+      this.refile(e, 'agent', e.jkey);
       let r = ctx.noAgent.get(e.shapeKey);
       if (!r) ctx.noAgent.set(e.shapeKey, (r = noPlaceReason(shape.candidates, placeRun(run, shape.kind, shape.candidates, ctx.agents, ctx.snapshot, w))));
       return r;
     }
     if (e.gate !== 'contender' || e.filedShape !== e.shapeKey) {
-      this.refile(e, 'contender', [`j:${ckey}`]);
+      this.refile(e, 'contender', e.jkey);
       for (const r of shape.resources) this.fileResource(e, r);
       e.filedShape = e.shapeKey;
     }
@@ -386,7 +399,7 @@ export class Resolver {
         if (rate && !this.full_.has(q.resource) && this.inWindow(q.resource, rate.windowMs).length >= rate.capacity) this.full_.set(q.resource, run);
         this.cascade(q.resource, e);
       }
-      this.cascadeKey(`j:${ckey}`, e);
+      this.cascadeKey(e.jkey, e);
       return null;
     }
     const r = noPlaceReason(shape.candidates, placed);
@@ -485,7 +498,7 @@ export class Resolver {
   private cascadeKey(key: string, from: Entry): void {
     if (this.everything || this.cascaded.has(key)) return;
     this.cascaded.add(key);
-    for (const e of this.byKey.get(key) ?? []) if (e.done !== this.pass && this.before(from.run, e.run)) this.enqueue(e);
+    for (const e of this.filed(key)) if (e.done !== this.pass && this.before(from.run, e.run)) this.enqueue(e);
   }
 
   /** A run that leaves gives up its reservation: the runs waiting on that resource are decided again. */
@@ -497,26 +510,34 @@ export class Resolver {
     e.reserved = null;
   }
 
-  private refile(e: Entry, gate: Gate, keys: string[] = []): void {
+  private refile(e: Entry, gate: Gate, keys: string | string[] = []): void {
     this.unfile(e);
     this.unfileResources(e);
     e.filedShape = null;
     e.gate = gate;
-    for (const key of keys) {
-      let set = this.byKey.get(key);
-      if (!set) this.byKey.set(key, (set = new Set()));
-      set.add(e);
-      e.keys.push(key);
-    }
+    if (typeof keys === 'string') this.fileKey(e, keys);
+    else for (const key of keys) this.fileKey(e, key);
+  }
+
+  private fileKey(e: Entry, key: string): void {
+    const f = this.byKey.get(key);
+    if (f === undefined) this.byKey.set(key, e);
+    else if (f instanceof Set) f.add(e);
+    else if (f !== e) this.byKey.set(key, new Set([f, e]));
+    e.keys.push(key);
   }
 
   private unfile(e: Entry): void {
     for (const key of e.keys) {
-      const set = this.byKey.get(key);
-      set?.delete(e);
-      if (set?.size === 0) this.byKey.delete(key);
+      const f = this.byKey.get(key);
+      if (f === e) this.byKey.delete(key);
+      else if (f instanceof Set) {
+        f.delete(e);
+        if (f.size === 0) this.byKey.delete(key);
+      }
     }
-    e.keys = [];
+    // Emptied in place: the list belongs to the entry alone.
+    e.keys.length = 0;
   }
 
   private fileResource(e: Entry, resource: string): void {

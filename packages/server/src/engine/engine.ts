@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import {
-  compileSchedule, ConflictError, DueHeap, type Definitions, expandTarget, materialize, type Occurrences, type Schedule, planCalendar, type PlanCalendar,
+  compileSchedule, ConflictError, DueHeap, type Definitions, expandTarget, type JobSpec, materialize, type Occurrences, type Schedule, planCalendar, type PlanCalendar,
   addDays, planDateOf, planDayBounds, type WaitReason, canonicalJson, parseDuration, parseSize,
 } from '@batchalyzer/core';
 import type { NewRun, PlanEntryRecord, RunRecord, Store } from '@batchalyzer/store';
@@ -54,13 +54,18 @@ export class Engine implements Service {
   /** Due times of `entries`, ordered; stale heap items (entry moved or gone) are skipped when popped. */
   private readonly due = new DueHeap<string>();
   private readonly loadedDays = new Set<string>();
-  private readonly schedules = new Map<string, { schedule: object; calendar: PlanCalendar; occ: Occurrences }>();
   /**
    * Compiled schedules shared by every job with the same schedule (a cron library instance costs ~0.6 ms and
    * tens of KB; 100,000 jobs usually have far fewer distinct schedules), each remembering its last answer, so
    * that loading a plan day asks each distinct schedule once (docs/performance.md, plan-100k).
    */
   private readonly compiled = new Map<string, Occurrences>();
+  /**
+   * The same by schedule object, for the current definitions and calendar (replaced together, and this with
+   * them): filled while loading a plan day, so that a tick finds a due job's schedule without serialising it
+   * (10,000 due jobs at once, plan-100k).
+   */
+  private bySchedule = new Map<object, Occurrences>();
   private readonly persistedReasons = new Map<number, string>();
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
@@ -113,8 +118,7 @@ export class Engine implements Service {
     await this.running;
   }
 
-  private setEntry(e: PlanEntryRecord): void {
-    const key = `${e.planDate}|${e.jobName}`;
+  private setEntry(e: PlanEntryRecord, key = `${e.planDate}|${e.jobName}`): void {
     if (e.nextDueAt === null) {
       this.entries.delete(key);
       return;
@@ -201,6 +205,7 @@ export class Engine implements Service {
   async reloadDefinitions(): Promise<void> {
     this.defsVersion = await this.store.definitionsVersion();
     this.defs = await this.store.loadDefinitions();
+    this.bySchedule = new Map();
     const before = this.calendar ? canonicalJson(this.calendar) : null;
     this.calendar = planCalendar(this.defs.settings.timezone ?? this.options.timezone, this.defs.settings.newDayAt ?? '00:00');
     if (before !== null && before !== canonicalJson(this.calendar)) this.calendarChanged = true;
@@ -208,25 +213,22 @@ export class Engine implements Service {
 
   occurrencesOf(jobName: string): Occurrences | null {
     const spec = this.defs.jobs[jobName];
-    if (!spec?.schedule) return null;
-    // The definitions object is replaced when definitions change, so the same schedule object means the same schedule.
-    const cached = this.schedules.get(jobName);
-    if (cached?.schedule === spec.schedule && cached.calendar === this.calendar) return cached.occ;
-    const occ = this.compiledOf(spec.schedule);
-    this.schedules.set(jobName, { schedule: spec.schedule, calendar: this.calendar, occ });
-    return occ;
+    return spec?.schedule ? this.compiledOf(spec.schedule) : null;
   }
 
-  /** The shared compilation of a schedule (without the per-job memo, which a plan-day load of every job does not need). */
+  /** The shared compilation of a schedule. */
   private compiledOf(schedule: Schedule): Occurrences {
+    let occ = this.bySchedule.get(schedule);
+    if (occ) return occ;
     // Equal texts mean equal schedules (a different key order only costs one more compilation); canonical JSON
     // of 100,000 schedules was a tenth of the plan-day load.
     const key = `${this.calendar.timezone}|${this.calendar.newDayAtMinutes}|${JSON.stringify(schedule)}`;
-    let occ = this.compiled.get(key);
+    occ = this.compiled.get(key);
     if (!occ) {
       occ = rememberLast(compileSchedule(schedule, this.calendar.timezone, this.calendar));
       this.compiled.set(key, occ);
     }
+    this.bySchedule.set(schedule, occ);
     return occ;
   }
 
@@ -296,8 +298,6 @@ export class Engine implements Service {
   private firstEntry(jobName: string, date: string, from: number, end: number): PlanEntryRecord | null {
     const spec = this.defs.jobs[jobName]!;
     if (spec.enabled === false || !spec.schedule) return null;
-    // Not occurrencesOf: 100,000 per-job memo entries would only feed the garbage collector (plan-100k); jobs that
-    // come due get theirs in materializeDue.
     const occ = this.compiledOf(spec.schedule);
     const first = occ.kind === 'after' ? from : occ.next(from - 1);
     if (first === null || first >= end) return null;
@@ -331,13 +331,14 @@ export class Engine implements Service {
     for (const e of updates) this.setEntry(e);
   }
 
-  private fanOut(jobName: string): string[] | null {
-    const spec = this.defs.jobs[jobName]!;
+  private fanOut(spec: JobSpec): string[] | null {
     return spec.on.mode === 'all' ? expandTarget(spec.on, this.defs.groups) : null;
   }
 
+  /** Turns the due plan entries into runs: one store transaction for the runs and the entries' next times. */
   private async materializeDue(now: number): Promise<void> {
     const updates: PlanEntryRecord[] = [];
+    const keys: string[] = [];
     const runs: NewRun[] = [];
     const seen = new Set<string>();
     // A tick's due entries are nearly all of one plan day: its bounds computed once, not per entry.
@@ -352,22 +353,27 @@ export class Engine implements Service {
       if (top.at > now) break;
       this.due.pop();
       seen.add(top.key);
+      keys.push(top.key);
       const spec = this.defs.jobs[e.jobName];
-      const occ = this.occurrencesOf(e.jobName);
-      if (!spec || !occ || spec.enabled === false) {
-        updates.push({ ...e, nextDueAt: null });
-        this.entries.delete(top.key);
+      if (!spec?.schedule || spec.enabled === false) {
+        updates.push({ planDate: e.planDate, jobName: e.jobName, nextDueAt: null, lastNominalAt: e.lastNominalAt, jobRevision: e.jobRevision });
         continue;
       }
       let end = dayEnds.get(e.planDate);
       if (end === undefined) dayEnds.set(e.planDate, (end = planDayBounds(e.planDate, this.calendar).end));
       const m = materialize({
-        entry: e, spec, occurrences: occ, now, dayEnd: end, graceMs: this.options.graceMs,
+        entry: e, spec, occurrences: this.compiledOf(spec.schedule), now, dayEnd: end, graceMs: this.options.graceMs,
         unfinished: (target) => this.state.unfinishedOf(e.jobName).filter((r) => r.targetAgent === target).length,
-        fanOut: this.fanOut(e.jobName),
+        fanOut: this.fanOut(spec),
       });
-      updates.push({ ...e, nextDueAt: m.nextDueAt, lastNominalAt: m.lastNominalAt });
-      for (const r of m.runs) runs.push({ ...r, priority: spec.priority ?? 0, spec });
+      // Records built field by field, not spread: 10,000 of each in one tick (plan-100k).
+      updates.push({ planDate: e.planDate, jobName: e.jobName, nextDueAt: m.nextDueAt, lastNominalAt: m.lastNominalAt, jobRevision: e.jobRevision });
+      const priority = spec.priority ?? 0;
+      for (const r of m.runs) {
+        const run: NewRun = { jobName: r.jobName, planDate: r.planDate, nominalAt: r.nominalAt, dueAt: r.dueAt, origin: r.origin, priority, targetAgent: r.targetAgent, spec };
+        if (r.skipped !== undefined) run.skipped = r.skipped;
+        runs.push(run);
+      }
     }
     if (updates.length === 0) return;
     let created: RunRecord[];
@@ -381,7 +387,7 @@ export class Engine implements Service {
       throw err;
     }
     // Entries move on only once the runs are committed: a crash in between repeats nothing and loses nothing.
-    for (const u of updates) this.setEntry(u);
+    for (let k = 0; k < updates.length; k++) this.setEntry(updates[k]!, keys[k]);
     for (const r of created) {
       this.track(r);
       // An `after` chain continues past a skipped occurrence: the next one follows from now.

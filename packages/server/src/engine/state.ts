@@ -14,7 +14,11 @@ import type { ConnectedAgent } from '../link.js';
  * Without them each due plan entry scanned every unfinished run (O(due × unfinished) per tick, plan-100k).
  */
 export class RunMap extends Map<number, RunRecord> {
-  private readonly byJob = new Map<string, Set<number>>();
+  /**
+   * Ids per job: one id as a number, a set from the second on (a plan tick adds 10,000 runs of 10,000 jobs, one
+   * each: a set per job was a tenth of registering them, plan-100k).
+   */
+  private readonly byJob = new Map<string, number | Set<number>>();
   waitingCount = 0;
   /** Told of every change, so that the resolver and the active-run indexes follow the mirror. */
   onChange: (old: RunRecord | undefined, run: RunRecord | undefined) => void = () => undefined;
@@ -25,9 +29,11 @@ export class RunMap extends Map<number, RunRecord> {
     super.set(id, run);
     this.onChange(old, run);
     // Map's constructor calls set before the fields above exist; no entries are passed to it here.
-    let ids = this.byJob.get(run.jobName);
-    if (!ids) this.byJob.set(run.jobName, (ids = new Set()));
-    ids.add(id);
+    const ids = this.byJob.get(run.jobName);
+    if (ids === undefined) this.byJob.set(run.jobName, id);
+    else if (typeof ids === 'number') {
+      if (ids !== id) this.byJob.set(run.jobName, new Set([ids, id]));
+    } else ids.add(id);
     if (run.state === 'waiting') this.waitingCount++;
     return this;
   }
@@ -49,14 +55,19 @@ export class RunMap extends Map<number, RunRecord> {
 
   private unindex(run: RunRecord): void {
     const ids = this.byJob.get(run.jobName);
-    ids?.delete(run.id);
-    if (ids?.size === 0) this.byJob.delete(run.jobName);
+    if (ids === run.id) this.byJob.delete(run.jobName);
+    else if (typeof ids === 'object') {
+      ids.delete(run.id);
+      if (ids.size === 0) this.byJob.delete(run.jobName);
+    }
     if (run.state === 'waiting') this.waitingCount--;
   }
 
   ofJob(jobName: string): RunRecord[] {
     const ids = this.byJob.get(jobName);
-    return ids ? [...ids].map((id) => super.get(id)!) : [];
+    if (ids === undefined) return [];
+    if (typeof ids === 'number') return [super.get(ids)!];
+    return [...ids].map((id) => super.get(id)!);
   }
 }
 
@@ -86,7 +97,10 @@ export class EngineState {
   private runChanged(old: RunRecord | undefined, run: RunRecord | undefined): void {
     if (old && old.state !== 'waiting') this.setActive(old, -1);
     if (run && run.state !== 'waiting') this.setActive(run, 1);
-    if (run?.state === 'waiting') this.resolver.upsert(waitingView(run));
+    // The record itself is the resolver's view of the run (a RunRecord is a WaitingRun): a change of what the
+    // resolver reads replaces the record, never changes it in place (only the wait reason is set in place), and a
+    // copy per new run was a tenth of a plan tick's garbage (plan-100k).
+    if (run?.state === 'waiting') this.resolver.upsert(run);
     else if (old?.state === 'waiting') this.resolver.remove(old.id);
   }
 
@@ -107,7 +121,7 @@ export class EngineState {
   /** A dispatch the store refused: the run is decided again. */
   requeued(runId: number): void {
     const run = this.runs.get(runId);
-    if (run?.state === 'waiting') this.resolver.upsert(waitingView(run));
+    if (run?.state === 'waiting') this.resolver.upsert(run);
   }
 
   async load(store: Store, maxRateWindowMs: number, now: number): Promise<void> {
