@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { AGENT_PATH, encodeOutputFrame, PROTOCOL_VERSION, signChallenge } from '@batchalyzer/protocol';
-import { registerAgent, serverWithAgent, until } from './support/agent.js';
+import { FAST_HUB, registerAgent, serverWithAgent, until } from './support/agent.js';
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -54,7 +54,7 @@ class Client {
     }, 10_000, 5);
   }
 
-  async authenticate(name: string, key: string, protocol = PROTOCOL_VERSION): Promise<void> {
+  async authenticate(name: string, key: string, protocol = PROTOCOL_VERSION, heartbeats = true): Promise<void> {
     await this.opened();
     this.send({
       type: 'hello', protocol, agent: name, version: 'fuzz', clock: Date.now(), facts: {},
@@ -64,9 +64,14 @@ class Client {
     const challenge = await this.next('challenge');
     this.send({ type: 'auth', signature: signChallenge(key, challenge.nonce as string, name, protocol) });
     await this.next('welcome');
+    if (!heartbeats) return;
     // Like a real agent: heartbeats, or the server drops the connection as silent.
     const beat = setInterval(() => this.ws.readyState === WebSocket.OPEN && this.send({ type: 'heartbeat', at: Date.now(), activeRuns: [] }), 300);
     this.ws.on('close', () => clearInterval(beat));
+  }
+
+  acks(): unknown[] {
+    return this.inbox.filter((m) => m.type === 'ack').map((m) => m.seq);
   }
 
   send(m: unknown): void {
@@ -194,5 +199,26 @@ describe('hostile agent frames (brief §8)', () => {
     const ok = await server.run('a1', { shell: 'echo fine' });
     await until('a1 still works', async () => (await store.getRun(ok))!.state === 'succeeded');
     expect(server.events.filter((e) => e.event === 'agent:disconnected' && e.name === 'a1')).toHaveLength(0);
+  });
+});
+
+describe('acknowledgements (brief §12)', () => {
+  it('reports committed one after the other are acknowledged together, only after their commits', async () => {
+    // Heartbeats are answered by an ack of their own: this client sends none, and the delay is long enough that
+    // both commits happen within it however slow the machine.
+    const { server, agent, store, data } = await serverWithAgent('a1', [], { ...FAST_HUB, ackDelayMs: 2_000 });
+    cleanup.push(() => server.stop(), () => agent.kill9(), () => store.close());
+    const key = readFileSync(await registerAgent(data, 'quiet'), 'utf8').trim();
+    const client = new Client(server.url);
+    await client.authenticate('quiet', key, PROTOCOL_VERSION, false);
+    const runId = await server.run('quiet', { shell: 'true' });
+    await until('dispatched', async () => (await store.getRun(runId))!.state === 'dispatched');
+    client.send({ type: 'report', seq: 1, item: { kind: 'started', runId, attempt: 1, at: Date.now() } });
+    await until('started committed', async () => (await store.getRun(runId))!.state === 'running');
+    expect(client.acks()).toEqual([]); // committed, and the ack waits for more
+    client.send({ type: 'report', seq: 2, item: { kind: 'finished', runId, attempt: 1, at: Date.now(), exitCode: 0, signal: null, timedOut: false } });
+    await until('finished committed', async () => (await store.getRun(runId))!.state === 'succeeded');
+    expect(await client.next('ack')).toEqual({ type: 'ack', seq: 2 });
+    expect(client.acks()).toEqual([]);
   });
 });

@@ -18,6 +18,14 @@ describe('protocol messages', () => {
     expect(parseServerMessage('{"type":"ack","seq":9}')).toEqual({ ok: true, message: { type: 'ack', seq: 9 } });
   });
 
+  it('takes an ack by its quick path only in the exact shape the schema accepts', () => {
+    expect(parseServerMessage('{"seq":0,"type":"ack"}')).toEqual({ ok: true, message: { type: 'ack', seq: 0 } });
+    for (const bad of ['{"type":"ack","seq":-1}', '{"type":"ack","seq":1.5}', '{"type":"ack","seq":"1"}', '{"type":"ack"}', '{"type":"ack","seq":1,"x":1}',
+      '{"type":"ack","seq":1,"__proto__":{}}', `{"type":"ack","seq":${2 ** 53}}`, '[]', 'null']) {
+      expect(parseServerMessage(bad).ok, bad).toBe(false);
+    }
+  });
+
   it('never throws, and says what is wrong', () => {
     const inputs: (string | Buffer)[] = ['', '{', 'null', '[]', '1', '"x"', Buffer.from([0xff, 0xfe]), '{"type":"nope"}', '{"type":"report","seq":"1"}',
       JSON.stringify({ ...hello, extra: 1 }), JSON.stringify({ ...hello, agent: '../etc' }), JSON.stringify({ type: 'report', seq: 1, item: { kind: 'output', runId: 1, attempt: 1, at: 1, stream: 'stdout', chunk: 1, data: '!!' } })];

@@ -44,6 +44,10 @@ export class AgentSession {
   private pumping = false;
   private pendingBytes = 0;
   private lastAckAt = 0;
+  /** Highest sequence committed on this connection, and the highest acknowledged to the agent. */
+  private committedSeq = 0;
+  private ackedSeq = 0;
+  private ackTimer: NodeJS.Timeout | undefined;
   private paused = false;
   private readonly ownership = new Map<string, Ownership>();
   private readonly waits = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
@@ -240,15 +244,14 @@ export class AgentSession {
    * and at its end.
    */
   private async drain(): Promise<void> {
-    let acked = 0;
-    let committed = 0;
+    const began = performance.now();
     while (this.inbox.length > 0 && this.state === 'ready') {
       // Output first lets the loop read the frames that arrived meanwhile, so that they are committed as one batch
       // (one transaction, one ack) instead of one transaction each (output-stream bench).
       if (this.inbox[0]!.item.kind === 'output') await new Promise<void>((r) => setImmediate(r));
       const turn = this.hub.pacer.enter();
       if (turn) {
-        acked = this.ack(committed, acked);
+        this.ackNow();
         await turn;
       }
       let offense: string | null = null;
@@ -259,14 +262,14 @@ export class AgentSession {
         try {
           const r = await this.commit(batch);
           offense = r.offense;
-          committed = Math.max(committed, r.upTo);
+          this.committedSeq = Math.max(this.committedSeq, r.upTo);
           // A steady stream never waits for a turn: acknowledge at least every 50 ms so that the agent can free
           // its queue segments while the stream lasts (not only at heartbeats).
-          if (committed > acked && performance.now() - this.lastAckAt >= ACK_EVERY_MS) acked = this.ack(committed, acked);
+          if (performance.now() - Math.max(began, this.lastAckAt) >= ACK_EVERY_MS) this.ackNow();
         } catch (err) {
           const first = batch[0]!;
           this.hub.logger.error({ err, agent: this.name, seq: first.seq, kind: first.item.kind, runId: first.item.runId }, 'could not commit an agent report; the agent will re-send it');
-          this.ack(committed, acked);
+          this.ackNow();
           this.close(CLOSE.serverError, 'report not stored; reconnect and re-send');
           break;
         }
@@ -275,7 +278,7 @@ export class AgentSession {
         for (const b of batch) if (b.item.kind === 'output') this.pendingBytes -= b.item.data.length;
       }
       if (offense !== null) {
-        this.ack(committed, acked); // what was committed before it stays committed
+        this.ackNow(); // what was committed before it stays committed
         this.offend(offense);
         break;
       }
@@ -284,19 +287,31 @@ export class AgentSession {
         this.ws.resume();
       }
     }
-    this.ack(committed, acked);
+    this.ackSoon();
     if (this.state !== 'ready') {
       this.inbox.length = 0; // not acknowledged: the agent re-sends them after reconnecting
       this.pendingBytes = 0;
     }
   }
 
-  private ack(committed: number, acked: number): number {
-    if (committed > acked) {
-      this.send({ type: 'ack', seq: committed });
+  /** Acknowledges everything committed so far (only ever after the commit: brief §12). */
+  private ackNow(): void {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    if (this.committedSeq > this.ackedSeq) {
+      this.send({ type: 'ack', seq: this.committedSeq });
+      this.ackedSeq = this.committedSeq;
       this.lastAckAt = performance.now();
     }
-    return Math.max(committed, acked);
+  }
+
+  /**
+   * Acknowledges within ackDelayMs, together with whatever else is committed by then: an ack frame a report cost
+   * both processes a send or a receive, a parse and the agent's queue bookkeeping each time (e2e-true: two a run).
+   */
+  private ackSoon(): void {
+    if (this.committedSeq <= this.ackedSeq || this.ackTimer !== undefined || this.state !== 'ready') return;
+    this.ackTimer = setTimeout(() => this.ackNow(), this.hub.config.ackDelayMs);
   }
 
   /** One report, or a run of consecutive output chunks (bounded). */
@@ -388,6 +403,7 @@ export class AgentSession {
     const wasReady = this.connectedAt > 0;
     this.state = 'closed';
     clearTimeout(this.handshakeTimer);
+    clearTimeout(this.ackTimer);
     for (const w of this.waits.values()) {
       clearTimeout(w.timer);
       w.reject(new Error(`connection to agent ${this.name} closed`));
