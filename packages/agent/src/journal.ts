@@ -58,7 +58,9 @@ export class RunJournal {
     let created = false;
     try {
       this.fd = openSync(path, 'r+');
-    } catch {
+    } catch (err) {
+      // Only a missing file is created: 'w+' truncates, and any other error must not wipe the entries.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       this.fd = openSync(path, 'w+');
       created = true;
     }

@@ -20,6 +20,10 @@ const timer = setInterval(() => {
     // PASSIVE: never waits for, and never blocks, the server's writers and readers.
     db.pragma('wal_checkpoint(PASSIVE)');
   } catch (err) {
+    // Busy or locked (the server's connection restarting or truncating the WAL at that moment): skip this
+    // round and try again at the next one; falling back would put checkpoints back on the event loop for good.
+    const code = (err as { code?: string }).code ?? '';
+    if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return;
     parentPort?.postMessage({ error: (err as Error).message });
   }
 }, intervalMs);
