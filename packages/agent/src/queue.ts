@@ -197,6 +197,15 @@ export class DiskQueue extends EventEmitter {
     this.segment = n;
     this.fd = openSync(join(this.dir, `${String(n).padStart(8, '0')}.log`), SEGMENT_FLAGS);
     this.size = fstatSync(this.fd).size;
+    if (this.size === 0) {
+      // A new segment's directory entry: fdatasync of the file does not cover it (power loss; once per segment).
+      const d = openSync(this.dir, 'r');
+      try {
+        fsyncSync(d);
+      } finally {
+        closeSync(d);
+      }
+    }
     if (!this.segmentMax.has(n)) this.segmentMax.set(n, 0);
   }
 
