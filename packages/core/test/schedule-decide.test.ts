@@ -154,4 +154,24 @@ describe('DueHeap', () => {
     while (h.size) out.push(h.pop()!.at);
     expect(out).toEqual([...values].sort((a, b) => a - b));
   });
+
+  it('keeps the order when pushes and pops interleave, with many equal times', async () => {
+    const { DueHeap } = await import('@batchalyzer/core');
+    const h = new DueHeap<number>();
+    const held: number[] = [];
+    let seed = 42;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let step = 0; step < 5000; step++) {
+      if (rand() < 0.6 || held.length === 0) {
+        const at = Math.floor(rand() * 50);
+        h.push(at, step);
+        held.push(at);
+      } else {
+        held.sort((a, b) => a - b);
+        expect(h.peek()!.at).toBe(held[0]);
+        expect(h.pop()!.at).toBe(held.shift());
+      }
+      expect(h.size).toBe(held.length);
+    }
+  });
 });

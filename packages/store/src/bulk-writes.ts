@@ -175,6 +175,17 @@ export async function writeEntriesPostgres(trx: Kysely<DB>, entries: PlanEntryRe
  * are one statement instead of 10,000 (plan-100k).
  */
 export function setWaitReasonsSqlite(prepare: Prepare, items: { runId: number; reason: unknown }[]): void {
+  const update = prepare(`UPDATE runs SET wait_reason = ? WHERE id BETWEEN ? AND ? AND state = 'waiting'`);
+  // A plan tick's new runs usually share one reason over ascending consecutive ids (every id once): one UPDATE,
+  // checked in one pass without the maps below (3 ms of the 10,000-due tick).
+  const first = items[0];
+  if (first === undefined) return;
+  let k = 1;
+  while (k < items.length && items[k]!.reason === first.reason && items[k]!.runId === first.runId + k) k++;
+  if (k === items.length) {
+    update.run(json(first.reason), first.runId, first.runId + k - 1);
+    return;
+  }
   // A run listed twice keeps its last reason, as when the rows were written in order.
   const last = new Map<number, unknown>();
   for (const i of items) last.set(i.runId, i.reason);
@@ -184,7 +195,6 @@ export function setWaitReasonsSqlite(prepare: Prepare, items: { runId: number; r
     if (!ids) byReason.set(reason, (ids = []));
     ids.push(runId);
   }
-  const update = prepare(`UPDATE runs SET wait_reason = ? WHERE id BETWEEN ? AND ? AND state = 'waiting'`);
   for (const [reason, ids] of byReason) {
     const text = json(reason);
     ids.sort((a, b) => a - b);

@@ -314,9 +314,12 @@ export class SqlStore implements Store {
       await sqliteDirect(this.conn, true, (prepare) => setWaitReasonsSqlite(prepare, items));
       return;
     }
+    // UPDATE … FROM takes an arbitrary one of several rows for the same id (PostgreSQL documents it): a run
+    // listed twice keeps the last reason given only if each id is sent once.
+    const unique = [...new Map(items.map((i) => [i.runId, i])).values()];
     await this.tx(async (trx) => {
-      for (let k = 0; k < items.length; k += 10_000) {
-        const part = items.slice(k, k + 10_000);
+      for (let k = 0; k < unique.length; k += 10_000) {
+        const part = unique.slice(k, k + 10_000);
         await trx.executeQuery(CompiledQuery.raw(
           `UPDATE runs SET wait_reason = v.reason FROM unnest($1::bigint[], $2::text[]) AS v (id, reason)
           WHERE v.id = runs.id AND runs.state = 'waiting'`,

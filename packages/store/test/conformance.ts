@@ -357,6 +357,14 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       await store.setWaitReasons([...[0, 1, 2, 3, 4, 5, 6, 8].map((i) => ({ runId: ids[i]!, reason: a })), { runId: ids[7]!, reason: b }, { runId: ids[8]!, reason: b }]);
       const reasons = await Promise.all(ids.map(async (id) => (await store.getRun(id))!.waitReason));
       expect(reasons).toEqual([a, a, a, a, null, a, a, b, b]);
+      // One reason over every id in order (a plan tick's new runs): the skipped run still gets none.
+      const c = { code: 'no-agent', target: 'y' };
+      await store.setWaitReasons(ids.map((runId) => ({ runId, reason: c })));
+      expect(await Promise.all(ids.map(async (id) => (await store.getRun(id))!.waitReason))).toEqual([c, c, c, c, null, c, c, c, c]);
+      // In order but the last differs, or an id repeated: each run keeps its own (last) reason.
+      await store.setWaitReasons([...ids.slice(0, 8).map((runId) => ({ runId, reason: a })), { runId: ids[8]!, reason: b }]);
+      await store.setWaitReasons([{ runId: ids[0]!, reason: c }, { runId: ids[1]!, reason: c }, { runId: ids[1]!, reason: b }]);
+      expect(await Promise.all(ids.map(async (id) => (await store.getRun(id))!.waitReason))).toEqual([c, b, a, a, null, a, a, a, b]);
     });
 
     it('stores a run spec taken from loaded definitions as that spec', async () => {

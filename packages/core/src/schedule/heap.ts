@@ -9,16 +9,21 @@ export class DueHeap<K> {
     return this.items.length;
   }
 
+  // Sifting moves parents or children into the hole and writes the moving item once at the end: a
+  // destructuring swap per level cost ~1.5 ms of the 10,000-due plan tick (plan-100k).
   push(at: number, key: K): void {
     const a = this.items;
-    a.push({ at, key });
-    let i = a.length - 1;
+    const item = { at, key };
+    let i = a.length;
+    a.push(item);
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (a[p]!.at <= a[i]!.at) break;
-      [a[p], a[i]] = [a[i]!, a[p]!];
+      const parent = a[p]!;
+      if (parent.at <= at) break;
+      a[i] = parent;
       i = p;
     }
+    a[i] = item;
   }
 
   peek(): { at: number; key: K } | undefined {
@@ -29,19 +34,20 @@ export class DueHeap<K> {
     const a = this.items;
     const top = a[0];
     const last = a.pop();
-    if (a.length > 0 && last) {
-      a[0] = last;
+    const n = a.length;
+    if (n > 0 && last) {
       let i = 0;
       for (;;) {
         const l = 2 * i + 1;
+        if (l >= n) break;
         const r = l + 1;
-        let m = i;
-        if (l < a.length && a[l]!.at < a[m]!.at) m = l;
-        if (r < a.length && a[r]!.at < a[m]!.at) m = r;
-        if (m === i) break;
-        [a[m], a[i]] = [a[i]!, a[m]!];
+        const m = r < n && a[r]!.at < a[l]!.at ? r : l;
+        const child = a[m]!;
+        if (child.at >= last.at) break;
+        a[i] = child;
         i = m;
       }
+      a[i] = last;
     }
     return top;
   }
