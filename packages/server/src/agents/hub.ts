@@ -178,17 +178,13 @@ class Hub implements AgentHub, HubContext {
   // ── AgentLink ──────────────────────────────────────────────────────────────────────────────────
 
   connected(): ConnectedAgent[] {
-    // Every engine pass asks; only reconciliation reads the active runs: copied when read, not for every agent
-    // on every pass (dispatch-latency).
     return [...this.sessions.values()].map((s) => ({
       name: s.name,
       connectedAt: s.connectedAt,
       draining: s.draining,
       version: s.hello!.version,
       capabilities: s.hello!.capabilities,
-      get activeRuns() {
-        return [...s.activeRuns];
-      },
+      activeRuns: [...s.activeRuns],
     }));
   }
 
