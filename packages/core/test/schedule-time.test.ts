@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compileSchedule, materialize, planCalendar, planDateOf, planDayBounds, preview, type JobSpec, type Schedule } from '@batchalyzer/core';
+import { addDays, compileSchedule, materialize, planCalendar, planDateOf, planDayBounds, preview, type JobSpec, type Schedule } from '@batchalyzer/core';
 
 /** Pure schedule semantics of brief §4, driven by a fake clock (plain numbers): no timers, no database. */
 const iso = (t: number) => new Date(t).toISOString().replace('.000Z', 'Z');
@@ -187,5 +187,17 @@ describe('materialize: catch-up and clock jumps', () => {
   it('overlap: skip records an occurrence as skipped while the previous run is unfinished', () => {
     const runs = drive(spec(undefined, { concurrency: { overlap: 'skip' } }), [start], 1);
     expect(runs).toEqual([{ nominal: '2026-06-01T00:00:00Z', skipped: 'the previous run had not ended (overlap: skip)', origin: 'schedule' }]);
+  });
+});
+
+describe('addDays (remembered answers)', () => {
+  it('gives the same calendar arithmetic on a first and a repeated call', () => {
+    for (let pass = 0; pass < 2; pass++) {
+      expect(addDays('2026-12-31', 1)).toBe('2027-01-01');
+      expect(addDays('2028-02-28', 1)).toBe('2028-02-29');
+      expect(addDays('2026-03-01', -1)).toBe('2026-02-28');
+      expect(addDays('2026-03-29', 0)).toBe('2026-03-29');
+      expect(addDays('2026-01-31', 30)).toBe('2026-03-02');
+    }
   });
 });

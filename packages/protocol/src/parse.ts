@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { agentFast } from './agent-fast.js';
 import { type AgentMessage, agentMessage, MAX_FRAME_BYTES, type ServerMessage, serverMessage } from './messages.js';
 
 /** Why a frame was not accepted; `message` is short enough for a WebSocket close reason (≤ 123 bytes). */
@@ -27,7 +28,7 @@ function parseWith<T>(schema: z.ZodType<T>, frame: string | Buffer, maxBytes: nu
 
 /** Validates a frame from an agent. Never throws. */
 export function parseAgentMessage(frame: string | Buffer, maxBytes = MAX_FRAME_BYTES): Parsed<AgentMessage> {
-  return parseWith(agentMessage, frame, maxBytes);
+  return parseWith(agentMessage, frame, maxBytes, agentFast);
 }
 
 /** Validates a frame from the server. Never throws. */

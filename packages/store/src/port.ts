@@ -107,7 +107,8 @@ export interface RateTake {
 }
 
 export type DispatchResult =
-  | { ok: true; run: RunRecord }
+  /** The engine holds the run and applies the change itself (no row comes back: it cost a parse of the spec a dispatch). */
+  | { ok: true }
   | { ok: false; reason: 'not-waiting' | 'held' | 'pool-full' | 'rate-exhausted'; resource?: string };
 
 export interface FinishRun {
@@ -282,7 +283,8 @@ export interface Store {
   runEvents(id: number): Promise<RunEvent[]>;
   /** Moves a waiting run to an agent, taking all its resources or none, never beyond capacity. */
   dispatchRun(input: { runId: number; agent: string; at: number; actor: string; pools: PoolTake[]; rates: RateTake[] }): Promise<DispatchResult>;
-  startRun(runId: number, at: number): Promise<RunRecord | undefined>;
+  /** Moves a dispatched run to running; false when it is not dispatched (any more) or does not exist. */
+  startRun(runId: number, at: number): Promise<boolean>;
   /** Ends a run: state, exit details, posted conditions, released resources: all or nothing. */
   finishRun(input: FinishRun): Promise<FinishResult>;
   /** Puts a failed attempt back to waiting for another attempt at `dueAt`, releasing its resources. */

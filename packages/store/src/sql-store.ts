@@ -386,9 +386,9 @@ export class SqlStore implements Store {
       // SQLite's write lock (BEGIN IMMEDIATE) serialises the re-check with every other dispatch.
       try {
         return await sqliteDirect(this.conn, true, (prepare) => {
-          const row = prepare(`UPDATE runs SET state = 'dispatched', agent_name = ?, dispatched_at = ?, wait_reason = NULL, updated_at = ?
-            WHERE id = ? AND state = 'waiting' AND held = 0 RETURNING *`).get(agent, at, at, runId) as Selectable<DB['runs']> | undefined;
-          if (!row) {
+          const claimed = prepare(`UPDATE runs SET state = 'dispatched', agent_name = ?, dispatched_at = ?, wait_reason = NULL, updated_at = ?
+            WHERE id = ? AND state = 'waiting' AND held = 0`).run(agent, at, at, runId).changes > 0;
+          if (!claimed) {
             const run = prepare('SELECT state, held FROM runs WHERE id = ?').get(runId) as { state: string; held: number } | undefined;
             return { ok: false, reason: run?.state === 'waiting' && run.held ? 'held' : 'not-waiting' } as const;
           }
@@ -406,7 +406,7 @@ export class SqlStore implements Store {
           for (const r of input.rates) prepare('INSERT INTO rate_takes (resource, at, run_id) VALUES (?, ?, ?)').run(r.resource, at, runId);
           prepare(`INSERT INTO run_events (run_id, at, from_state, to_state, actor, detail) VALUES (?, ?, 'waiting', 'dispatched', ?, ?)`)
             .run(runId, at, actor, json({ agent }));
-          return { ok: true, run: runFromRow(row) } as const;
+          return { ok: true } as const;
         });
       } catch (err) {
         if (err instanceof Refusal) return err.result;
@@ -418,7 +418,7 @@ export class SqlStore implements Store {
         // Claim the run first: the row lock makes a concurrent dispatch of the same run wait, then find it taken.
         const row = await trx.updateTable('runs')
           .set({ state: 'dispatched', agent_name: agent, dispatched_at: at, wait_reason: null, updated_at: at })
-          .where('id', '=', runId).where('state', '=', 'waiting').where('held', '=', 0).returningAll().executeTakeFirst();
+          .where('id', '=', runId).where('state', '=', 'waiting').where('held', '=', 0).returning('id').executeTakeFirst();
         if (!row) {
           const run = await trx.selectFrom('runs').select(['state', 'held']).where('id', '=', runId).executeTakeFirst();
           return refused({ ok: false, reason: run?.state === 'waiting' && run.held ? 'held' : 'not-waiting' });
@@ -440,7 +440,7 @@ export class SqlStore implements Store {
         }
         for (const r of input.rates) await trx.insertInto('rate_takes').values({ resource: r.resource, at, run_id: runId }).execute();
         await trx.insertInto('run_events').values({ run_id: runId, at, from_state: 'waiting', to_state: 'dispatched', actor, detail: json({ agent }) }).execute();
-        return { ok: true, run: runFromRow(row) } as const;
+        return { ok: true } as const;
       });
     } catch (err) {
       if (err instanceof Refusal) return err.result;
@@ -448,24 +448,24 @@ export class SqlStore implements Store {
     }
   }
 
-  async startRun(runId: number, at: number): Promise<RunRecord | undefined> {
+  async startRun(runId: number, at: number): Promise<boolean> {
+    // Only the agent's name comes back (for the event's actor): the engine holds the run and applies the change itself.
     if (this.kind === 'sqlite') {
-      const row = await sqliteDirect(this.conn, true, (prepare) => {
-        const r = prepare(`UPDATE runs SET state = 'running', started_at = ?, updated_at = ? WHERE id = ? AND state = 'dispatched' RETURNING *`)
-          .get(at, at, runId) as Selectable<DB['runs']> | undefined;
-        if (r) {
-          prepare(`INSERT INTO run_events (run_id, at, from_state, to_state, actor, detail) VALUES (?, ?, 'dispatched', 'running', ?, NULL)`)
-            .run(runId, at, `agent:${r.agent_name}`);
-        }
-        return r;
+      return sqliteDirect(this.conn, true, (prepare) => {
+        const r = prepare(`UPDATE runs SET state = 'running', started_at = ?, updated_at = ? WHERE id = ? AND state = 'dispatched' RETURNING agent_name`)
+          .get(at, at, runId) as { agent_name: string | null } | undefined;
+        if (!r) return false;
+        prepare(`INSERT INTO run_events (run_id, at, from_state, to_state, actor, detail) VALUES (?, ?, 'dispatched', 'running', ?, NULL)`)
+          .run(runId, at, `agent:${r.agent_name}`);
+        return true;
       });
-      return row && runFromRow(row);
     }
     return this.tx(async (trx) => {
       const row = await trx.updateTable('runs').set({ state: 'running', started_at: at, updated_at: at })
-        .where('id', '=', runId).where('state', '=', 'dispatched').returningAll().executeTakeFirst();
-      if (row) await trx.insertInto('run_events').values({ run_id: runId, at, from_state: 'dispatched', to_state: 'running', actor: `agent:${row.agent_name}`, detail: null }).execute();
-      return row && runFromRow(row);
+        .where('id', '=', runId).where('state', '=', 'dispatched').returning('agent_name').executeTakeFirst();
+      if (!row) return false;
+      await trx.insertInto('run_events').values({ run_id: runId, at, from_state: 'dispatched', to_state: 'running', actor: `agent:${row.agent_name}`, detail: null }).execute();
+      return true;
     });
   }
 

@@ -15,9 +15,21 @@ export function planCalendar(timezone: string, newDayAt = '00:00'): PlanCalendar
   return { timezone, newDayAtMinutes: typeof m === 'number' ? m : 0 };
 }
 
+/**
+ * Every engine pass asks for the day after today (the plan day's end): a Date and an ISO string each time were a
+ * visible part of a pass (dispatch-latency); the answer never changes, so the recent ones are remembered.
+ */
+const dayCache = new Map<string, string>();
+
 export function addDays(date: string, days: number): string {
+  const key = `${date}|${days}`;
+  const hit = dayCache.get(key);
+  if (hit !== undefined) return hit;
   const [y, m, d] = date.split('-').map(Number) as [number, number, number];
-  return new Date(Date.UTC(y, m - 1, d + days)).toISOString().slice(0, 10);
+  const out = new Date(Date.UTC(y, m - 1, d + days)).toISOString().slice(0, 10);
+  if (dayCache.size >= 10_000) dayCache.clear();
+  dayCache.set(key, out);
+  return out;
 }
 
 /**

@@ -431,13 +431,17 @@ export class Engine implements Service {
           this.state.requeued(d.runId);
           continue;
         }
-        this.state.runs.set(d.runId, result.run);
+        // The store returns no row: the engine's copy of the waiting run, with the columns the claim changed.
+        const held = this.state.runs.get(d.runId) ?? (await this.store.getRun(d.runId));
+        if (!held) throw new Error(`run ${d.runId} was dispatched but is neither in the engine nor in the store`);
+        const run: RunRecord = { ...held, state: 'dispatched', agentName: d.agent, dispatchedAt: now, waitReason: null };
+        this.state.runs.set(d.runId, run);
         for (const p of d.pools) this.state.addHold(p.resource, d.runId, p.units);
         for (const r of d.rates) this.state.addRateTake(r.resource, now);
         this.state.lastDispatchAt.set(d.agent, now);
         this.persistedReasons.delete(d.runId);
-        this.events.emit('run:dispatched', { runId: d.runId, jobName: result.run.jobName, agent: d.agent });
-        this.deliver(result.run);
+        this.events.emit('run:dispatched', { runId: d.runId, jobName: run.jobName, agent: d.agent });
+        this.deliver(run);
       }
     } finally {
       // A store error (SQLITE_BUSY, a dropped PostgreSQL connection) ends the pass: the runs decided but not

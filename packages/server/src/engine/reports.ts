@@ -77,9 +77,10 @@ export function engineReports(engine: Engine): RunReports {
   return {
     async started(agent, runId, attempt, at) {
       if (!ownRun(agent, runId, attempt)) return;
-      const run = await store.startRun(runId, at);
-      if (run) {
-        engine.state.runs.set(runId, run);
+      if (await store.startRun(runId, at)) {
+        // The store returns no row: the engine's copy, with the columns the start changed.
+        const run = engine.state.runs.get(runId);
+        if (run) engine.state.runs.set(runId, { ...run, state: 'running', startedAt: at });
         events.emit('run:started', { runId, agent });
       }
     },
