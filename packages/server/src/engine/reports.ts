@@ -81,6 +81,11 @@ export function engineReports(engine: Engine): RunReports {
         // The store returns no row: the engine's copy, with the columns the start changed.
         const run = engine.state.runs.get(runId);
         if (run) engine.state.runs.set(runId, { ...run, state: 'running', startedAt: at });
+        else {
+          // Left the engine's memory while the commit ran (PostgreSQL awaits it): track it as stored, as before.
+          const stored = await store.getRun(runId);
+          if (stored?.state === 'running') engine.state.runs.set(runId, stored);
+        }
         events.emit('run:started', { runId, agent });
       }
     },
