@@ -4,7 +4,7 @@ import type { AgentMessage } from './messages.js';
  * The schema's answer for the two agent frames every run sends on its way to running, `accepted` and a `report`
  * of a `started` item, without walking the discriminated unions (zod's parse of them was a visible part of the
  * server's CPU between dispatch and start: dispatch-latency). Accepts exactly what `agentMessage` accepts for
- * these shapes (test/protocol.test.ts compares both on generated frames); anything else returns undefined and
+ * these shapes (test/agent-fast.test.ts compares both on generated frames); anything else returns undefined and
  * goes through the schema, which then also words the error.
  */
 export function agentFast(raw: unknown): AgentMessage | undefined {

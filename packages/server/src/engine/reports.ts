@@ -80,9 +80,10 @@ export function engineReports(engine: Engine): RunReports {
       if (await store.startRun(runId, at)) {
         // The store returns no row: the engine's copy, with the columns the start changed.
         const run = engine.state.runs.get(runId);
-        if (run) engine.state.runs.set(runId, { ...run, state: 'running', startedAt: at });
+        if (run && run.state === 'dispatched' && run.attempt === attempt) engine.state.runs.set(runId, { ...run, state: 'running', startedAt: at });
         else {
-          // Left the engine's memory while the commit ran (PostgreSQL awaits it): track it as stored, as before.
+          // Changed or gone while the commit ran (PostgreSQL awaits it; e.g. the agent was lost and the run retried
+          // as the next attempt): the stored row decides, and only a run still running is tracked as such.
           const stored = await store.getRun(runId);
           if (stored?.state === 'running') engine.state.runs.set(runId, stored);
         }
