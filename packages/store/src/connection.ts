@@ -2,7 +2,6 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
-import pg from 'pg';
 import { redactUrl, type StoreConfig } from '@batchalyzer/core';
 import type { DB } from './db.js';
 import { StoreUnavailableError } from './errors.js';
@@ -25,7 +24,7 @@ export interface Connection {
 const INT8 = 20;
 const NUMERIC = 1700;
 
-export function connect(config: StoreConfig, opts: { backgroundCheckpoints?: boolean } = {}): Connection {
+export async function connect(config: StoreConfig, opts: { backgroundCheckpoints?: boolean } = {}): Promise<Connection> {
   if (config.kind === 'sqlite') {
     let database: Database.Database;
     try {
@@ -52,6 +51,8 @@ export function connect(config: StoreConfig, opts: { backgroundCheckpoints?: boo
   if (schema !== null && !/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
     throw new StoreUnavailableError('PostgreSQL database', new Error(`schema "${schema}" must be a lower-case identifier`));
   }
+  // Loaded only for PostgreSQL: ~70 ms of module loading that every server start and CLI call on SQLite skipped.
+  const { default: pg } = await import('pg');
   const pool = new pg.Pool({
     connectionString: url.toString(),
     max: 10,

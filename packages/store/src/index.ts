@@ -15,7 +15,7 @@ export { LATEST_SCHEMA_VERSION, type MigrationReport } from './migrate.js';
  * commit on the caller's event loop (checkpointer.ts).
  */
 export async function openStore(config: StoreConfig, opts: { migrate?: boolean; backgroundCheckpoints?: boolean } = {}): Promise<Store> {
-  const store = new SqlStore(connect(config, { backgroundCheckpoints: opts.backgroundCheckpoints ?? false }));
+  const store = new SqlStore(await connect(config, { backgroundCheckpoints: opts.backgroundCheckpoints ?? false }));
   if (opts.migrate !== false) {
     try {
       await store.migrate();
