@@ -84,6 +84,7 @@ async function baselineSamples(pauseMs) {
   return { rtt: median(rtt), commit: median(commit) };
 }
 const paced = await baselineSamples(1000 / RATE);
+if ((await server.store.getRun(held.id))?.state !== 'waiting') throw new Error('dispatch-latency: the baseline run did not stay waiting; its commit would write nothing');
 const tight = await baselineSamples(0);
 const base = paced.rtt + paced.commit;
 const baseline = `paced at ${RATE}/s: link RTT p50 ${paced.rtt.toFixed(3)} ms + commit p50 ${paced.commit.toFixed(3)} ms`;
