@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { agentFast } from './agent-fast.js';
+import { agentFast, serverFast } from './fast.js';
 import { type AgentMessage, agentMessage, MAX_FRAME_BYTES, type ServerMessage, serverMessage } from './messages.js';
 
 /** Why a frame was not accepted; `message` is short enough for a WebSocket close reason (≤ 123 bytes). */
@@ -33,20 +33,7 @@ export function parseAgentMessage(frame: string | Buffer, maxBytes = MAX_FRAME_B
 
 /** Validates a frame from the server. Never throws. */
 export function parseServerMessage(frame: string | Buffer, maxBytes = MAX_FRAME_BYTES): Parsed<ServerMessage> {
-  return parseWith(serverMessage, frame, maxBytes, ackFast);
-}
-
-/**
- * The schema's answer for the commonest server frame, an ack (`{"type":"ack","seq":N}`, nothing else), without
- * walking the schema: a discriminated-union parse per ack was a visible part of the agent's CPU a run (e2e-true).
- * Anything else, or an ack of any other shape, goes through the schema.
- */
-function ackFast(raw: unknown): ServerMessage | undefined {
-  if (typeof raw !== 'object' || raw === null) return undefined;
-  const o = raw as { type?: unknown; seq?: unknown };
-  if (o.type !== 'ack' || !Number.isSafeInteger(o.seq) || (o.seq as number) < 0) return undefined;
-  for (const k in o) if (k !== 'type' && k !== 'seq') return undefined;
-  return { type: 'ack', seq: o.seq as number };
+  return parseWith(serverMessage, frame, maxBytes, serverFast);
 }
 
 export function encode(message: AgentMessage | ServerMessage): string {

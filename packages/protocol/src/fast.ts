@@ -1,10 +1,13 @@
-import type { AgentMessage } from './messages.js';
+import type { AgentMessage, ServerMessage } from './messages.js';
+
+// Hand-written shortcuts for the commonest frames; each accepts exactly what the schema accepts for its shapes and
+// returns undefined for anything else, which then goes through the schema (which also words the error).
 
 /**
  * The schema's answer for the two agent frames every run sends on its way to running, `accepted` and a `report`
  * of a `started` item, without walking the discriminated unions (zod's parse of them was a visible part of the
  * server's CPU between dispatch and start: dispatch-latency). Accepts exactly what `agentMessage` accepts for
- * these shapes (test/agent-fast.test.ts compares both on generated frames); anything else returns undefined and
+ * these shapes (test/fast.test.ts compares both on generated frames); anything else returns undefined and
  * goes through the schema, which then also words the error.
  */
 export function agentFast(raw: unknown): AgentMessage | undefined {
@@ -28,6 +31,18 @@ export function agentFast(raw: unknown): AgentMessage | undefined {
   return undefined;
 }
 
+/**
+ * The commonest server frame, an ack (`{"type":"ack","seq":N}`, nothing else): a discriminated-union parse per ack
+ * was a visible part of the agent's CPU a run (e2e-true).
+ */
+export function serverFast(raw: unknown): ServerMessage | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const o = raw as Record<string, unknown>;
+  if (o.type !== 'ack' || !onlyKeys(o, ACK) || !Number.isSafeInteger(o.seq) || (o.seq as number) < 0) return undefined;
+  return { type: 'ack', seq: o.seq as number };
+}
+
+const ACK = new Set(['type', 'seq']);
 const ACCEPTED = new Set(['type', 'runId', 'attempt']);
 const REPORT = new Set(['type', 'seq', 'item']);
 const STARTED = new Set(['kind', 'runId', 'attempt', 'at', 'pid']);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { agentFast } from '../src/agent-fast.js';
+import { agentFast } from '../src/fast.js';
 import { agentMessage } from '../src/messages.js';
 import { parseAgentMessage } from '../src/index.js';
 
