@@ -31,6 +31,13 @@ export interface EngineOptions {
   reconcileAfterMs: number;
   /** Keep ended runs, plan days and conditions this long. */
   retentionMs: number;
+  /**
+   * Scheduled runs are created up to this long before they come due, so that the moment thousands come due only
+   * decides them (docs/scheduling.md, "Runs created ahead"). 0: runs are created when due.
+   */
+  lookaheadMs: number;
+  /** At most this many runs are created ahead in one pass (a pass stays short); runs already due are never limited. */
+  lookaheadBudget: number;
 }
 
 export const DEFAULT_ENGINE_OPTIONS: Omit<EngineOptions, 'timezone'> = {
@@ -39,6 +46,8 @@ export const DEFAULT_ENGINE_OPTIONS: Omit<EngineOptions, 'timezone'> = {
   maxSleepMs: 30_000,
   reconcileAfterMs: 10_000,
   retentionMs: 30 * 86_400_000,
+  lookaheadMs: 5 * 60_000,
+  lookaheadBudget: 2000,
 };
 
 const ACTOR = 'scheduler';
@@ -97,6 +106,9 @@ export class Engine implements Service {
     this.registered = new Set((await this.store.listAgents()).map((a) => a.name));
     // Jobs defined while the server was down get today's entry from now on; existing entries keep catching up.
     await this.syncEntries(true);
+    // Runs created ahead before a crash: those the definitions no longer describe, or whose time passed while the
+    // server was down, are made again from the plan entries (see withdrawStale).
+    await this.withdrawStale(now, true);
     await this.repairAfterChains(now);
     this.unsubscribe.push(
       this.events.on('definitions:applied', () => this.poke()),
@@ -247,11 +259,12 @@ export class Engine implements Service {
     if ((await this.store.definitionsVersion()) !== this.defsVersion) {
       await this.reloadDefinitions();
       await this.syncEntries();
+      await this.withdrawStale(now, false);
     }
     await this.ensurePlanDay(now);
-    await this.materializeDue(now);
+    const aheadAt = await this.materializeDue(now);
     const wakeAt = await this.decideAndDispatch(now);
-    let next = Math.min(wakeAt ?? Number.POSITIVE_INFINITY, this.nextDue() ?? Number.POSITIVE_INFINITY);
+    let next = Math.min(wakeAt ?? Number.POSITIVE_INFINITY, this.nextDue() ?? Number.POSITIVE_INFINITY, aheadAt);
     next = Math.min(next, planDayBounds(planDateOf(now, this.calendar), this.calendar).end);
     this.schedule(next);
   }
@@ -335,12 +348,22 @@ export class Engine implements Service {
     return spec.on.mode === 'all' ? expandTarget(spec.on, this.defs.groups) : null;
   }
 
-  /** Turns the due plan entries into runs: one store transaction for the runs and the entries' next times. */
-  private async materializeDue(now: number): Promise<void> {
+  /**
+   * Turns the due plan entries into runs, and those coming due within `lookaheadMs` too, up to `lookaheadBudget`
+   * of them (docs/scheduling.md, "Runs created ahead"): one store transaction for the runs and the entries' next
+   * times. Returns when a pass should next create runs ahead (now: budget used up; +∞: nothing to create ahead).
+   */
+  private async materializeDue(now: number): Promise<number> {
     const updates: PlanEntryRecord[] = [];
     const keys: string[] = [];
     const runs: NewRun[] = [];
     const seen = new Set<string>();
+    /** Entries within the window that are not created ahead (overlap: skip): back on the heap after the loop. */
+    const later: string[] = [];
+    const aheadKeys = new Set<string>();
+    const horizon = now + this.options.lookaheadMs;
+    let budget = this.options.lookaheadBudget;
+    let aheadAt = Number.POSITIVE_INFINITY;
     // A tick's due entries are nearly all of one plan day: its bounds computed once, not per entry.
     const dayEnds = new Map<string, number>();
     while (this.due.size) {
@@ -350,19 +373,33 @@ export class Engine implements Service {
         this.due.pop();
         continue;
       }
-      if (top.at > now) break;
+      const ahead = top.at > now;
+      if (ahead && (top.at > horizon || budget <= 0)) {
+        // The window is refilled when its first uncreated occurrence is half a window away: passes that create
+        // runs ahead come in batches, not one per due time.
+        aheadAt = budget <= 0 ? now : top.at - this.options.lookaheadMs / 2;
+        break;
+      }
       this.due.pop();
+      const spec = this.defs.jobs[e.jobName];
+      // One run ahead per entry: the next is made once that one is due. Fewer runs to take back when the
+      // definitions change, and none made for an occurrence whose predecessor has not come due yet.
+      if (ahead && (!createdAhead(spec) || this.hasRunAhead(e, now))) {
+        later.push(top.key);
+        continue;
+      }
+      if (ahead) aheadKeys.add(top.key);
       seen.add(top.key);
       keys.push(top.key);
-      const spec = this.defs.jobs[e.jobName];
       if (!spec?.schedule || spec.enabled === false) {
         updates.push({ planDate: e.planDate, jobName: e.jobName, nextDueAt: null, lastNominalAt: e.lastNominalAt, jobRevision: e.jobRevision });
         continue;
       }
       let end = dayEnds.get(e.planDate);
       if (end === undefined) dayEnds.set(e.planDate, (end = planDayBounds(e.planDate, this.calendar).end));
+      // Ahead of time the entry's next occurrence is taken as if it were due now: exactly that one, on time.
       const m = materialize({
-        entry: e, spec, occurrences: this.compiledOf(spec.schedule), now, dayEnd: end, graceMs: this.options.graceMs,
+        entry: e, spec, occurrences: this.compiledOf(spec.schedule), now: ahead ? top.at : now, dayEnd: end, graceMs: this.options.graceMs,
         unfinished: (target) => this.state.unfinishedOf(e.jobName).filter((r) => r.targetAgent === target).length,
         fanOut: this.fanOut(spec),
       });
@@ -374,8 +411,10 @@ export class Engine implements Service {
         if (r.skipped !== undefined) run.skipped = r.skipped;
         runs.push(run);
       }
+      if (ahead) budget -= m.runs.length;
     }
-    if (updates.length === 0) return;
+    for (const key of later) this.due.push(this.entries.get(key)!.nextDueAt!, key);
+    if (updates.length === 0) return aheadAt;
     let created: RunRecord[];
     try {
       created = await this.store.advancePlan(updates, runs, ACTOR, now);
@@ -387,12 +426,125 @@ export class Engine implements Service {
       throw err;
     }
     // Entries move on only once the runs are committed: a crash in between repeats nothing and loses nothing.
-    for (let k = 0; k < updates.length; k++) this.setEntry(updates[k]!, keys[k]);
+    for (let k = 0; k < updates.length; k++) {
+      const u = updates[k]!;
+      this.setEntry(u, keys[k]);
+      // A due entry moved to a time inside the window: the next pass makes its next run ahead.
+      if (u.nextDueAt !== null && u.nextDueAt <= horizon && !aheadKeys.has(keys[k]!) && createdAhead(this.defs.jobs[u.jobName])) aheadAt = now;
+    }
     for (const r of created) {
       this.track(r);
       // An `after` chain continues past a skipped occurrence: the next one follows from now.
       if (r.state === 'skipped') await this.followAfter(r, now);
     }
+    return aheadAt;
+  }
+
+  /**
+   * Runs created ahead that the definitions in force no longer describe (job changed, disabled or removed; its
+   * schedule, calendar or fan-out targets no longer give that occurrence) are withdrawn and their entries moved
+   * back, so that the run made when it comes due follows the current definitions. At start, also those whose
+   * time passed while the server was down without being decided: the job's catch-up policy then applies to them
+   * as to any missed occurrence. Runs an operator touched (held) are kept, like any waiting run (docs/scheduling.md).
+   */
+  private async withdrawStale(now: number, atStart: boolean): Promise<void> {
+    const byEntry = new Map<string, { entry: PlanEntryRecord; nominal: number; ids: number[] }>();
+    const texts = new Map<string, string | null>();
+    const stored = new Map<string, Map<string, PlanEntryRecord>>();
+    const current = (jobName: string) => {
+      let t = texts.get(jobName);
+      if (t === undefined) {
+        const spec = this.defs.jobs[jobName];
+        texts.set(jobName, (t = spec && createdAhead(spec) ? canonicalJson(spec) : null));
+      }
+      return t;
+    };
+    for (const r of this.state.runs.values()) {
+      if (r.state !== 'waiting' || r.held || r.origin !== 'schedule' || r.createdAt >= r.dueAt || r.nominalAt === null) continue;
+      let stale: boolean;
+      if (r.dueAt > now) {
+        const spec = this.defs.jobs[r.jobName];
+        const text = current(r.jobName);
+        stale = text === null || (r.spec !== spec && canonicalJson(r.spec) !== text) || !this.stillOccurs(r, spec!);
+      } else {
+        // Due already: decided as due by a pass of this process, unless it never was (its stored reason is still
+        // the one given before its time, or none) and its time passed while the server was down.
+        const code = (r.waitReason as { code?: string } | null)?.code;
+        stale = atStart && (code === undefined || code === 'not-due') && r.dueAt < now - this.options.graceMs;
+      }
+      if (!stale) continue;
+      const key = `${r.planDate}|${r.jobName}`;
+      const w = byEntry.get(key);
+      if (w) {
+        w.ids.push(r.id);
+        w.nominal = Math.min(w.nominal, r.nominalAt);
+        continue;
+      }
+      // An entry whose day has no occurrence left is not held in memory: its day's entries are read once.
+      let entry = this.entries.get(key);
+      if (!entry) {
+        let day = stored.get(r.planDate);
+        if (!day) stored.set(r.planDate, (day = new Map((await this.store.planEntries(r.planDate)).map((e) => [e.jobName, e]))));
+        entry = day.get(r.jobName);
+      }
+      if (entry) byEntry.set(key, { entry, nominal: r.nominalAt, ids: [r.id] });
+    }
+    if (byEntry.size === 0) return;
+    const ids: number[] = [];
+    const entries: PlanEntryRecord[] = [];
+    const keys: string[] = [];
+    for (const [key, w] of byEntry) {
+      // The entry moves back to the earliest withdrawn occurrence, so every later run made ahead for it goes too,
+      // or it would be made twice. A held one among them keeps the entry where it is (its stale runs then stay, as
+      // runs created when due would).
+      let keep = false;
+      for (const r of this.state.runs.ofJob(w.entry.jobName)) {
+        if (r.planDate !== w.entry.planDate || r.state !== 'waiting' || r.origin !== 'schedule' || r.createdAt >= r.dueAt) continue;
+        if (r.nominalAt === null || r.nominalAt <= w.nominal || w.ids.includes(r.id)) continue;
+        if (r.held) keep = true;
+        else w.ids.push(r.id);
+      }
+      if (keep) continue;
+      ids.push(...w.ids);
+      keys.push(key);
+      entries.push(this.rewound(w.entry, w.nominal, now));
+    }
+    await this.store.withdrawEarlyRuns(ids, entries);
+    for (const id of ids) this.forget(id);
+    for (let k = 0; k < entries.length; k++) this.setEntry(entries[k]!, keys[k]);
+    this.logger.info({ runs: ids.length }, 'runs created ahead of their time withdrawn; they are made again from the current definitions');
+  }
+
+  /** Whether the entry has a run made ahead that is not due yet (its schedule's runs only: not manual, not orders). */
+  private hasRunAhead(e: PlanEntryRecord, now: number): boolean {
+    for (const r of this.state.runs.ofJob(e.jobName)) {
+      if (r.dueAt > now && r.planDate === e.planDate && r.origin === 'schedule' && r.state === 'waiting') return true;
+    }
+    return false;
+  }
+
+  /** Whether the current schedule and targets still give this run's occurrence (its nominal time, its agent). */
+  private stillOccurs(r: RunRecord, spec: JobSpec): boolean {
+    const occ = this.compiledOf(spec.schedule!);
+    if (occ.kind !== 'after' && occ.next(r.nominalAt! - 1) !== r.nominalAt) return false;
+    const targets = this.fanOut(spec);
+    return targets === null ? r.targetAgent === null : targets.includes(r.targetAgent!);
+  }
+
+  /**
+   * The entry as it would be had the withdrawn runs never been made: its next occurrence under the current
+   * definitions from the earliest withdrawn one (from now, for runs not yet due), everything before that handled.
+   */
+  private rewound(e: PlanEntryRecord, nominal: number, now: number): PlanEntryRecord {
+    const spec = this.defs.jobs[e.jobName];
+    const from = Math.min(now, nominal - 1);
+    let next: number | null = null;
+    if (spec?.schedule && spec.enabled !== false) {
+      const occ = this.compiledOf(spec.schedule);
+      next = occ.kind === 'after' ? nominal : occ.next(from);
+    }
+    const { end } = planDayBounds(e.planDate, this.calendar);
+    return { planDate: e.planDate, jobName: e.jobName, nextDueAt: next !== null && next < end ? next : null, lastNominalAt: from, jobRevision: e.jobRevision };
   }
 
   /** Adds a newly created run to the mirror and announces it. */
@@ -647,6 +799,15 @@ export class Engine implements Service {
 }
 
 const STORED_LIST_MAX = 20;
+
+/**
+ * Whether a job's runs are created ahead of their time. Not with `overlap: skip`: whether its occurrence runs or
+ * is skipped depends on the runs unfinished when it comes due. Not `after` chains: their next time is only known
+ * when a run ends, one run at a time, never thousands at once.
+ */
+function createdAhead(spec: JobSpec | undefined): boolean {
+  return spec?.schedule !== undefined && spec.schedule.after === undefined && spec.enabled !== false && spec.concurrency?.overlap !== 'skip';
+}
 
 /**
  * The persisted wait reason lists at most 20 holders / agents / active runs (else only their number): 10,000 runs waiting
