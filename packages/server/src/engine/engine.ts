@@ -448,7 +448,7 @@ export class Engine implements Service {
    * as to any missed occurrence. Runs an operator touched (held) are kept, like any waiting run (docs/scheduling.md).
    */
   private async withdrawStale(now: number, atStart: boolean): Promise<void> {
-    const byEntry = new Map<string, { entry: PlanEntryRecord; nominal: number; ids: number[] }>();
+    const byEntry = new Map<string, { jobName: string; planDate: string; entry: PlanEntryRecord | undefined; nominal: number; ids: number[] }>();
     const texts = new Map<string, string | null>();
     const stored = new Map<string, Map<string, PlanEntryRecord>>();
     const current = (jobName: string) => {
@@ -487,7 +487,8 @@ export class Engine implements Service {
         if (!day) stored.set(r.planDate, (day = new Map((await this.store.planEntries(r.planDate)).map((e) => [e.jobName, e]))));
         entry = day.get(r.jobName);
       }
-      if (entry) byEntry.set(key, { entry, nominal: r.nominalAt, ids: [r.id] });
+      // A removed job's entries went with it: its runs go, with no entry to move back.
+      byEntry.set(key, { jobName: r.jobName, planDate: r.planDate, entry, nominal: r.nominalAt, ids: [r.id] });
     }
     if (byEntry.size === 0) return;
     const ids: number[] = [];
@@ -498,14 +499,15 @@ export class Engine implements Service {
       // or it would be made twice. A held one among them keeps the entry where it is (its stale runs then stay, as
       // runs created when due would).
       let keep = false;
-      for (const r of this.state.runs.ofJob(w.entry.jobName)) {
-        if (r.planDate !== w.entry.planDate || r.state !== 'waiting' || r.origin !== 'schedule' || r.createdAt >= r.dueAt) continue;
+      for (const r of this.state.runs.ofJob(w.jobName)) {
+        if (r.planDate !== w.planDate || r.state !== 'waiting' || r.origin !== 'schedule' || r.createdAt >= r.dueAt) continue;
         if (r.nominalAt === null || r.nominalAt <= w.nominal || w.ids.includes(r.id)) continue;
         if (r.held) keep = true;
         else w.ids.push(r.id);
       }
       if (keep) continue;
       ids.push(...w.ids);
+      if (!w.entry) continue;
       keys.push(key);
       entries.push(this.rewound(w.entry, w.nominal, now));
     }
