@@ -76,6 +76,8 @@ export class Engine implements Service {
    */
   private bySchedule = new Map<object, Occurrences>();
   private readonly persistedReasons = new Map<number, string>();
+  /** Runs created ahead are to be checked against the definitions (withdrawStale): after a change, or at start. */
+  private withdraw: 'start' | 'changed' | null = null;
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private again = false;
@@ -107,8 +109,8 @@ export class Engine implements Service {
     // Jobs defined while the server was down get today's entry from now on; existing entries keep catching up.
     await this.syncEntries(true);
     // Runs created ahead before a crash: those the definitions no longer describe, or whose time passed while the
-    // server was down, are made again from the plan entries (see withdrawStale).
-    await this.withdrawStale(now, true);
+    // server was down, are made again from the plan entries (see withdrawStale), in the first pass.
+    this.withdraw = 'start';
     await this.repairAfterChains(now);
     this.unsubscribe.push(
       this.events.on('definitions:applied', () => this.poke()),
@@ -259,7 +261,12 @@ export class Engine implements Service {
     if ((await this.store.definitionsVersion()) !== this.defsVersion) {
       await this.reloadDefinitions();
       await this.syncEntries();
-      await this.withdrawStale(now, false);
+      this.withdraw ??= 'changed';
+    }
+    // Until it succeeds: a run held meanwhile makes the store refuse the whole withdrawal, and the pass is retried.
+    if (this.withdraw !== null) {
+      await this.withdrawStale(now, this.withdraw === 'start');
+      this.withdraw = null;
     }
     await this.ensurePlanDay(now);
     const aheadAt = await this.materializeDue(now);
