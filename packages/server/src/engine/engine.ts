@@ -368,7 +368,8 @@ export class Engine implements Service {
     /** Entries within the window that are not created ahead (overlap: skip): back on the heap after the loop. */
     const later: string[] = [];
     const aheadKeys = new Set<string>();
-    const horizon = now + this.options.lookaheadMs;
+    const creatingAhead = this.options.lookaheadMs > 0 && this.options.lookaheadBudget > 0;
+    const horizon = creatingAhead ? now + this.options.lookaheadMs : now;
     let budget = this.options.lookaheadBudget;
     let aheadAt = Number.POSITIVE_INFINITY;
     // A tick's due entries are nearly all of one plan day: its bounds computed once, not per entry.
@@ -384,7 +385,7 @@ export class Engine implements Service {
       if (ahead && (top.at > horizon || budget <= 0)) {
         // The window is refilled when its first uncreated occurrence is half a window away: passes that create
         // runs ahead come in batches, not one per due time.
-        aheadAt = budget <= 0 ? now : top.at - this.options.lookaheadMs / 2;
+        if (creatingAhead) aheadAt = budget <= 0 ? now : top.at - this.options.lookaheadMs / 2;
         break;
       }
       this.due.pop();
