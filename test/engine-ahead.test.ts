@@ -152,6 +152,41 @@ jobs:
     expect(once.map((r) => [r.nominalAt, r.origin])).toEqual([[T('10:00'), 'schedule'], [T('10:40'), 'catch-up']]);
   });
 
+  it('are made at most a budget per pass, in due order, the engine passing again until the window is filled', async () => {
+    h = await harness(T('10:00'), undefined, { lookaheadBudget: 2 });
+    const created: number[] = [];
+    h.server.events.on('run:created', (e) => created.push(e.runId));
+    await h.apply(`
+jobs:
+  a: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "4 10 * * *" } }
+  b: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "2 10 * * *" } }
+  c: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+  d: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "1 10 * * *" } }
+  e: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "6 10 * * *" } }
+`);
+    // The apply's pass made the two earliest; the engine's next pass (at once, without being asked) the next two.
+    const jobsOf = async (ids: number[]) => Promise.all(ids.map(async (id) => (await h.server.store.getRun(id))!.jobName));
+    expect(await jobsOf(created.slice(0, 2))).toEqual(['d', 'b']);
+    for (let i = 0; i < 100 && created.length < 4; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await jobsOf(created)).toEqual(['d', 'b', 'c', 'a']);
+    expect(await runsOf('e')).toEqual([]); // 10:06 is beyond the window
+    expect(created).toHaveLength(4);
+    await at('10:02');
+    expect((await runsOf('e')).map((r) => r.dueAt)).toEqual([T('10:06')]);
+  });
+
+  it('are not made when the window is turned off', async () => {
+    h = await harness(T('10:00'), undefined, { lookaheadMs: 0 });
+    await h.apply(`
+jobs:
+  j: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+`);
+    await at('10:02');
+    expect(await runsOf('j')).toEqual([]);
+    await at('10:03');
+    expect((await runsOf('j')).map((r) => r.createdAt)).toEqual([T('10:03')]);
+  });
+
   it('are not made for overlap: skip (decided when due) nor after chains', async () => {
     h = await harness(T('10:00'));
     await h.apply(`
