@@ -64,6 +64,8 @@ ${jobs}`;
     const before = new Map((await Promise.all(['same', 'changed', 'moved', 'disabled', 'removed'].map(async (j) => [j, (await runsOf(j))[0]!] as const))));
     for (const r of before.values()) expect(r).toMatchObject({ state: 'waiting', dueAt: T('10:03') });
     await at('10:01');
+    const withdrawn: string[] = [];
+    h.server.events.on('run:withdrawn', (e) => withdrawn.push(e.jobName));
     await applyPruning(defs(`
   changed: { run: { shell: "echo new" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
   moved: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "4 10 * * *" } }
@@ -71,6 +73,7 @@ ${jobs}`;
 `));
     // The runs made under the old definitions are gone, not ended: they never were due.
     for (const j of ['changed', 'moved', 'disabled', 'removed']) expect(await h.server.store.getRun(before.get(j)!.id)).toBeUndefined();
+    expect(withdrawn.sort()).toEqual(['changed', 'disabled', 'moved', 'removed']);
     expect((await runsOf('same')).map((r) => r.id)).toEqual([before.get('same')!.id]);
     await at('10:03');
     await at('10:04');

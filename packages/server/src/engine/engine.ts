@@ -520,7 +520,11 @@ export class Engine implements Service {
       entries.push(this.rewound(w.entry, w.nominal, now));
     }
     await this.store.withdrawEarlyRuns(ids, entries);
-    for (const id of ids) this.forget(id);
+    for (const id of ids) {
+      const r = this.state.runs.get(id)!;
+      this.forget(id);
+      this.events.emit('run:withdrawn', { runId: id, jobName: r.jobName, planDate: r.planDate });
+    }
     for (let k = 0; k < entries.length; k++) this.setEntry(entries[k]!, keys[k]);
     this.logger.info({ runs: ids.length }, 'runs created ahead of their time withdrawn; they are made again from the current definitions');
   }
