@@ -190,14 +190,20 @@ jobs:
     expect((await runsOf('j')).map((r) => r.createdAt)).toEqual([T('10:03')]);
   });
 
-  it('are not made for overlap: skip (decided when due) nor after chains', async () => {
+  it('are not made for overlap: skip (decided when due), after chains nor mode: all', async () => {
     h = await harness(T('10:00'));
     await h.apply(`
+groups:
+  both: [a1, a2]
 jobs:
   skip: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" }, concurrency: { max: 1, overlap: skip } }
+  chain: { run: { shell: "true" }, on: { agent: a1 }, schedule: { after: 2m } }
+  fan: { run: { shell: "true" }, on: { group: both, mode: all }, schedule: { cron: "3 10 * * *" } }
 `);
-    expect(await runsOf('skip')).toEqual([]);
+    for (const j of ['skip', 'fan']) expect(await runsOf(j)).toEqual([]);
+    expect(await runsOf('chain')).toHaveLength(1); // its first, due at once; its next follows that run's end
     await at('10:03');
     expect((await runsOf('skip')).map((r) => r.nominalAt)).toEqual([T('10:03')]);
+    expect((await runsOf('fan')).map((r) => [r.targetAgent, r.createdAt])).toEqual([['a1', T('10:03')], ['a2', T('10:03')]]);
   });
 });

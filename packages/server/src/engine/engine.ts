@@ -537,12 +537,10 @@ export class Engine implements Service {
     return false;
   }
 
-  /** Whether the current schedule and targets still give this run's occurrence (its nominal time, its agent). */
+  /** Whether the current schedule still gives this run's occurrence, for one run (not `mode: all`, see createdAhead). */
   private stillOccurs(r: RunRecord, spec: JobSpec): boolean {
     const occ = this.compiledOf(spec.schedule!);
-    if (occ.kind !== 'after' && occ.next(r.nominalAt! - 1) !== r.nominalAt) return false;
-    const targets = this.fanOut(spec);
-    return targets === null ? r.targetAgent === null : targets.includes(r.targetAgent!);
+    return occ.next(r.nominalAt! - 1) === r.nominalAt && r.targetAgent === null;
   }
 
   /**
@@ -817,10 +815,13 @@ const STORED_LIST_MAX = 20;
 /**
  * Whether a job's runs are created ahead of their time. Not with `overlap: skip`: whether its occurrence runs or
  * is skipped depends on the runs unfinished when it comes due. Not `after` chains: their next time is only known
- * when a run ends, one run at a time, never thousands at once.
+ * when a run ends, one run at a time. Not `mode: all`: one occurrence is a run per member agent, and members
+ * joining or leaving a group, with some of those runs held or cancelled, could not be squared with taking back
+ * the others (docs/scheduling.md).
  */
 function createdAhead(spec: JobSpec | undefined): boolean {
-  return spec?.schedule !== undefined && spec.schedule.after === undefined && spec.enabled !== false && spec.concurrency?.overlap !== 'skip';
+  return spec?.schedule !== undefined && spec.schedule.after === undefined && spec.enabled !== false &&
+    spec.concurrency?.overlap !== 'skip' && spec.on.mode !== 'all';
 }
 
 /**
