@@ -450,7 +450,7 @@ export class Engine implements Service {
 
   /**
    * Runs created ahead that the definitions in force no longer describe (job changed, disabled or removed; its
-   * schedule, calendar or fan-out targets no longer give that occurrence) are withdrawn and their entries moved
+   * schedule or the plan zone no longer gives that occurrence) are withdrawn and their entries moved
    * back, so that the run made when it comes due follows the current definitions. At start, also those whose
    * time passed while the server was down without being decided: the job's catch-up policy then applies to them
    * as to any missed occurrence. Runs an operator touched (held) are kept, like any waiting run (docs/scheduling.md).
