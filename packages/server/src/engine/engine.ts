@@ -7,6 +7,7 @@ import type { NewRun, PlanEntryRecord, RunRecord, Store } from '@batchalyzer/sto
 import type { EventBus } from '../events.js';
 import type { Service } from '../lifecycle.js';
 import type { AgentLink, ConnectedAgent, DispatchPayload } from '../link.js';
+import { createdAhead, hasRunAhead, planWithdrawal } from './ahead.js';
 import { EngineState } from './state.js';
 
 /**
@@ -392,7 +393,7 @@ export class Engine implements Service {
       const spec = this.defs.jobs[e.jobName];
       // One run ahead per entry: the next is made once that one is due. Fewer runs to take back when the
       // definitions change, and none made for an occurrence whose predecessor has not come due yet.
-      if (ahead && (!createdAhead(spec) || this.hasRunAhead(e, now))) {
+      if (ahead && (!createdAhead(spec) || hasRunAhead(this.state.runs, e, now))) {
         later.push(top.key);
         continue;
       }
@@ -449,76 +450,25 @@ export class Engine implements Service {
   }
 
   /**
-   * Runs created ahead that the definitions in force no longer describe (job changed, disabled or removed; its
-   * schedule or the plan zone no longer gives that occurrence) are withdrawn and their entries moved
-   * back, so that the run made when it comes due follows the current definitions. At start, also those whose
-   * time passed while the server was down without being decided: the job's catch-up policy then applies to them
-   * as to any missed occurrence. Runs an operator touched (held) are kept, like any waiting run (docs/scheduling.md).
+   * Takes back runs created ahead that the definitions in force no longer describe, and at start those whose time
+   * passed while the server was down (ahead.ts, planWithdrawal), moving their entries back in the same transaction.
    */
   private async withdrawStale(now: number, atStart: boolean): Promise<void> {
-    const byEntry = new Map<string, { jobName: string; planDate: string; entry: PlanEntryRecord | undefined; nominal: number; ids: number[] }>();
-    const texts = new Map<string, string | null>();
+    // An entry whose day has no occurrence left is not held in memory: its day's entries are read once.
     const stored = new Map<string, Map<string, PlanEntryRecord>>();
-    const current = (jobName: string) => {
-      let t = texts.get(jobName);
-      if (t === undefined) {
-        const spec = this.defs.jobs[jobName];
-        texts.set(jobName, (t = spec && createdAhead(spec) ? canonicalJson(spec) : null));
-      }
-      return t;
-    };
-    for (const r of this.state.runs.values()) {
-      if (r.state !== 'waiting' || r.held || r.origin !== 'schedule' || r.createdAt >= r.dueAt || r.nominalAt === null) continue;
-      let stale: boolean;
-      if (r.dueAt > now) {
-        const spec = this.defs.jobs[r.jobName];
-        const text = current(r.jobName);
-        stale = text === null || (r.spec !== spec && canonicalJson(r.spec) !== text) || !this.stillOccurs(r, spec!);
-      } else {
-        // Due already: decided as due by a pass of this process, unless it never was (its stored reason is still
-        // the one given before its time, or none) and its time passed while the server was down.
-        const code = (r.waitReason as { code?: string } | null)?.code;
-        stale = atStart && (code === undefined || code === 'not-due') && r.dueAt < now - this.options.graceMs;
-      }
-      if (!stale) continue;
-      const key = `${r.planDate}|${r.jobName}`;
-      const w = byEntry.get(key);
-      if (w) {
-        w.ids.push(r.id);
-        w.nominal = Math.min(w.nominal, r.nominalAt);
-        continue;
-      }
-      // An entry whose day has no occurrence left is not held in memory: its day's entries are read once.
-      let entry = this.entries.get(key);
-      if (!entry) {
-        let day = stored.get(r.planDate);
-        if (!day) stored.set(r.planDate, (day = new Map((await this.store.planEntries(r.planDate)).map((e) => [e.jobName, e]))));
-        entry = day.get(r.jobName);
-      }
-      // A removed job's entries went with it: its runs go, with no entry to move back.
-      byEntry.set(key, { jobName: r.jobName, planDate: r.planDate, entry, nominal: r.nominalAt, ids: [r.id] });
-    }
-    if (byEntry.size === 0) return;
-    const ids: number[] = [];
-    const entries: PlanEntryRecord[] = [];
-    const keys: string[] = [];
-    for (const [key, w] of byEntry) {
-      // The entry moves back to the earliest withdrawn occurrence, so every later run made ahead for it goes too,
-      // or it would be made twice. A held one among them keeps the entry where it is (its stale runs then stay, as
-      // runs created when due would).
-      let keep = false;
-      for (const r of this.state.runs.ofJob(w.jobName)) {
-        if (r.planDate !== w.planDate || r.state !== 'waiting' || r.origin !== 'schedule' || r.createdAt >= r.dueAt) continue;
-        if (r.nominalAt === null || r.nominalAt <= w.nominal || w.ids.includes(r.id)) continue;
-        if (r.held) keep = true;
-        else w.ids.push(r.id);
-      }
-      if (keep) continue;
-      ids.push(...w.ids);
-      if (!w.entry) continue;
-      keys.push(key);
-      entries.push(this.rewound(w.entry, w.nominal, now));
-    }
+    const { ids, entries, keys } = await planWithdrawal({
+      runs: this.state.runs, defs: this.defs, now, atStart, graceMs: this.options.graceMs,
+      compiledOf: (schedule) => this.compiledOf(schedule),
+      dayEnd: (planDate) => planDayBounds(planDate, this.calendar).end,
+      entryOf: async (planDate, jobName) => {
+        const e = this.entries.get(`${planDate}|${jobName}`);
+        if (e) return e;
+        let day = stored.get(planDate);
+        if (!day) stored.set(planDate, (day = new Map((await this.store.planEntries(planDate)).map((x) => [x.jobName, x]))));
+        return day.get(jobName);
+      },
+    });
+    if (ids.length === 0) return;
     await this.store.withdrawEarlyRuns(ids, entries);
     for (const id of ids) {
       const r = this.state.runs.get(id)!;
@@ -527,36 +477,6 @@ export class Engine implements Service {
     }
     for (let k = 0; k < entries.length; k++) this.setEntry(entries[k]!, keys[k]);
     this.logger.info({ runs: ids.length }, 'runs created ahead of their time withdrawn; they are made again from the current definitions');
-  }
-
-  /** Whether the entry has a run made ahead that is not due yet (its schedule's runs only: not manual, not orders). */
-  private hasRunAhead(e: PlanEntryRecord, now: number): boolean {
-    for (const r of this.state.runs.ofJob(e.jobName)) {
-      if (r.dueAt > now && r.planDate === e.planDate && r.origin === 'schedule' && r.state === 'waiting') return true;
-    }
-    return false;
-  }
-
-  /** Whether the current schedule still gives this run's occurrence, for one run (not `mode: all`, see createdAhead). */
-  private stillOccurs(r: RunRecord, spec: JobSpec): boolean {
-    const occ = this.compiledOf(spec.schedule!);
-    return occ.next(r.nominalAt! - 1) === r.nominalAt && r.targetAgent === null;
-  }
-
-  /**
-   * The entry as it would be had the withdrawn runs never been made: its next occurrence under the current
-   * definitions from the earliest withdrawn one (from now, for runs not yet due), everything before that handled.
-   */
-  private rewound(e: PlanEntryRecord, nominal: number, now: number): PlanEntryRecord {
-    const spec = this.defs.jobs[e.jobName];
-    const from = Math.min(now, nominal - 1);
-    let next: number | null = null;
-    if (spec?.schedule && spec.enabled !== false) {
-      const occ = this.compiledOf(spec.schedule);
-      next = occ.kind === 'after' ? nominal : occ.next(from);
-    }
-    const { end } = planDayBounds(e.planDate, this.calendar);
-    return { planDate: e.planDate, jobName: e.jobName, nextDueAt: next !== null && next < end ? next : null, lastNominalAt: from, jobRevision: e.jobRevision };
   }
 
   /** Adds a newly created run to the mirror and announces it. */
@@ -812,17 +732,6 @@ export class Engine implements Service {
 
 const STORED_LIST_MAX = 20;
 
-/**
- * Whether a job's runs are created ahead of their time. Not with `overlap: skip`: whether its occurrence runs or
- * is skipped depends on the runs unfinished when it comes due. Not `after` chains: their next time is only known
- * when a run ends, one run at a time. Not `mode: all`: one occurrence is a run per member agent, and members
- * joining or leaving a group, with some of those runs held or cancelled, could not be squared with taking back
- * the others (docs/scheduling.md).
- */
-function createdAhead(spec: JobSpec | undefined): boolean {
-  return spec?.schedule !== undefined && spec.schedule.after === undefined && spec.enabled !== false &&
-    spec.concurrency?.overlap !== 'skip' && spec.on.mode !== 'all';
-}
 
 /**
  * The persisted wait reason lists at most 20 holders / agents / active runs (else only their number): 10,000 runs waiting
