@@ -69,24 +69,48 @@ log(`cold start with plan day: ${cold.toFixed(0)} ms, ${entries} pending entries
 figure({ bench: BENCH, metric: 'cold start + plan day load (100,000 jobs)', value: cold, unit: 'ms', baseline: 'DueHeap push/pop 100,000', baselineValue: heap, target: 'cold ≤ 2 s', met: cold <= 2000 });
 
 // ── One simulated hour of ticks ──
-const ticks = [];
+// Every pass the engine runs is timed: the minute ticks, and the passes it runs right after one of them to create
+// runs ahead of their time (docs/scheduling.md), which the bench lets run at the same simulated instant (the
+// engine schedules them with no delay) before the clock moves on. A tick's "due" are the runs whose due time it
+// reached, whenever they were created.
+const passes = [];
+const passOnce = server.engine.passOnce.bind(server.engine);
+server.engine.passOnce = async () => {
+  const t = now();
+  try {
+    return await passOnce();
+  } finally {
+    passes.push(now() - t);
+  }
+};
 let created = 0;
 let peak = { ms: 0, due: 0 };
 server.events.on('run:created', () => created++);
+const dueIn = (from, to) => {
+  let n = 0;
+  for (const r of server.engine.state.runs.values()) if (r.dueAt > from && r.dueAt <= to) n++;
+  return n;
+};
+let extra = 0;
 for (let m = 0; m < 60; m++) {
   clock.t += 60_000;
-  const before = created;
   const t = now();
   await server.engine.pass();
   const ms = now() - t;
-  ticks.push(ms);
-  const due = created - before;
+  const due = dueIn(clock.t - 60_000, clock.t);
   if (due >= 5000) peak = { ms, due };
+  // The engine's follow-up passes at this instant (runs ahead, within its budget per pass), until one creates nothing.
+  for (let k = 0, before = -1; k < 20 && before !== created; k++) {
+    before = created;
+    await server.engine.pass();
+    extra++;
+  }
   if (m === 0 || m % 10 === 9 || due >= 5000) log(`tick ${new Date(clock.t).toISOString().slice(11, 16)}: ${due} due, ${ms.toFixed(1)} ms, ${server.engine.state.runs.size} waiting`);
 }
-const p99 = percentile(ticks, 99);
-figure({ bench: BENCH, metric: 'tick p99 (1 simulated hour, 1-min ticks)', value: p99, unit: 'ms', baseline: 'DueHeap push/pop 100,000', baselineValue: heap, target: 'tick p99 ≤ 100 ms', met: p99 <= 100 });
+log(`${passes.length} passes (${extra} follow-up passes asked for), slowest ${Math.max(...passes).toFixed(1)} ms`);
+const p99 = percentile(passes, 99);
+figure({ bench: BENCH, metric: 'pass p99 (1 simulated hour, 1-min ticks and their follow-up passes)', value: p99, unit: 'ms', baseline: 'DueHeap push/pop 100,000', baselineValue: heap, target: 'tick p99 ≤ 100 ms', met: p99 <= 100 });
 figure({ bench: BENCH, metric: `tick with ${peak.due} due`, value: peak.ms, unit: 'ms', baseline: 'DueHeap push/pop 100,000', baselineValue: heap, target: '≤ 100 ms with 10,000 due', met: peak.due >= 10_000 && peak.ms <= 100 });
-figure({ bench: BENCH, metric: 'tick p50', value: median(ticks), unit: 'ms', baseline: 'DueHeap push/pop 100,000', baselineValue: heap });
+figure({ bench: BENCH, metric: 'pass p50', value: median(passes), unit: 'ms', baseline: 'DueHeap push/pop 100,000', baselineValue: heap });
 await server.stop();
 process.exit(0);

@@ -212,12 +212,13 @@ jobs:
   it('(8) a one-off job runs exactly once, never on another day', async () => {
     h = await harness();
     h.link.connect('a1');
+    // Counted from the apply on: the run is made ahead of its time, in the pass that follows it.
+    const created: number[] = [];
+    h.server.events.on('run:created', (e) => created.push(e.runId));
     await h.apply(`${BASE}
 jobs:
   once: { run: { shell: "true" }, on: { agent: a1 }, schedule: { at: "2026-06-01T10:05" } }
 `);
-    const created: number[] = [];
-    h.server.events.on('run:created', (e) => created.push(e.runId));
     for (let i = 0; i < 3 * 24 * 6; i++) {
       h.clock.advance(10 * 60_000);
       await h.server.engine.pass();
@@ -306,7 +307,8 @@ jobs:
     expect(none.filter((r) => r.state === 'skipped').length).toBe(11);
     expect(none.filter((r) => r.state !== 'skipped').length).toBe(3); // 10:00, 10:05 and the on-time 11:05
     await h.server.engine.pass();
-    expect((await count('all5')).length).toBe(14);
+    // Nothing made twice; the 11:10 run may already exist, made ahead of its time.
+    expect((await count('all5')).filter((r) => r.nominalAt! <= h.clock.now())).toHaveLength(14);
   });
 });
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { compileConfig, planApplyFromYaml } from '@batchalyzer/core';
-import { type BatchalyzerServer, createServer, type AgentLink, type ConnectedAgent, type DispatchPayload, type ServerEvents } from '@batchalyzer/server';
+import { type BatchalyzerServer, createServer, type AgentLink, type ConnectedAgent, type DispatchPayload, type EngineOptions, type ServerEvents } from '@batchalyzer/server';
 import { tempDir } from './cli.js';
 
 /**
@@ -53,12 +53,12 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function harness(start = Date.parse('2026-06-01T10:00:00Z'), dir = tempDir()): Promise<Harness> {
+export async function harness(start = Date.parse('2026-06-01T10:00:00Z'), dir = tempDir(), engine: Partial<EngineOptions> = {}): Promise<Harness> {
   const clock = new FakeClock(start);
   const link = new BoundaryLink();
   const config = compileConfig({ flags: { data: dir, listen: '127.0.0.1:0', timezone: 'UTC' }, env: {}, cwd: dir, hostTimezone: 'UTC' });
   const make = async () => {
-    const s = await createServer(config, { clock, logger: pino({ level: 'silent' }), engine: { reconcileAfterMs: 3_600_000 } });
+    const s = await createServer(config, { clock, logger: pino({ level: 'silent' }), engine: { reconcileAfterMs: 3_600_000, ...engine } });
     s.engine.attachLink(link);
     await s.start();
     return s;

@@ -10,6 +10,8 @@ export interface ServerEvents {
   'definitions:applied': { changes: number; actor: string };
   'plan:loaded': { planDate: string; entries: number };
   'run:created': { runId: number; jobName: string; planDate: string; origin: string };
+  /** A run created ahead of its due time was taken back: the definitions changed, or its time passed while down. */
+  'run:withdrawn': { runId: number; jobName: string; planDate: string };
   'run:dispatched': { runId: number; jobName: string; agent: string };
   'run:started': { runId: number; agent: string };
   'run:output': { runId: number; stream: 'stdout' | 'stderr'; bytes: number };

@@ -29,3 +29,14 @@ export class StoreUnavailableError extends BatchalyzerError {
     });
   }
 }
+
+export class EarlyRunTouchedError extends BatchalyzerError {
+  constructor(expected: number, found: number) {
+    super(
+      'early_run_touched',
+      `only ${found} of ${expected} runs created ahead of their due time were still waiting and not held, so none was withdrawn; ` +
+        'the scheduler decides again from the current runs in its next pass (nothing to do by hand)',
+      { expected, found },
+    );
+  }
+}

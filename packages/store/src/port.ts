@@ -307,6 +307,12 @@ export interface Store {
   upsertPlanEntries(entries: PlanEntryRecord[]): Promise<void>;
   /** Creates the runs of due occurrences and moves their entries on, in one transaction (no loss, no duplicate). */
   advancePlan(entries: PlanEntryRecord[], runs: NewRun[], actor: string, at: number): Promise<RunRecord[]>;
+  /**
+   * Takes back runs the engine created ahead of their due time (docs/scheduling.md, "Runs created ahead") and
+   * moves their plan entries, in one transaction: every listed run must still be waiting and not held, or nothing
+   * changes and EarlyRunTouchedError is thrown (an operator held, or something ended, one of them meanwhile).
+   */
+  withdrawEarlyRuns(runIds: number[], entries: PlanEntryRecord[]): Promise<void>;
   /** Runs that have not ended: waiting, dispatched or running. */
   activeRuns(): Promise<RunRecord[]>;
   setWaitReasons(items: { runId: number; reason: unknown }[]): Promise<void>;

@@ -1,6 +1,7 @@
 import { CompiledQuery, type Kysely, type Selectable, sql } from 'kysely';
 import { type ApplyPlan, ConflictError, type Definitions, emptyDefinitions, NotFoundError, parseDuration } from '@batchalyzer/core';
 import { type Connection, lockResources, sqliteDirect, writeTx } from './connection.js';
+import { EarlyRunTouchedError } from './errors.js';
 import type { DB } from './db.js';
 import { LATEST_SCHEMA_VERSION, migrate, type MigrationReport } from './migrate.js';
 import { insertRunsPostgres, insertRunsSqlite, type LoadedSpecs, newRunRecord, specTexts, setWaitReasonsSqlite, writeEntriesPostgres, writeEntriesSqlite } from './bulk-writes.js';
@@ -294,6 +295,23 @@ export class SqlStore implements Store {
     return this.tx(async (trx) => {
       await this.writeEntries(trx, entries);
       return this.insertRuns(trx, runs, actor, at);
+    });
+  }
+
+  async withdrawEarlyRuns(runIds: number[], entries: PlanEntryRecord[]): Promise<void> {
+    if (runIds.length === 0 && entries.length === 0) return;
+    // Runs and entry moves commit together: a crash leaves either the early runs with their entries past them, or
+    // neither run nor move (the entries then make the occurrences again), never an occurrence twice or not at all.
+    await this.tx(async (trx) => {
+      let removed = 0;
+      for (let i = 0; i < runIds.length; i += 1000) {
+        const part = runIds.slice(i, i + 1000);
+        // Events, steps and holds go with the row (ON DELETE CASCADE); a waiting run has no output or holds.
+        const r = await trx.deleteFrom('runs').where('id', 'in', part).where('state', '=', 'waiting').where('held', '=', 0).executeTakeFirst();
+        removed += Number(r.numDeletedRows);
+      }
+      if (removed !== runIds.length) throw new EarlyRunTouchedError(runIds.length, removed);
+      await this.writeEntries(trx, entries);
     });
   }
 

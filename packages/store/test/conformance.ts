@@ -315,6 +315,26 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       expect((await store.getRun(created[0]!.id))!.waitReason).toEqual({ code: 'held' });
     });
 
+    it('withdraws untouched runs created ahead together with their entries, or nothing when one was touched', async () => {
+      const date = '2026-11-27';
+      const entry = { planDate: date, jobName: 'ahead', nextDueAt: null, lastNominalAt: T0 + 60_000, jobRevision: 0 };
+      const [a, b, c] = await store.advancePlan([entry], [
+        newRun({ jobName: 'ahead', planDate: date, nominalAt: T0 + 60_000, dueAt: T0 + 60_000 }),
+        newRun({ jobName: 'ahead', planDate: date, nominalAt: T0 + 60_000, dueAt: T0 + 60_000 }),
+        newRun({ jobName: 'ahead', planDate: date, nominalAt: T0 + 60_000, dueAt: T0 + 60_000 }),
+      ], 'scheduler', T0);
+      await store.setRunHeld(c!.id, true, 'alice', T0);
+      const back = { ...entry, nextDueAt: T0 + 60_000, lastNominalAt: T0 };
+      await expect(store.withdrawEarlyRuns([a!.id, c!.id], [back])).rejects.toThrow(/1 of 2 runs .* none was withdrawn/);
+      expect(await store.getRun(a!.id)).toBeDefined();
+      expect(await store.planEntries(date)).toEqual([entry]);
+      await store.withdrawEarlyRuns([a!.id, b!.id], [back]);
+      expect(await store.getRun(a!.id)).toBeUndefined();
+      expect(await store.runEvents(b!.id)).toEqual([]);
+      expect(await store.getRun(c!.id)).toMatchObject({ held: true, state: 'waiting' });
+      expect(await store.planEntries(date)).toEqual([back]);
+    });
+
     it('writes large batches of runs, entries and wait reasons in order (multi-row statements)', async () => {
       const date = '2026-11-20';
       const entries = Array.from({ length: 2300 }, (_, i) => ({ planDate: date, jobName: `bulk-${String(i).padStart(4, '0')}`, nextDueAt: T0 + i, lastNominalAt: null, jobRevision: 0 }));

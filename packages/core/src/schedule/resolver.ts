@@ -327,6 +327,21 @@ export class Resolver {
     return { dispatch, waiting, wakeAt: this.wakeAt() };
   }
 
+  /**
+   * One reason object per due time: runs created ahead of their time (thousands due in the same minute) then
+   * share it, and their stored reasons are written as ranges of ids instead of one row at a time.
+   */
+  private readonly notDueReasons = new Map<number, WaitReason>();
+
+  private notDue(until: number): WaitReason {
+    let r = this.notDueReasons.get(until);
+    if (r === undefined) {
+      if (this.notDueReasons.size >= 10_000) this.notDueReasons.clear();
+      this.notDueReasons.set(until, (r = { code: 'not-due', until }));
+    }
+    return r;
+  }
+
   private wakeAt(): number | null {
     let wakeAt: number | null = null;
     for (let top = this.due.peek(); top; top = this.due.peek()) {
@@ -349,7 +364,7 @@ export class Resolver {
     if (run.dueAt > s.now) {
       this.refile(e, 'due');
       this.due.push(run.dueAt, run.id);
-      return { code: 'not-due', until: run.dueAt };
+      return this.notDue(run.dueAt);
     }
     if (run.held) {
       this.refile(e, 'held');

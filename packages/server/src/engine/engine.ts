@@ -7,6 +7,7 @@ import type { NewRun, PlanEntryRecord, RunRecord, Store } from '@batchalyzer/sto
 import type { EventBus } from '../events.js';
 import type { Service } from '../lifecycle.js';
 import type { AgentLink, ConnectedAgent, DispatchPayload } from '../link.js';
+import { createdAhead, hasRunAhead, planWithdrawal } from './ahead.js';
 import { EngineState } from './state.js';
 
 /**
@@ -31,6 +32,13 @@ export interface EngineOptions {
   reconcileAfterMs: number;
   /** Keep ended runs, plan days and conditions this long. */
   retentionMs: number;
+  /**
+   * Scheduled runs are created up to this long before they come due, so that the moment thousands come due only
+   * decides them (docs/scheduling.md, "Runs created ahead"). 0: runs are created when due.
+   */
+  lookaheadMs: number;
+  /** At most this many runs are created ahead in one pass (a pass stays short); runs already due are never limited. */
+  lookaheadBudget: number;
 }
 
 export const DEFAULT_ENGINE_OPTIONS: Omit<EngineOptions, 'timezone'> = {
@@ -39,6 +47,8 @@ export const DEFAULT_ENGINE_OPTIONS: Omit<EngineOptions, 'timezone'> = {
   maxSleepMs: 30_000,
   reconcileAfterMs: 10_000,
   retentionMs: 30 * 86_400_000,
+  lookaheadMs: 5 * 60_000,
+  lookaheadBudget: 2000,
 };
 
 const ACTOR = 'scheduler';
@@ -67,6 +77,8 @@ export class Engine implements Service {
    */
   private bySchedule = new Map<object, Occurrences>();
   private readonly persistedReasons = new Map<number, string>();
+  /** Runs created ahead are to be checked against the definitions (withdrawStale): after a change, or at start. */
+  private withdraw: 'start' | 'changed' | null = null;
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private again = false;
@@ -97,6 +109,9 @@ export class Engine implements Service {
     this.registered = new Set((await this.store.listAgents()).map((a) => a.name));
     // Jobs defined while the server was down get today's entry from now on; existing entries keep catching up.
     await this.syncEntries(true);
+    // Runs created ahead before a crash: those the definitions no longer describe, or whose time passed while the
+    // server was down, are made again from the plan entries (see withdrawStale), in the first pass.
+    this.withdraw = 'start';
     await this.repairAfterChains(now);
     this.unsubscribe.push(
       this.events.on('definitions:applied', () => this.poke()),
@@ -247,11 +262,17 @@ export class Engine implements Service {
     if ((await this.store.definitionsVersion()) !== this.defsVersion) {
       await this.reloadDefinitions();
       await this.syncEntries();
+      this.withdraw ??= 'changed';
+    }
+    // Until it succeeds: a run held meanwhile makes the store refuse the whole withdrawal, and the pass is retried.
+    if (this.withdraw !== null) {
+      await this.withdrawStale(now, this.withdraw === 'start');
+      this.withdraw = null;
     }
     await this.ensurePlanDay(now);
-    await this.materializeDue(now);
+    const aheadAt = await this.materializeDue(now);
     const wakeAt = await this.decideAndDispatch(now);
-    let next = Math.min(wakeAt ?? Number.POSITIVE_INFINITY, this.nextDue() ?? Number.POSITIVE_INFINITY);
+    let next = Math.min(wakeAt ?? Number.POSITIVE_INFINITY, this.nextDue() ?? Number.POSITIVE_INFINITY, aheadAt);
     next = Math.min(next, planDayBounds(planDateOf(now, this.calendar), this.calendar).end);
     this.schedule(next);
   }
@@ -335,12 +356,23 @@ export class Engine implements Service {
     return spec.on.mode === 'all' ? expandTarget(spec.on, this.defs.groups) : null;
   }
 
-  /** Turns the due plan entries into runs: one store transaction for the runs and the entries' next times. */
-  private async materializeDue(now: number): Promise<void> {
+  /**
+   * Turns the due plan entries into runs, and those coming due within `lookaheadMs` too, up to `lookaheadBudget`
+   * of them (docs/scheduling.md, "Runs created ahead"): one store transaction for the runs and the entries' next
+   * times. Returns when a pass should next create runs ahead (now: budget used up; +∞: nothing to create ahead).
+   */
+  private async materializeDue(now: number): Promise<number> {
     const updates: PlanEntryRecord[] = [];
     const keys: string[] = [];
     const runs: NewRun[] = [];
     const seen = new Set<string>();
+    /** Entries within the window that are not created ahead (overlap: skip): back on the heap after the loop. */
+    const later: string[] = [];
+    const aheadKeys = new Set<string>();
+    const creatingAhead = this.options.lookaheadMs > 0 && this.options.lookaheadBudget > 0;
+    const horizon = creatingAhead ? now + this.options.lookaheadMs : now;
+    let budget = this.options.lookaheadBudget;
+    let aheadAt = Number.POSITIVE_INFINITY;
     // A tick's due entries are nearly all of one plan day: its bounds computed once, not per entry.
     const dayEnds = new Map<string, number>();
     while (this.due.size) {
@@ -350,19 +382,33 @@ export class Engine implements Service {
         this.due.pop();
         continue;
       }
-      if (top.at > now) break;
+      const ahead = top.at > now;
+      if (ahead && (top.at > horizon || budget <= 0)) {
+        // The window is refilled when its first uncreated occurrence is half a window away: passes that create
+        // runs ahead come in batches, not one per due time.
+        if (creatingAhead) aheadAt = budget <= 0 ? now : top.at - this.options.lookaheadMs / 2;
+        break;
+      }
       this.due.pop();
+      const spec = this.defs.jobs[e.jobName];
+      // One run ahead per entry: the next is made once that one is due. Fewer runs to take back when the
+      // definitions change, and none made for an occurrence whose predecessor has not come due yet.
+      if (ahead && (!createdAhead(spec) || hasRunAhead(this.state.runs, e, now))) {
+        later.push(top.key);
+        continue;
+      }
+      if (ahead) aheadKeys.add(top.key);
       seen.add(top.key);
       keys.push(top.key);
-      const spec = this.defs.jobs[e.jobName];
       if (!spec?.schedule || spec.enabled === false) {
         updates.push({ planDate: e.planDate, jobName: e.jobName, nextDueAt: null, lastNominalAt: e.lastNominalAt, jobRevision: e.jobRevision });
         continue;
       }
       let end = dayEnds.get(e.planDate);
       if (end === undefined) dayEnds.set(e.planDate, (end = planDayBounds(e.planDate, this.calendar).end));
+      // Ahead of time the entry's next occurrence is taken as if it were due now: exactly that one, on time.
       const m = materialize({
-        entry: e, spec, occurrences: this.compiledOf(spec.schedule), now, dayEnd: end, graceMs: this.options.graceMs,
+        entry: e, spec, occurrences: this.compiledOf(spec.schedule), now: ahead ? top.at : now, dayEnd: end, graceMs: this.options.graceMs,
         unfinished: (target) => this.state.unfinishedOf(e.jobName).filter((r) => r.targetAgent === target).length,
         fanOut: this.fanOut(spec),
       });
@@ -374,8 +420,10 @@ export class Engine implements Service {
         if (r.skipped !== undefined) run.skipped = r.skipped;
         runs.push(run);
       }
+      if (ahead) budget -= m.runs.length;
     }
-    if (updates.length === 0) return;
+    for (const key of later) this.due.push(this.entries.get(key)!.nextDueAt!, key);
+    if (updates.length === 0) return aheadAt;
     let created: RunRecord[];
     try {
       created = await this.store.advancePlan(updates, runs, ACTOR, now);
@@ -387,12 +435,48 @@ export class Engine implements Service {
       throw err;
     }
     // Entries move on only once the runs are committed: a crash in between repeats nothing and loses nothing.
-    for (let k = 0; k < updates.length; k++) this.setEntry(updates[k]!, keys[k]);
+    for (let k = 0; k < updates.length; k++) {
+      const u = updates[k]!;
+      this.setEntry(u, keys[k]);
+      // A due entry moved to a time inside the window: the next pass makes its next run ahead.
+      if (u.nextDueAt !== null && u.nextDueAt <= horizon && !aheadKeys.has(keys[k]!) && createdAhead(this.defs.jobs[u.jobName])) aheadAt = now;
+    }
     for (const r of created) {
       this.track(r);
       // An `after` chain continues past a skipped occurrence: the next one follows from now.
       if (r.state === 'skipped') await this.followAfter(r, now);
     }
+    return aheadAt;
+  }
+
+  /**
+   * Takes back runs created ahead that the definitions in force no longer describe, and at start those whose time
+   * passed while the server was down (ahead.ts, planWithdrawal), moving their entries back in the same transaction.
+   */
+  private async withdrawStale(now: number, atStart: boolean): Promise<void> {
+    // An entry whose day has no occurrence left is not held in memory: its day's entries are read once.
+    const stored = new Map<string, Map<string, PlanEntryRecord>>();
+    const { ids, entries, keys } = await planWithdrawal({
+      runs: this.state.runs, defs: this.defs, now, atStart, graceMs: this.options.graceMs,
+      compiledOf: (schedule) => this.compiledOf(schedule),
+      dayEnd: (planDate) => planDayBounds(planDate, this.calendar).end,
+      entryOf: async (planDate, jobName) => {
+        const e = this.entries.get(`${planDate}|${jobName}`);
+        if (e) return e;
+        let day = stored.get(planDate);
+        if (!day) stored.set(planDate, (day = new Map((await this.store.planEntries(planDate)).map((x) => [x.jobName, x]))));
+        return day.get(jobName);
+      },
+    });
+    if (ids.length === 0) return;
+    await this.store.withdrawEarlyRuns(ids, entries);
+    for (const id of ids) {
+      const r = this.state.runs.get(id)!;
+      this.forget(id);
+      this.events.emit('run:withdrawn', { runId: id, jobName: r.jobName, planDate: r.planDate });
+    }
+    for (let k = 0; k < entries.length; k++) this.setEntry(entries[k]!, keys[k]);
+    this.logger.info({ runs: ids.length }, 'runs created ahead of their time withdrawn; they are made again from the current definitions');
   }
 
   /** Adds a newly created run to the mirror and announces it. */
@@ -647,6 +731,7 @@ export class Engine implements Service {
 }
 
 const STORED_LIST_MAX = 20;
+
 
 /**
  * The persisted wait reason lists at most 20 holders / agents / active runs (else only their number): 10,000 runs waiting

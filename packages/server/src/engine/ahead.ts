@@ -1,0 +1,139 @@
+import { canonicalJson, type Definitions, type JobSpec, type Occurrences, type Schedule } from '@batchalyzer/core';
+import type { PlanEntryRecord, RunRecord } from '@batchalyzer/store';
+import type { RunMap } from './state.js';
+
+/**
+ * Runs created ahead of their due time (docs/scheduling.md, "Runs created ahead"): which jobs get them, and which
+ * of them to take back when the definitions change or after downtime. The engine creates them (materializeDue)
+ * and commits the withdrawals (withdrawStale); what is decided here reads only what it is given.
+ */
+
+/**
+ * Whether a job's runs are created ahead of their time. Not with `overlap: skip`: whether its occurrence runs or
+ * is skipped depends on the runs unfinished when it comes due. Not `after` chains: their next time is only known
+ * when a run ends, one run at a time. Not `mode: all`: one occurrence is a run per member agent, and members
+ * joining or leaving a group, with some of those runs held or cancelled, could not be squared with taking back
+ * the others.
+ */
+export function createdAhead(spec: JobSpec | undefined): boolean {
+  return spec?.schedule !== undefined && spec.schedule.after === undefined && spec.enabled !== false &&
+    spec.concurrency?.overlap !== 'skip' && spec.on.mode !== 'all';
+}
+
+/** Whether the entry has a run made ahead that is not due yet (its schedule's runs only: not manual, not orders). */
+export function hasRunAhead(runs: RunMap, e: PlanEntryRecord, now: number): boolean {
+  for (const r of runs.ofJob(e.jobName)) {
+    if (r.dueAt > now && r.planDate === e.planDate && r.origin === 'schedule' && r.state === 'waiting') return true;
+  }
+  return false;
+}
+
+/** A run made ahead (by the schedule, before its due time) that nobody has touched: it may be taken back. */
+function untouchedAhead(r: RunRecord): boolean {
+  return r.state === 'waiting' && !r.held && r.origin === 'schedule' && r.createdAt < r.dueAt && r.nominalAt !== null;
+}
+
+export interface WithdrawalInput {
+  runs: RunMap;
+  defs: Definitions;
+  now: number;
+  /** At start: also the runs whose time passed while the server was down without being decided. */
+  atStart: boolean;
+  graceMs: number;
+  compiledOf(schedule: Schedule): Occurrences;
+  dayEnd(planDate: string): number;
+  /** The plan entry of a job for a date, if it still exists (a removed job's entries went with it). */
+  entryOf(planDate: string, jobName: string): Promise<PlanEntryRecord | undefined>;
+}
+
+export interface Withdrawal {
+  ids: number[];
+  /** The entries moved back, with their keys (`planDate|jobName`). */
+  entries: PlanEntryRecord[];
+  keys: string[];
+}
+
+/**
+ * Runs created ahead that the definitions in force no longer describe (job changed, disabled or removed; its
+ * schedule or the plan zone no longer gives that occurrence), so that the run made when it comes due follows the
+ * current definitions. At start, also those whose time passed while the server was down without being decided:
+ * the job's catch-up policy then applies to them as to any missed occurrence. Runs an operator touched (held)
+ * are kept, like any waiting run.
+ */
+export async function planWithdrawal(input: WithdrawalInput): Promise<Withdrawal> {
+  const { runs, defs, now } = input;
+  const byEntry = new Map<string, { jobName: string; planDate: string; entry: PlanEntryRecord | undefined; nominal: number; ids: number[] }>();
+  const texts = new Map<string, string | null>();
+  const current = (jobName: string) => {
+    let t = texts.get(jobName);
+    if (t === undefined) {
+      const spec = defs.jobs[jobName];
+      texts.set(jobName, (t = spec && createdAhead(spec) ? canonicalJson(spec) : null));
+    }
+    return t;
+  };
+  for (const r of runs.values()) {
+    if (!untouchedAhead(r)) continue;
+    let stale: boolean;
+    if (r.dueAt > now) {
+      const spec = defs.jobs[r.jobName];
+      const text = current(r.jobName);
+      stale = text === null || (r.spec !== spec && canonicalJson(r.spec) !== text) || !stillOccurs(input, r, spec!);
+    } else {
+      // Due already: decided as due by a pass of this process, unless it never was (its stored reason is still
+      // the one given before its time, or none) and its time passed while the server was down.
+      const code = (r.waitReason as { code?: string } | null)?.code;
+      stale = input.atStart && (code === undefined || code === 'not-due') && r.dueAt < now - input.graceMs;
+    }
+    if (!stale) continue;
+    const key = `${r.planDate}|${r.jobName}`;
+    const w = byEntry.get(key);
+    if (w) {
+      w.ids.push(r.id);
+      w.nominal = Math.min(w.nominal, r.nominalAt!);
+      continue;
+    }
+    // A removed job's entries went with it: its runs go, with no entry to move back.
+    byEntry.set(key, { jobName: r.jobName, planDate: r.planDate, entry: await input.entryOf(r.planDate, r.jobName), nominal: r.nominalAt!, ids: [r.id] });
+  }
+  const out: Withdrawal = { ids: [], entries: [], keys: [] };
+  for (const [key, w] of byEntry) {
+    // The entry moves back to the earliest withdrawn occurrence, so every later run made ahead for it goes too,
+    // or it would be made twice. A held one among them keeps the entry where it is (its stale runs then stay, as
+    // runs created when due would).
+    let keep = false;
+    for (const r of runs.ofJob(w.jobName)) {
+      if (r.planDate !== w.planDate || r.state !== 'waiting' || r.origin !== 'schedule' || r.createdAt >= r.dueAt) continue;
+      if (r.nominalAt === null || r.nominalAt <= w.nominal || w.ids.includes(r.id)) continue;
+      if (r.held) keep = true;
+      else w.ids.push(r.id);
+    }
+    if (keep) continue;
+    out.ids.push(...w.ids);
+    if (!w.entry) continue;
+    out.keys.push(key);
+    out.entries.push(rewound(input, w.entry, w.nominal));
+  }
+  return out;
+}
+
+/** Whether the current schedule still gives this run's occurrence (one run per occurrence: not `mode: all`). */
+function stillOccurs(input: WithdrawalInput, r: RunRecord, spec: JobSpec): boolean {
+  return input.compiledOf(spec.schedule!).next(r.nominalAt! - 1) === r.nominalAt && r.targetAgent === null;
+}
+
+/**
+ * The entry as it would be had the withdrawn runs never been made: its next occurrence under the current
+ * definitions from the earliest withdrawn one (from now, for runs not yet due), everything before that handled.
+ */
+function rewound(input: WithdrawalInput, e: PlanEntryRecord, nominal: number): PlanEntryRecord {
+  const spec = input.defs.jobs[e.jobName];
+  const from = Math.min(input.now, nominal - 1);
+  let next: number | null = null;
+  if (spec?.schedule && spec.enabled !== false) {
+    const occ = input.compiledOf(spec.schedule);
+    next = occ.kind === 'after' ? nominal : occ.next(from);
+  }
+  const end = input.dayEnd(e.planDate);
+  return { planDate: e.planDate, jobName: e.jobName, nextDueAt: next !== null && next < end ? next : null, lastNominalAt: from, jobRevision: e.jobRevision };
+}

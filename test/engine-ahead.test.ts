@@ -1,0 +1,209 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { planApplyFromYaml } from '@batchalyzer/core';
+import { harness, type Harness } from './support/engine.js';
+
+/**
+ * Runs created ahead of their due time (docs/scheduling.md, "Runs created ahead"): the engine makes a scheduled
+ * run up to five minutes before it comes due; it never runs early, it follows the definitions in force when it
+ * comes due, operators can hold or cancel it, and a restart neither repeats nor loses it.
+ */
+let h: Harness;
+afterEach(async () => {
+  await h?.close();
+});
+
+const T = (hhmm: string) => Date.parse(`2026-06-01T${hhmm}:00Z`);
+const runsOf = async (job: string) => (await h.server.store.listRuns({ job }, { limit: 100 })).items.reverse();
+const sentFor = (job: string) => h.link.sent.filter((s) => s.payload.jobName === job);
+/** An apply that removes the jobs it does not list (`apply --prune`). */
+const applyPruning = async (yaml: string) => {
+  const store = h.server.store;
+  const plan = planApplyFromYaml(await store.loadDefinitions(), yaml, 'test.yaml', { defaultTimezone: 'UTC', prune: true });
+  await store.applyDefinitions(plan, 'test', h.clock.now());
+  h.server.events.emit('definitions:applied', { changes: plan.changes.length, actor: 'test' });
+  await h.server.engine.pass();
+};
+const at = async (hhmm: string) => {
+  h.clock.t = T(hhmm);
+  await h.server.engine.pass();
+};
+
+describe('runs created ahead of their due time', () => {
+  it('wait for their time, saying so, and are dispatched when it comes', async () => {
+    h = await harness(T('10:00'));
+    h.link.connect('a1');
+    await h.apply(`
+jobs:
+  j: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+`);
+    const [run] = await runsOf('j');
+    expect(run).toMatchObject({ state: 'waiting', dueAt: T('10:03'), nominalAt: T('10:03'), origin: 'schedule' });
+    expect(run!.waitReason).toEqual({ code: 'not-due', until: T('10:03') });
+    expect((await h.server.actions.why(run!.id)).reasons).toEqual([{ code: 'not-due', until: T('10:03') }]);
+    h.clock.t = T('10:03') - 1;
+    await h.server.engine.pass();
+    expect(sentFor('j')).toEqual([]);
+    await at('10:03');
+    expect(sentFor('j').map((s) => s.payload.runId)).toEqual([run!.id]);
+    expect(await runsOf('j')).toHaveLength(1);
+  });
+
+  it('follow the definitions in force when they come due: changed, rescheduled, disabled and removed jobs', async () => {
+    h = await harness(T('10:00'));
+    h.link.connect('a1');
+    const defs = (jobs: string) => `
+jobs:
+  same: { run: { shell: "echo same" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+${jobs}`;
+    await h.apply(defs(`
+  changed: { run: { shell: "echo old" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+  moved: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+  disabled: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+  removed: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+`));
+    const before = new Map((await Promise.all(['same', 'changed', 'moved', 'disabled', 'removed'].map(async (j) => [j, (await runsOf(j))[0]!] as const))));
+    for (const r of before.values()) expect(r).toMatchObject({ state: 'waiting', dueAt: T('10:03') });
+    await at('10:01');
+    const withdrawn: string[] = [];
+    h.server.events.on('run:withdrawn', (e) => withdrawn.push(e.jobName));
+    await applyPruning(defs(`
+  changed: { run: { shell: "echo new" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+  moved: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "4 10 * * *" } }
+  disabled: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" }, enabled: false }
+`));
+    // The runs made under the old definitions are gone, not ended: they never were due.
+    for (const j of ['changed', 'moved', 'disabled', 'removed']) expect(await h.server.store.getRun(before.get(j)!.id)).toBeUndefined();
+    expect(withdrawn.sort()).toEqual(['changed', 'disabled', 'moved', 'removed']);
+    expect((await runsOf('same')).map((r) => r.id)).toEqual([before.get('same')!.id]);
+    await at('10:03');
+    await at('10:04');
+    await at('10:10');
+    expect(sentFor('same').map((s) => s.payload.runId)).toEqual([before.get('same')!.id]);
+    expect(sentFor('changed').map((s) => [s.payload.run, s.payload.nominalAt])).toEqual([[{ shell: 'echo new' }, T('10:03')]]);
+    expect(sentFor('moved').map((s) => s.payload.nominalAt)).toEqual([T('10:04')]);
+    expect(sentFor('disabled')).toEqual([]);
+    expect(sentFor('removed')).toEqual([]);
+    for (const j of ['changed', 'moved']) expect(await runsOf(j)).toHaveLength(1);
+  });
+
+  it('can be held or cancelled before their time; a held one is kept through a definitions change', async () => {
+    h = await harness(T('10:00'));
+    h.link.connect('a1');
+    const defs = (cmd: string) => `
+jobs:
+  held: { run: { shell: "${cmd}" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+  gone: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "3,13 10 * * *" } }
+`;
+    await h.apply(defs('echo one'));
+    const [held] = await runsOf('held');
+    const [gone] = await runsOf('gone');
+    await h.server.actions.hold(held!.id, 'alice');
+    await h.server.actions.cancel(gone!.id, 'alice');
+    await at('10:01');
+    await h.apply(defs('echo two'));
+    // An operator's hold is kept (like a held run made when due, it keeps the spec it was made with).
+    expect(await h.server.store.getRun(held!.id)).toMatchObject({ state: 'waiting', held: true });
+    await at('10:03');
+    expect(h.link.sent).toEqual([]);
+    expect((await h.server.actions.why(held!.id)).reasons).toEqual([{ code: 'held' }]);
+    await h.server.actions.release(held!.id, 'bob');
+    await h.server.engine.pass();
+    expect(sentFor('held').map((s) => s.payload.runId)).toEqual([held!.id]);
+    expect(await runsOf('held')).toHaveLength(1);
+    // The cancelled occurrence does not run; the next one does.
+    expect((await h.server.store.getRun(gone!.id))!.state).toBe('cancelled');
+    await at('10:13');
+    expect(sentFor('gone').map((s) => s.payload.nominalAt)).toEqual([T('10:13')]);
+  });
+
+  it('survive a restart: the same run is dispatched at its time, none is made twice', async () => {
+    h = await harness(T('10:00'));
+    h.link.connect('a1');
+    await h.apply(`
+jobs:
+  j: { run: { shell: "true" }, on: { agent: a1 }, schedule: { every: 10m, from: "10:03" } }
+`);
+    const [run] = await runsOf('j');
+    expect(run).toMatchObject({ state: 'waiting', dueAt: T('10:03') });
+    await h.restart();
+    await at('10:03');
+    expect(sentFor('j').map((s) => s.payload.runId)).toEqual([run!.id]);
+    expect((await runsOf('j')).map((r) => r.nominalAt)).toEqual([T('10:03')]);
+    await at('10:09');
+    await h.restart();
+    await at('10:13');
+    expect((await runsOf('j')).map((r) => r.nominalAt)).toEqual([T('10:03'), T('10:13')]);
+  });
+
+  it('whose time passed while the server was down go through the catch-up policy', async () => {
+    h = await harness(T('10:00'));
+    await h.apply(`
+jobs:
+  none: { run: { shell: "true" }, on: { agent: a1 }, schedule: { every: 10m, catchUp: none } }
+  once: { run: { shell: "true" }, on: { agent: a1 }, schedule: { every: 10m } }
+`);
+    await at('10:06'); // the 10:10 runs are made ahead
+    expect((await runsOf('none')).map((r) => r.nominalAt)).toEqual([T('10:00'), T('10:10')]);
+    await h.server.stop();
+    h.clock.t = T('10:46');
+    await h.restart();
+    // none: 10:10 … 10:40 missed, recorded skipped (not run late); once: one catch-up run for them.
+    const none = await runsOf('none');
+    expect(none.filter((r) => r.nominalAt === T('10:10')).map((r) => r.state)).toEqual(['skipped']);
+    expect(none.filter((r) => r.state === 'skipped').map((r) => r.nominalAt)).toEqual([T('10:10'), T('10:20'), T('10:30'), T('10:40')]);
+    const once = (await runsOf('once')).filter((r) => r.nominalAt! <= T('10:46'));
+    expect(once.map((r) => [r.nominalAt, r.origin])).toEqual([[T('10:00'), 'schedule'], [T('10:40'), 'catch-up']]);
+  });
+
+  it('are made at most a budget per pass, in due order, the engine passing again until the window is filled', async () => {
+    h = await harness(T('10:00'), undefined, { lookaheadBudget: 2 });
+    const created: number[] = [];
+    h.server.events.on('run:created', (e) => created.push(e.runId));
+    await h.apply(`
+jobs:
+  a: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "4 10 * * *" } }
+  b: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "2 10 * * *" } }
+  c: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+  d: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "1 10 * * *" } }
+  e: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "6 10 * * *" } }
+`);
+    // The apply's pass made the two earliest; the engine's next pass (at once, without being asked) the next two.
+    const jobsOf = async (ids: number[]) => Promise.all(ids.map(async (id) => (await h.server.store.getRun(id))!.jobName));
+    expect(await jobsOf(created.slice(0, 2))).toEqual(['d', 'b']);
+    for (let i = 0; i < 100 && created.length < 4; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await jobsOf(created)).toEqual(['d', 'b', 'c', 'a']);
+    expect(await runsOf('e')).toEqual([]); // 10:06 is beyond the window
+    expect(created).toHaveLength(4);
+    await at('10:02');
+    expect((await runsOf('e')).map((r) => r.dueAt)).toEqual([T('10:06')]);
+  });
+
+  it('are not made when the window is turned off', async () => {
+    h = await harness(T('10:00'), undefined, { lookaheadMs: 0 });
+    await h.apply(`
+jobs:
+  j: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+`);
+    await at('10:02');
+    expect(await runsOf('j')).toEqual([]);
+    await at('10:03');
+    expect((await runsOf('j')).map((r) => r.createdAt)).toEqual([T('10:03')]);
+  });
+
+  it('are not made for overlap: skip (decided when due), after chains nor mode: all', async () => {
+    h = await harness(T('10:00'));
+    await h.apply(`
+groups:
+  both: [a1, a2]
+jobs:
+  skip: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" }, concurrency: { max: 1, overlap: skip } }
+  chain: { run: { shell: "true" }, on: { agent: a1 }, schedule: { after: 2m } }
+  fan: { run: { shell: "true" }, on: { group: both, mode: all }, schedule: { cron: "3 10 * * *" } }
+`);
+    for (const j of ['skip', 'fan']) expect(await runsOf(j)).toEqual([]);
+    expect(await runsOf('chain')).toHaveLength(1); // its first, due at once; its next follows that run's end
+    await at('10:03');
+    expect((await runsOf('skip')).map((r) => r.nominalAt)).toEqual([T('10:03')]);
+    expect((await runsOf('fan')).map((r) => [r.targetAgent, r.createdAt])).toEqual([['a1', T('10:03')], ['a2', T('10:03')]]);
+  });
+});
