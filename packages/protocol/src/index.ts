@@ -2,3 +2,4 @@ export * from './messages.js';
 export * from './parse.js';
 export * from './keys.js';
 export * from './binary.js';
+export { dispatchPayloadOk } from './fast.js';

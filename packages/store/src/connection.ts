@@ -17,6 +17,8 @@ export interface Connection {
   schema?: string;
   /** SQLite: the cached prepared statements of the one connection, for hand-written hot paths (sqliteDirect). */
   statements?: Pick<Database.Database, 'prepare'>;
+  /** SQLite: whether a transaction is open on the one connection (a writeTx between its statements). */
+  inTransaction?: () => boolean;
   /** SQLite: the thread that checkpoints the WAL instead of this connection (`backgroundCheckpoints`). */
   checkpointer?: Checkpointer;
 }
@@ -41,6 +43,7 @@ export async function connect(config: StoreConfig, opts: { backgroundCheckpoints
     const checkpointer = opts.backgroundCheckpoints && config.path !== ':memory:' ? startCheckpointer(database, config.path) : undefined;
     return {
       db: new Kysely<DB>({ dialect: new SqliteDialect({ database: statements }) }), dialect: 'sqlite', location: config.path, statements,
+      inTransaction: () => database.inTransaction,
       ...(checkpointer ? { checkpointer } : {}),
     };
   }
@@ -136,13 +139,21 @@ export async function writeTx<T>(conn: Connection, fn: (trx: Kysely<DB>) => Prom
 
 /**
  * SQLite: runs `fn` synchronously with prepared statements on the one connection, in a write transaction (BEGIN
- * IMMEDIATE, as writeTx) or not. It holds Kysely's connection meanwhile, so no other query interleaves and a read
- * never sees another transaction's uncommitted rows. For the dispatch hot path (dispatch, start, the ownership
- * read), where building and compiling each query cost more than running it (dispatch-latency).
+ * IMMEDIATE, as writeTx) or not. For the hot paths (dispatch, start, end, the ownership read, output batches),
+ * where building and compiling each query cost more than running it (dispatch-latency).
+ *
+ * Everything from BEGIN to COMMIT runs in one synchronous stretch, so no other query can interleave with it. The
+ * only thing to wait for is a transaction that is open on the connection while its owner awaits between
+ * statements (writeTx): then the call queues for Kysely's connection behind it, and a read never sees that
+ * transaction's uncommitted rows. Otherwise it runs at once: taking Kysely's connection for it (a new Kysely
+ * object, frozen, and a mutex round trip through microtasks) cost ~25 µs a call, as much as a small commit's
+ * statements (e2e-true: 4-5 calls a run). A Kysely query issued earlier and still waiting for the connection may
+ * then run after this call; every store call is atomic on its own and none relies on the order of calls it did
+ * not await (PostgreSQL, with its pool, gives no such order either).
  */
 export async function sqliteDirect<T>(conn: Connection, write: boolean, fn: (prepare: (sql: string) => Database.Statement) => T): Promise<T> {
   const prepare = (sql: string) => conn.statements!.prepare(sql);
-  return conn.db.connection().execute(async () => {
+  const run = (): T => {
     if (!write) return fn(prepare);
     prepare('BEGIN IMMEDIATE').run();
     try {
@@ -157,7 +168,9 @@ export async function sqliteDirect<T>(conn: Connection, write: boolean, fn: (pre
       }
       throw err;
     }
-  });
+  };
+  if (!conn.inTransaction!()) return run();
+  return conn.db.connection().execute(async () => run());
 }
 
 /**

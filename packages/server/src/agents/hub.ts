@@ -2,7 +2,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
-import { AGENT_PATH, CLOSE, dispatchPayload, type QueueItem } from '@batchalyzer/protocol';
+import { AGENT_PATH, CLOSE, dispatchPayload, dispatchPayloadOk, type QueueItem } from '@batchalyzer/protocol';
 import type { Store } from '@batchalyzer/store';
 import type { EventBus } from '../events.js';
 import type { Service } from '../lifecycle.js';
@@ -39,9 +39,6 @@ interface Liveness {
 }
 
 const ACTOR = 'agent-link';
-/** Job-derived payload parts remembered as checked, at most (a new job or definition change adds one). */
-const CHECKED_PAYLOADS = 1000;
-const runFields = dispatchPayload.pick({ runId: true, attempt: true, jobName: true, planDate: true, nominalAt: true });
 /** Upgrades held while the server starts; more are cut off (the agents retry). */
 const MAX_PARKED = 10_000;
 
@@ -67,7 +64,6 @@ class Hub implements AgentHub, HubContext {
   private readonly dispatched = new Map<number, string>();
   private timer: NodeJS.Timeout | undefined;
   /** JSON texts of the job-derived parts of dispatch payloads that passed the protocol's check (checkPayload). */
-  private readonly checkedPayloads = new Set<string>();
   private stopped = true;
   private started = false;
   /**
@@ -199,19 +195,15 @@ class Hub implements AgentHub, HubContext {
   }
 
   /**
-   * Why the payload would break the protocol, or null. The part that comes from the job (command, environment,
-   * limits) is the same for every run of a job: checked in full once per distinct JSON text, which is what goes
-   * on the wire (a full check of every payload was a tenth of the server's time between dispatch and send,
-   * dispatch-latency); the run's own fields are checked every time.
+   * Why the payload would break the protocol, or null. The hand-written check (held equal to the schema by the
+   * protocol's tests) answers for every usual payload without building anything; the schema only words the error
+   * (a full schema check of every payload was a tenth of the server's time between dispatch and send,
+   * dispatch-latency, and a JSON text per payload to skip it was still ~0.05 ms a run, e2e-true).
    */
   private checkPayload(payload: DispatchPayload): string | null {
-    const { runId, attempt, jobName, planDate, nominalAt, ...fromJob } = payload;
-    const key = JSON.stringify(fromJob);
-    const r = this.checkedPayloads.has(key) ? runFields.safeParse({ runId, attempt, jobName, planDate, nominalAt }) : dispatchPayload.safeParse(payload);
-    if (!r.success) return r.error.issues[0]?.message ?? 'invalid payload';
-    if (this.checkedPayloads.size >= CHECKED_PAYLOADS) this.checkedPayloads.clear();
-    this.checkedPayloads.add(key);
-    return null;
+    if (dispatchPayloadOk(payload)) return null;
+    const r = dispatchPayload.safeParse(payload);
+    return r.success ? null : (r.error.issues[0]?.message ?? 'invalid payload');
   }
 
   async kill(agent: string, runId: number): Promise<void> {
