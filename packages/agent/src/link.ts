@@ -227,8 +227,8 @@ export class ServerLink {
  * 256 MB, and as much garbage), and which the server's `ws` does not unmask either. The frames stay valid
  * (RFC 6455 §5.3: the mask bit is set; the key's value is the client's choice). Masking exists against
  * cache poisoning of intermediaries by script in a browser that controls the payload (RFC 6455 §10.3); the
- * agent is not a browser and its payload is not chosen by a hostile page, and the link is meant to be TLS
- * (`wss://`) wherever it crosses a proxy, where masking adds nothing.
+ * agent is not a browser and its payload is not chosen by a hostile page; and where the link crosses a proxy it
+ * should be TLS (an `https://` server URL gives `wss://`), which the proxy cannot read or cache anyway.
  */
 function zeroMask(mask: Buffer): void {
   mask.fill(0);
