@@ -1,6 +1,7 @@
 import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { OutputFileError } from './errors.js';
 
 /**
  * Job output of a SQLite store, kept in append-only files beside the database (docs/storage.md, "Job output"):
@@ -49,7 +50,7 @@ export class OutputFiles {
     } catch (err) {
       // Part of the chunk may be in the file: forget the descriptor, so the next append re-derives the end.
       this.closeOne(key);
-      throw err;
+      throw new OutputFileError('write', this.path(runId, stream), err as Error);
     }
   }
 
@@ -59,7 +60,12 @@ export class OutputFiles {
     if (fd !== undefined) {
       this.open.delete(key);
     } else {
-      fd = this.openForAppend(runId, stream, indexedEnd());
+      const end = indexedEnd();
+      try {
+        fd = this.openForAppend(runId, stream, end);
+      } catch (err) {
+        throw new OutputFileError('open', this.path(runId, stream), err as Error);
+      }
       while (this.open.size >= this.maxOpen) this.closeOne(this.open.keys().next().value!);
     }
     this.open.set(key, fd);
@@ -94,7 +100,7 @@ export class OutputFiles {
     try {
       handle = await open(this.path(runId, stream), 'r');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new OutputFileError('read', this.path(runId, stream), err as Error);
       return ranges.map((r) => Buffer.alloc(r.length));
     }
     try {

@@ -1,9 +1,9 @@
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { appendFileSync, writeFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openStore, type Store } from '@batchalyzer/store';
+import { OutputFileError, openStore, type Store } from '@batchalyzer/store';
 
 // SQLite with a database file keeps job output in files beside it, with only the index in the store
 // (packages/store/src/output-files.ts). The conformance suite checks the meaning; this checks the files.
@@ -102,4 +102,16 @@ describe('job output in files beside the SQLite database', () => {
     expect(fds.length).toBeGreaterThan(0);
     expect(fds.length).toBeLessThanOrEqual(64);
   });
+
+  it('a chunk whose file cannot be written is refused with a named error and leaves no index row', async () => {
+    const { path, store, run } = await fresh();
+    const id = await run();
+    writeFileSync(`${path}.output`, 'not a directory');
+    const err = await store.appendOutput([chunk(id, 0, 'abc')]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OutputFileError);
+    expect((err as Error).message).toMatch(/b\.db\.output.*writable/);
+    expect((await store.getRun(id))!.outputBytes).toBe(0);
+    expect((await store.readOutput(id, 'stdout')).length).toBe(0);
+  });
 });
+
