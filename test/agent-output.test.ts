@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pattern, serverWithAgent, TestAgent, until } from './support/agent.js';
@@ -22,6 +22,18 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 // Writes pattern() (numbered lines, so that a gap, a repeat or a reordering shows) forever, in large writes.
 const ENDLESS = `let i = 0; const line = (n) => String(n).padStart(6, '0') + ':abcdefghijklmnopqrstuvwxyz\\n';
 function more() { let s = ''; while (s.length < 256 * 1024) s += line(i++); if (process.stdout.write(s)) setImmediate(more); else process.stdout.once('drain', more); }
+more();`;
+
+// Writes pattern() until the file GO exists, then 1 MB more, then the number of bytes written to the file COUNT.
+const GATED = (go: string, count: string) => `const fs = require('fs'); let i = 0, n = 0, stop = -1;
+const line = (k) => String(k).padStart(6, '0') + ':abcdefghijklmnopqrstuvwxyz\\n';
+function more() {
+  if (stop < 0 && fs.existsSync(${JSON.stringify(go)})) stop = n + 1024 * 1024;
+  if (stop >= 0 && n >= stop) return process.stdout.end(() => fs.writeFileSync(${JSON.stringify(count)}, String(n)));
+  let s = ''; while (s.length < 64 * 1024) s += line(i++);
+  n += s.length;
+  if (process.stdout.write(s)) setImmediate(more); else process.stdout.once('drain', more);
+}
 more();`;
 
 describe('job output through the binary link and the group-committed queue (protocol 2)', () => {
@@ -68,5 +80,27 @@ describe('job output through the binary link and the group-committed queue (prot
     expect(stored.length).toBeGreaterThanOrEqual(before);
     expect(stored.length).toBe(run.outputBytes);
     expect(stored.equals(Buffer.from(pattern(stored.length)))).toBe(true);
+  });
+
+  it('kill -9 of the server mid-stream: the restarted server stores exactly what the job printed (output files beside the database)', async () => {
+    const env = await serverWithAgent('a1');
+    cleanup.push(() => env.server.stop(), () => env.agent.kill9(), () => env.store.close());
+    const dir = tempDir();
+    const [go, count] = [join(dir, 'go'), join(dir, 'count')];
+    const runId = await env.server.run('a1', { command: [process.execPath, '-e', GATED(go, count)] }, { maxOutputBytes: 1024 * 1024 * 1024 });
+    await until('4 MB stored', async () => (await env.store.getRun(runId))!.outputBytes >= 4 * 1024 * 1024 || undefined, 60_000, 20);
+    await env.server.kill9();
+    writeFileSync(go, '');
+    await until('the job to end', () => existsSync(count) || undefined, 60_000);
+    await env.server.start(env.server.port);
+    const run = await ended(env.store, runId);
+    expect(run.state).toBe('succeeded');
+    const printed = Number(readFileSync(count, 'utf8'));
+    const stored = await env.store.readOutput(runId, 'stdout');
+    expect(stored.length).toBe(printed);
+    expect(run.outputBytes).toBe(printed);
+    expect(stored.equals(Buffer.from(pattern(printed)))).toBe(true);
+    // The bytes are in the run's file, not in the database.
+    expect(existsSync(join(env.data, 'batchalyzer.db.output', String(Math.floor(runId / 1000)), `${runId}.stdout`))).toBe(true);
   });
 });

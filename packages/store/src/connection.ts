@@ -21,6 +21,8 @@ export interface Connection {
   inTransaction?: () => boolean;
   /** SQLite: the thread that checkpoints the WAL instead of this connection (`backgroundCheckpoints`). */
   checkpointer?: Checkpointer;
+  /** SQLite with a database file: where job output goes (output-files.ts), `<database>.output`, beside it. */
+  outputDir?: string;
 }
 
 const INT8 = 20;
@@ -45,6 +47,9 @@ export async function connect(config: StoreConfig, opts: { backgroundCheckpoints
       db: new Kysely<DB>({ dialect: new SqliteDialect({ database: statements }) }), dialect: 'sqlite', location: config.path, statements,
       inTransaction: () => database.inTransaction,
       ...(checkpointer ? { checkpointer } : {}),
+      // An in-memory database keeps output in blobs: a directory would outlive it (and a kill) with nothing to
+      // remove it, and it is what tests and throwaway stores use, where the bytes are few.
+      ...(config.path !== ':memory:' && config.path !== '' ? { outputDir: `${config.path}.output` } : {}),
     };
   }
   // `?schema=NAME` selects a schema (created if missing); it is ours, not a libpq option, so strip it.

@@ -30,7 +30,7 @@ export interface DB {
   };
   run_events: { id: Id; run_id: number; at: number; from_state: string | null; to_state: string; actor: string; detail: string | null };
   run_steps: { run_id: number; seq: number; at: number; kind: string; text: string; data: string | null };
-  run_output: { run_id: number; stream: 'stdout' | 'stderr'; seq: number; at: number; data: Buffer };
+  run_output: { run_id: number; stream: 'stdout' | 'stderr'; seq: number; at: number; data: Buffer; file_offset: number | null; file_length: number | null };
   conditions: { name: string; plan_date: string; posted_at: number; run_id: number | null; actor: string };
   condition_events: { id: Id; name: string; plan_date: string; action: 'post' | 'remove'; at: number; actor: string; run_id: number | null };
   resource_holds: { run_id: number; resource: string; units: number; acquired_at: number };

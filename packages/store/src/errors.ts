@@ -40,3 +40,15 @@ export class EarlyRunTouchedError extends BatchalyzerError {
     );
   }
 }
+
+/** Job output could not be written to or read from its file beside the SQLite database (output-files.ts). */
+export class OutputFileError extends BatchalyzerError {
+  constructor(what: string, path: string, cause: Error) {
+    super(
+      'output_file',
+      `cannot ${what} job output file ${path}: ${cause.message}; the server keeps job output beside its SQLite database ` +
+        '(`<database>.output`): check that this directory is writable by the server and that its disk is not full',
+      { path, cause: cause.message },
+    );
+  }
+}

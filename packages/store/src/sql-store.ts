@@ -5,6 +5,7 @@ import { EarlyRunTouchedError } from './errors.js';
 import type { DB } from './db.js';
 import { LATEST_SCHEMA_VERSION, migrate, type MigrationReport } from './migrate.js';
 import { insertRunsPostgres, insertRunsSqlite, type LoadedSpecs, newRunRecord, specTexts, setWaitReasonsSqlite, writeEntriesPostgres, writeEntriesSqlite } from './bulk-writes.js';
+import { OutputFiles } from './output-files.js';
 import { messageFromRow, runFromRow, tokenFromRow, agentFromRow } from './rows.js';
 import type {
   AgentLinkUpdate, AgentRecord, CheckValue, ConditionRecord, ConditionRef, DispatchResult, FinishResult, FinishRun, MessageEvent,
@@ -12,6 +13,7 @@ import type {
   RunRecord, RunState, RunStep, Store, TokenRecord,
 } from './port.js';
 
+const EMPTY = Buffer.alloc(0);
 const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
 const parse = (v: string | null): unknown => (v === null ? null : JSON.parse(v));
 
@@ -27,11 +29,14 @@ export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
   readonly location: string;
   private readonly db: Kysely<DB>;
+  /** SQLite with a database file: output bytes go to files, the store keeps the index (output-files.ts). */
+  private readonly files: OutputFiles | undefined;
 
   constructor(private readonly conn: Connection) {
     this.kind = conn.dialect;
     this.location = conn.location;
     this.db = conn.db;
+    this.files = conn.outputDir ? new OutputFiles(conn.outputDir) : undefined;
   }
 
   private tx<T>(fn: (trx: Kysely<DB>) => Promise<T>): Promise<T> {
@@ -64,6 +69,7 @@ export class SqlStore implements Store {
 
   async close(): Promise<void> {
     await this.conn.checkpointer?.stop();
+    this.files?.close();
     await this.db.destroy();
   }
 
@@ -357,14 +363,25 @@ export class SqlStore implements Store {
   }
 
   async pruneBefore(before: number, planDateBefore: string): Promise<{ runs: number }> {
-    return this.tx(async (trx) => {
-      const r = await trx.deleteFrom('runs').where('ended_at', '<', before).where('state', 'not in', ['waiting', 'dispatched', 'running']).executeTakeFirst();
+    const ended = (trx: Kysely<DB>) => trx.deleteFrom('runs').where('ended_at', '<', before).where('state', 'not in', ['waiting', 'dispatched', 'running']);
+    const out = await this.tx(async (trx) => {
+      // With output files, the ids say which files to delete once the rows are gone.
+      const ids = this.files ? (await ended(trx).returning('id').execute()).map((r) => r.id) : undefined;
+      const n = ids ? ids.length : Number((await ended(trx).executeTakeFirst()).numDeletedRows);
       await trx.deleteFrom('plan_entries').where('plan_date', '<', planDateBefore).execute();
       await trx.deleteFrom('plan_days').where('plan_date', '<', planDateBefore).execute();
       await trx.deleteFrom('conditions').where('plan_date', '<', planDateBefore).execute();
       await trx.deleteFrom('rate_takes').where('at', '<', before).execute();
-      return { runs: Number(r.numDeletedRows) };
+      return { runs: n, ids };
     });
+    if (this.files && out.ids) {
+      // After the commit: a kill in between leaves files of deleted runs, which a later prune removes with their
+      // whole shard once no run below it is left (ids are never reused: AUTOINCREMENT).
+      const oldest = await this.db.selectFrom('runs').select((eb) => eb.fn.min('id').as('id')).executeTakeFirst();
+      const next = await sql<{ seq: number }>`SELECT seq FROM sqlite_sequence WHERE name = 'runs'`.execute(this.db);
+      await this.files.remove(out.ids, Number(oldest?.id ?? (next.rows[0]?.seq ?? 0) + 1));
+    }
+    return { runs: out.runs };
   }
 
   async getRun(id: number): Promise<RunRecord | undefined> {
@@ -586,11 +603,24 @@ export class SqlStore implements Store {
     if (this.kind === 'sqlite') {
       // Cached statements: a batch of bulk output is one transaction with no query building (output-stream).
       return sqliteDirect(this.conn, true, (prepare) => {
-        const insert = prepare('INSERT INTO run_output (run_id, stream, seq, at, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, stream, seq) DO NOTHING');
+        const files = this.files;
+        const insert = files
+          ? prepare('INSERT INTO run_output (run_id, stream, seq, at, data, file_offset, file_length) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, stream, seq) DO NOTHING')
+          : prepare('INSERT INTO run_output (run_id, stream, seq, at, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, stream, seq) DO NOTHING');
         const bytes = new Map<number, number>();
         let added = 0;
         for (const c of chunks) {
-          if (insert.run(c.runId, c.stream, c.seq, c.at, c.data).changes > 0) {
+          let inserted: boolean;
+          if (files && c.data.length > 0) {
+            // The row goes in first (a chunk already stored, or an unknown run, stops here with nothing written),
+            // then the bytes, then the commit after the loop: a committed row always points at written bytes.
+            const offset = files.end(c.runId, c.stream, () => this.indexedEnd(prepare, c.runId, c.stream));
+            inserted = insert.run(c.runId, c.stream, c.seq, c.at, EMPTY, offset, c.data.length).changes > 0;
+            if (inserted) files.append(c.runId, c.stream, c.data, offset);
+          } else {
+            inserted = (files ? insert.run(c.runId, c.stream, c.seq, c.at, c.data, null, null) : insert.run(c.runId, c.stream, c.seq, c.at, c.data)).changes > 0;
+          }
+          if (inserted) {
             added++;
             bytes.set(c.runId, (bytes.get(c.runId) ?? 0) + c.data.length);
           }
@@ -618,9 +648,19 @@ export class SqlStore implements Store {
     });
   }
 
+  /** Where the run's committed file output ends (output-files.ts cuts off anything past it when it opens the file). */
+  private indexedEnd(prepare: (sql: string) => { get(...args: unknown[]): unknown }, runId: number, stream: string): number {
+    const row = prepare('SELECT max(file_offset + file_length) AS e FROM run_output WHERE run_id = ? AND stream = ?').get(runId, stream) as { e: number | null };
+    return row.e ?? 0;
+  }
+
   async readOutput(runId: number, stream: 'stdout' | 'stderr'): Promise<Buffer> {
-    const rows = await this.db.selectFrom('run_output').select('data').where('run_id', '=', runId).where('stream', '=', stream).orderBy('seq').execute();
-    return Buffer.concat(rows.map((r) => r.data));
+    const rows = await this.db.selectFrom('run_output').select(['data', 'file_offset', 'file_length']).where('run_id', '=', runId).where('stream', '=', stream).orderBy('seq').execute();
+    if (!this.files || rows.every((r) => r.file_offset === null)) return Buffer.concat(rows.map((r) => r.data));
+    const ranges = rows.filter((r) => r.file_offset !== null).map((r) => ({ offset: r.file_offset!, length: r.file_length! }));
+    const fromFile = await this.files.read(runId, stream, ranges);
+    let i = 0;
+    return Buffer.concat(rows.map((r) => (r.file_offset === null ? r.data : fromFile[i++]!)));
   }
 
   async markOutputTruncated(runId: number): Promise<void> {

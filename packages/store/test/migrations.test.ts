@@ -39,9 +39,12 @@ describe('migrations on SQLite', () => {
 });
 
 /** Puts a migrated database back at schema 3 (the second job-first index of 0001 back). */
+// A fresh database taken back to version 3: 0005 (output file columns) and 0004 undone.
 const AT_VERSION_3 = [
+  'ALTER TABLE run_output DROP COLUMN file_offset',
+  'ALTER TABLE run_output DROP COLUMN file_length',
   'CREATE INDEX runs_job_date ON runs (job_name, plan_date, id)',
-  'DELETE FROM schema_migrations WHERE version = 4',
+  'DELETE FROM schema_migrations WHERE version >= 4',
 ];
 const RUN = "INSERT INTO runs (job_name, plan_date, due_at, origin, state, spec, created_at, updated_at) VALUES ('j', '2026-11-29', 0, 'schedule', 'waiting', '{}', 0, 0)";
 const RUN_INDEXES = ['runs_agent_state', 'runs_date_state', 'runs_ended', 'runs_job_state_id', 'runs_state_id'];
@@ -55,7 +58,7 @@ describe('migration 0004 (one job-first index on runs)', () => {
     db.prepare(RUN).run();
     db.close();
     const store = await openStore(config);
-    expect(await store.schemaVersion()).toBe(4);
+    expect(await store.schemaVersion()).toBe(LATEST_SCHEMA_VERSION);
     expect((await store.listRuns({ job: 'j', planDate: '2026-11-29' }, { limit: 1 })).items).toHaveLength(1);
     await store.close();
     const after = new Database(config.path);
@@ -81,7 +84,7 @@ describe('migration 0004 (one job-first index on runs)', () => {
     await client.query(`SET search_path TO "${schema}"`);
     for (const s of [...AT_VERSION_3, RUN]) await client.query(s);
     const store = await openStore({ kind: 'postgres', url });
-    expect(await store.schemaVersion()).toBe(4);
+    expect(await store.schemaVersion()).toBe(LATEST_SCHEMA_VERSION);
     expect((await store.listRuns({ job: 'j', planDate: '2026-11-29' }, { limit: 1 })).items).toHaveLength(1);
     await store.close();
     const r = await client.query(`SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'runs' AND indexname <> 'runs_pkey' ORDER BY indexname`, [schema]);
