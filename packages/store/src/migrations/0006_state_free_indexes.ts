@@ -10,8 +10,10 @@
  * With no statistics SQLite rates an equality on any first index column alike and breaks the tie by creation
  * order, which read job-and-state listings through `runs_state_id` (every run in the state). Fixed statistics
  * (the SQLite-only part below, the documented use of `sqlite_stat1`) tell it how many runs share a value: a
- * state many, a plan date fewer, a job few. An ANALYZE by an operator replaces them with measured ones, which
- * rank the indexes the same way. PostgreSQL keeps its own statistics (autovacuum).
+ * state many, a plan date fewer, a job few. An ANALYZE by an operator replaces them with measured ones (the
+ * bundled SQLite also samples values, so plans then follow the values asked for). Dropping an index drops its row:
+ * a later migration that re-creates one of these indexes must write its row again. PostgreSQL keeps its own
+ * statistics (autovacuum).
  */
 export const name = 'state_free_indexes';
 export const sql = `
