@@ -20,8 +20,9 @@ function render(text: string, dialect: Dialect): string[] {
     .filter((s) => s.length > 0);
 }
 
-function checksum(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 16);
+/** The SQLite-only part counts too; a migration without one keeps the checksum it always had. */
+function checksum(m: { sql: string; sqlite?: string }): string {
+  return createHash('sha256').update(m.sqlite === undefined ? m.sql : `${m.sql}\0${m.sqlite}`).digest('hex').slice(0, 16);
 }
 
 export interface MigrationReport {
@@ -51,12 +52,13 @@ export async function migrate(
   if (found > known) throw new SchemaTooNewError(found, known);
   for (const row of rows) {
     const m = MIGRATIONS[row.version - 1];
-    if (!m || checksum(m.sql) !== row.checksum) throw new MigrationMismatchError(row.version, row.name);
+    if (!m || checksum(m) !== row.checksum) throw new MigrationMismatchError(row.version, row.name);
   }
   const applied: string[] = [];
   for (const m of MIGRATIONS.slice(found)) {
-    for (const statement of render(m.sql, dialect)) await sql.raw(statement).execute(trx);
-    await trx.insertInto('schema_migrations').values({ version: m.version, name: m.name, checksum: checksum(m.sql), applied_at: now }).execute();
+    const text = dialect === 'sqlite' && m.sqlite !== undefined ? `${m.sql}\n${m.sqlite}` : m.sql;
+    for (const statement of render(text, dialect)) await sql.raw(statement).execute(trx);
+    await trx.insertInto('schema_migrations').values({ version: m.version, name: m.name, checksum: checksum(m), applied_at: now }).execute();
     applied.push(`${String(m.version).padStart(4, '0')}_${m.name}`);
   }
   return { from: found, to: known, applied };

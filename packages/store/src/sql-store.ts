@@ -7,6 +7,7 @@ import { LATEST_SCHEMA_VERSION, migrate, type MigrationReport } from './migrate.
 import { insertRunsPostgres, insertRunsSqlite, type LoadedSpecs, newRunRecord, specTexts, setWaitReasonsSqlite, writeEntriesPostgres, writeEntriesSqlite } from './bulk-writes.js';
 import { OutputFiles } from './output-files.js';
 import { messageFromRow, runFromRow, tokenFromRow, agentFromRow } from './rows.js';
+import { ACTIVE_STATES } from './port.js';
 import type {
   AgentLinkUpdate, AgentRecord, CheckValue, ConditionRecord, ConditionRef, DispatchResult, FinishResult, FinishRun, MessageEvent,
   MessageRecord, MessageStatus, NewRun, OutputChunk, Page, PlanDayRecord, PlanEntryRecord, PoolTake, RaiseMessage, RateTake, Role, RunEvent, RunFilter,
@@ -224,7 +225,10 @@ export class SqlStore implements Store {
 
   async removeAgent(name: string): Promise<void> {
     await this.tx(async (trx) => {
-      const busy = await trx.selectFrom('runs').select('id').where('agent_name', '=', name).where('state', 'in', ['dispatched', 'running']).executeTakeFirst();
+      // `ended_at IS NULL` (true of every run in progress) lets both dialects read the agent's runs in progress
+      // through `runs_agent_active` (migration 0006), which holds only those.
+      const busy = await trx.selectFrom('runs').select('id').where('agent_name', '=', name).where('state', 'in', ['dispatched', 'running'])
+        .where('ended_at', 'is', null).executeTakeFirst();
       if (busy) throw new ConflictError(`agent "${name}" still has run ${busy.id} in progress; disable it and wait for its runs to end first`, { name });
       const r = await trx.deleteFrom('agents').where('name', '=', name).executeTakeFirst();
       if (Number(r.numDeletedRows) === 0) throw new NotFoundError('agent', name);
@@ -399,6 +403,10 @@ export class SqlStore implements Store {
     if (filter.job !== undefined) q = q.where('job_name', '=', filter.job);
     if (filter.planDate !== undefined) q = q.where('plan_date', '=', filter.planDate);
     if (filter.agent !== undefined) q = q.where('agent_name', '=', filter.agent);
+    // An agent's runs in progress (a lost agent's, agents/hub.ts) through `runs_agent_active` (migration 0006),
+    // which holds only runs not ended: the condition adds nothing (no active run has ended), it lets the planner
+    // use that partial index.
+    if (filter.agent !== undefined && filter.state?.length && filter.state.every((s) => ACTIVE_STATES.includes(s))) q = q.where('ended_at', 'is', null);
     if (page.before !== undefined) q = q.where('id', '<', page.before);
     const rows = await q.orderBy('id', 'desc').limit(page.limit + 1).execute();
     const items = rows.slice(0, page.limit).map(runFromRow);

@@ -295,6 +295,32 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       expect((await store.listRuns({ job: 'paged', planDate: '2026-11-29' }, { limit: 100 })).items).toHaveLength(13);
     });
 
+    it('lists by agent, job or plan date and state as runs change state (indexes without state, migration 0006)', async () => {
+      await store.registerAgent('busy', 'h', T0);
+      const runs = await store.createRuns(Array.from({ length: 6 }, (_, i) => newRun({ jobName: 'moving', planDate: i % 2 ? '2026-10-01' : '2026-10-02' })), 's', T0);
+      const [r0, r1, r2, r3, r4, r5] = runs.map((r) => r.id) as [number, number, number, number, number, number];
+      for (const id of [r0, r1, r2, r3, r4]) expect((await store.dispatchRun({ runId: id, agent: 'busy', at: T0 + 1, actor: 's', pools: [], rates: [] })).ok).toBe(true);
+      await store.startRun(r1, T0 + 2);
+      await store.startRun(r2, T0 + 2);
+      await store.finishRun({ runId: r2, state: 'failed', at: T0 + 3, actor: 'agent:busy', exitCode: 1, signal: null, reason: 'exit code 1' });
+      await store.retryRun({ runId: r3, at: T0 + 3, dueAt: T0 + 60_000, actor: 's', reason: 'exit 1', exitCode: 1 });
+      await store.requeueRun({ runId: r4, at: T0 + 3, actor: 's', reason: 'not delivered' });
+      const ids = async (filter: Parameters<typeof store.listRuns>[0]) => (await store.listRuns(filter, { limit: 100 })).items.map((r) => r.id);
+      expect(await ids({ agent: 'busy', state: ['dispatched', 'running'] })).toEqual([r1, r0]);
+      expect(await ids({ agent: 'busy', state: ['running'] })).toEqual([r1]);
+      expect(await ids({ agent: 'busy', state: ['failed'] })).toEqual([r2]);
+      expect(await ids({ agent: 'busy' })).toEqual([r2, r1, r0]);
+      expect(await ids({ job: 'moving', state: ['waiting'] })).toEqual([r5, r4, r3]);
+      expect(await ids({ job: 'moving', state: ['failed', 'running'] })).toEqual([r2, r1]);
+      expect(await ids({ planDate: '2026-10-02', state: ['waiting', 'dispatched'] })).toEqual([r4, r0]);
+      expect(await ids({ job: 'moving', planDate: '2026-10-01' })).toEqual([r5, r3, r1]);
+      await expect(store.removeAgent('busy')).rejects.toThrow(/still has run/);
+      await store.finishRun({ runId: r0, state: 'lost', at: T0 + 4, actor: 's', exitCode: null, signal: null, reason: 'lost' });
+      await store.finishRun({ runId: r1, state: 'succeeded', at: T0 + 4, actor: 'agent:busy', exitCode: 0, signal: null, reason: null });
+      expect(await ids({ agent: 'busy', state: ['dispatched', 'running'] })).toEqual([]);
+      await store.removeAgent('busy');
+    });
+
     it('stores tokens by hash only', async () => {
       const t = await store.createToken({ name: 'ci', tokenHash: 'sha-abc', role: 'operator', createdBy: 'admin', at: T0 });
       expect(JSON.stringify(t)).not.toContain('sha-abc');
