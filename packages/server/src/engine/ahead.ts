@@ -54,6 +54,8 @@ export interface WithdrawalInput {
   dayEnd(planDate: string): number;
   /** The plan entry of a job for a date, if it still exists (a removed job's entries went with it). */
   entryOf(planDate: string, jobName: string): Promise<PlanEntryRecord | undefined>;
+  /** Lets I/O in now and then: comparing 10,000 specs after a change holds the event loop for a while. */
+  breathe(): Promise<void>;
 }
 
 export interface Withdrawal {
@@ -89,7 +91,9 @@ export async function planWithdrawal(input: WithdrawalInput): Promise<Withdrawal
     const text = current(r.jobName);
     return text !== null && (r.spec === spec || canonicalJson(r.spec) === text) && stillOccurs(input, r, spec!);
   };
+  let n = 0;
   for (const r of runs.values()) {
+    if ((++n & 255) === 0) await input.breathe();
     if (!untouchedAhead(r)) continue;
     let stale: boolean;
     if (r.dueAt > now) stale = !described(r);
@@ -113,11 +117,10 @@ export async function planWithdrawal(input: WithdrawalInput): Promise<Withdrawal
   }
   const out: Withdrawal = { ids: [], entries: [], keys: [] };
   for (const [key, w] of byEntry) {
-    // The entry moves back to the earliest withdrawn occurrence, so every later run made ahead for it goes too,
-    // or it would be made twice. A held one among them keeps the entry where it is (its stale runs then stay, as
-    // runs created when due would).
-    // Any other later run of the entry (held, dispatched, made when due) keeps it where it is too: moving the
-    // entry back would make that occurrence a second time.
+    // The entry moves back to the earliest withdrawn occurrence, so every later untouched run made ahead for it
+    // goes too, or it would be made twice. Any other later run of the entry (held, dispatched, retrying, made when
+    // due) keeps the entry where it is: moving it back would make that occurrence a second time (its stale runs
+    // then stay, as runs created when due would).
     let keep = false;
     for (const r of runs.ofJob(w.jobName)) {
       if (r.planDate !== w.planDate || (r.origin !== 'schedule' && r.origin !== 'catch-up')) continue;

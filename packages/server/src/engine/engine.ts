@@ -479,6 +479,7 @@ export class Engine implements Service {
           if (!day) stored.set(planDate, (day = new Map((await this.store.planEntries(planDate)).map((x) => [x.jobName, x]))));
           return day.get(jobName);
         },
+        breathe: () => this.breathe(),
       });
       if (ids.length === 0) return true;
       try {
