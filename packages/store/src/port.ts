@@ -266,7 +266,10 @@ export interface Store {
   loadDefinitions(): Promise<Definitions>;
   /** Writes exactly the plan's changes, with an audit entry each, in one transaction. */
   applyDefinitions(plan: ApplyPlan, actor: string, at: number): Promise<void>;
-  /** Grows whenever definitions change (also from another process, e.g. the CLI next to a running server). */
+  /**
+   * Grows whenever definitions change (also from another process, e.g. the CLI next to a running server); other
+   * audited actions (token revokes) leave it as it is.
+   */
   definitionsVersion(): Promise<number>;
 
   // Agents

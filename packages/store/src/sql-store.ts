@@ -162,12 +162,16 @@ export class SqlStore implements Store {
   }
 
   async definitionsVersion(): Promise<number> {
+    // The latest audit entry that is a definitions change: a token revoke is audited too, but must not make the
+    // engine reload every definition and check its runs created ahead. Read backwards along the primary key, it
+    // stops at the first such entry (nearly always the last one).
     if (this.kind === 'sqlite') {
       // Asked at the start of every engine pass (dispatch-latency): a prepared statement, not a compiled query.
-      const r = await sqliteDirect(this.conn, false, (prepare) => prepare('SELECT max(id) AS v FROM audit_log').get() as { v: number | null } | undefined);
+      const r = await sqliteDirect(this.conn, false, (prepare) =>
+        prepare(`SELECT id AS v FROM audit_log WHERE target NOT LIKE 'tokens/%' ORDER BY id DESC LIMIT 1`).get() as { v: number | null } | undefined);
       return Number(r?.v ?? 0);
     }
-    const r = await this.db.selectFrom('audit_log').select((eb) => eb.fn.max('id').as('v')).executeTakeFirst();
+    const r = await this.db.selectFrom('audit_log').select('id as v').where('target', 'not like', 'tokens/%').orderBy('id', 'desc').limit(1).executeTakeFirst();
     return Number(r?.v ?? 0);
   }
 

@@ -459,7 +459,12 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       const v = await store.definitionsVersion();
       const plan = planApply(await store.loadDefinitions(), { ...emptyDefinitions(), groups: { extra: ['x'] } }, { defaultTimezone: 'UTC' });
       await store.applyDefinitions(plan, 'test', T0);
-      expect(await store.definitionsVersion()).toBeGreaterThan(v);
+      const applied = await store.definitionsVersion();
+      expect(applied).toBeGreaterThan(v);
+      // A revoke is audited but is no definitions change: the engine must not reload everything for it.
+      const t = await store.createToken({ name: 'not-a-definition', tokenHash: 'sha-version', role: 'viewer', createdBy: 'admin', at: T0 });
+      expect(await store.revokeToken(t.id, 'admin', T0)).toBe(true);
+      expect(await store.definitionsVersion()).toBe(applied);
       expect((await store.rateTakesAfter(T0 - 1)).length).toBeGreaterThan(0);
     });
 
