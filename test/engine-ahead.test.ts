@@ -367,3 +367,31 @@ jobs:
     expect(sentFor('held')).toEqual([]);
   });
 });
+
+describe('runs created ahead: store errors', () => {
+  it('a withdrawal that failed with a store error is tried again by the next pass', async () => {
+    h = await harness(T('10:00'));
+    h.link.connect('a1');
+    const defs = (cmd: string) => `
+jobs:
+  j: { run: { shell: "${cmd}" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+`;
+    await h.apply(defs('echo old'));
+    const [old] = await runsOf('j');
+    const store = h.server.store;
+    const withdraw = store.withdrawEarlyRuns.bind(store);
+    let failures = 0;
+    store.withdrawEarlyRuns = async (ids, entries) => {
+      if (failures++ === 0) throw new Error('connection terminated unexpectedly');
+      return withdraw(ids, entries);
+    };
+    h.clock.t = T('10:01');
+    await cliApply(defs('echo new'));
+    await h.server.engine.pass(); // fails: the store's connection dropped
+    expect(await store.getRun(old!.id)).toBeDefined();
+    await h.server.engine.pass();
+    expect(await store.getRun(old!.id)).toBeUndefined();
+    await at('10:03');
+    expect(sentFor('j').map((s) => s.payload.run)).toEqual([{ shell: 'echo new' }]);
+  });
+});

@@ -272,11 +272,9 @@ export class Engine implements Service {
     }
     // Runs that came due more than the grace period ago with no pass deciding them since go through catch-up.
     if (this.decidedAt > 0 && now - this.decidedAt > this.options.graceMs) this.withdraw ??= 'late';
-    if (this.withdraw !== null) {
-      const why = this.withdraw;
-      this.withdraw = null;
-      if (!(await this.withdrawStale(now, why))) this.withdraw = 'refused';
-    }
+    // A store error leaves it set (the next pass tries again); a refusal the engine could not resolve by reading
+    // the runs again is retried by the next pass too, but this one goes on.
+    if (this.withdraw !== null) this.withdraw = (await this.withdrawStale(now, this.withdraw)) ? null : 'refused';
     await this.ensurePlanDay(now);
     const aheadAt = await this.materializeDue(now);
     const wakeAt = await this.decideAndDispatch(now);
