@@ -207,3 +207,191 @@ jobs:
     expect((await runsOf('fan')).map((r) => [r.targetAgent, r.createdAt])).toEqual([['a1', T('10:03')], ['a2', T('10:03')]]);
   });
 });
+
+/** Like `batchalyzer apply` from another process: the store changes, no event; the engine sees it in its next pass. */
+const cliApply = async (yaml: string) => {
+  const store = h.server.store;
+  const plan = planApplyFromYaml(await store.loadDefinitions(), yaml, 'cli.yaml', { defaultTimezone: 'UTC' });
+  await store.applyDefinitions(plan, 'cli', h.clock.now());
+};
+
+describe('runs created ahead: what is never taken back', () => {
+  it('a run waiting for its retry keeps its history when the job is edited, and is retried once (review A)', async () => {
+    h = await harness(T('09:58'));
+    h.link.connect('a1');
+    const defs = (cmd: string) => `
+jobs:
+  j: { run: { shell: "${cmd}" }, on: { agent: a1 }, schedule: { cron: "0 10 * * *" }, retries: { count: 2, delay: 10m } }
+`;
+    await h.apply(defs('false'));
+    await at('10:00');
+    const [run] = await runsOf('j');
+    await h.finish(run!.id, 1);
+    expect(await h.server.store.getRun(run!.id)).toMatchObject({ state: 'waiting', attempt: 2, dueAt: T('10:10') });
+    h.clock.t = T('10:02');
+    await h.apply(defs('true'));
+    await at('10:05');
+    // Not withdrawn: same run, its failed attempt still recorded, no new run for 10:00.
+    expect((await runsOf('j')).map((r) => [r.id, r.attempt])).toEqual([[run!.id, 2]]);
+    expect((await h.server.store.runEvents(run!.id)).map((e) => e.toState)).toEqual(['waiting', 'dispatched', 'running', 'waiting']);
+    await at('10:10');
+    expect(sentFor('j').map((s) => [s.payload.runId, s.payload.attempt])).toEqual([[run!.id, 1], [run!.id, 2]]);
+  });
+
+  it('mode: all: a member run waiting for its retry stays through an unrelated apply; nothing runs twice (review B)', async () => {
+    h = await harness(T('09:58'));
+    h.link.connect('a1');
+    h.link.connect('a2');
+    const defs = (extra: string) => `
+groups:
+  both: [a1, a2]
+jobs:
+  fan: { run: { shell: "x" }, on: { group: both, mode: all }, schedule: { cron: "0 10 * * *" }, retries: { count: 2, delay: 10m } }
+${extra}`;
+    await h.apply(defs(''));
+    await at('10:00');
+    const runs = await runsOf('fan');
+    const a1 = runs.find((r) => r.targetAgent === 'a1')!;
+    const a2 = runs.find((r) => r.targetAgent === 'a2')!;
+    await h.finish(a1.id, 0);
+    await h.finish(a2.id, 1);
+    h.clock.t = T('10:02');
+    await h.apply(defs('  other: { run: { shell: "true" }, on: { agent: a1 } }'));
+    await at('10:03');
+    expect((await runsOf('fan')).map((r) => [r.id, r.state, r.attempt])).toEqual([[a1.id, 'succeeded', 1], [a2.id, 'waiting', 2]]);
+    expect(sentFor('fan').map((s) => [s.agent, s.payload.runId])).toEqual([['a1', a1.id], ['a2', a2.id]]);
+  });
+
+  it('a restart while a run waits for its retry neither deletes it nor repeats the occurrences after it (review C)', async () => {
+    h = await harness(T('09:58'));
+    h.link.connect('a1');
+    await h.apply(`
+jobs:
+  j: { run: { shell: "x" }, on: { agent: a1 }, schedule: { every: 5m, from: "10:00", catchUp: all }, concurrency: { max: 3 }, retries: { count: 1, delay: 12m } }
+`);
+    await at('10:00');
+    const [first] = await runsOf('j');
+    await h.finish(first!.id, 1);
+    for (const t of ['10:05', '10:10']) {
+      await at(t);
+      await h.finish(sentFor('j').at(-1)!.payload.runId, 0);
+    }
+    await at('10:11');
+    await h.server.stop();
+    h.clock.t = T('10:14');
+    await h.restart();
+    const nominals = (await runsOf('j')).map((r) => [(r.nominalAt! - T('10:00')) / 60_000, r.origin]);
+    expect(nominals).toEqual([[0, 'schedule'], [5, 'schedule'], [10, 'schedule'], [15, 'schedule']]);
+    expect((await h.server.store.getRun(first!.id))!.attempt).toBe(2);
+    expect((await h.server.store.runEvents(first!.id)).length).toBeGreaterThan(3);
+    // The retry is sent (late); 10:00, 10:05 and 10:10 are not sent again.
+    expect(sentFor('j').map((s) => [(s.payload.nominalAt! - T('10:00')) / 60_000, s.payload.attempt])).toEqual([[0, 1], [5, 1], [10, 1], [0, 2]]);
+  });
+});
+
+describe('runs created ahead: when they are taken back', () => {
+  it('a CLI apply seen only by the pass at the due time still applies: disabled, and changed (review D)', async () => {
+    h = await harness(T('10:00'));
+    h.link.connect('a1');
+    const defs = (off: string, cmd: string) => `
+jobs:
+  off: { run: { shell: "echo old" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" }${off} }
+  cmd: { run: { shell: "${cmd}" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+`;
+    await h.apply(defs('', 'echo old'));
+    await at('10:02');
+    const [old] = await runsOf('cmd');
+    h.clock.t = T('10:03') - 20_000;
+    await cliApply(defs(', enabled: false', 'echo new'));
+    await at('10:03');
+    expect(sentFor('off')).toEqual([]);
+    expect(await runsOf('off')).toEqual([]);
+    expect(sentFor('cmd').map((s) => [s.payload.run, s.payload.nominalAt])).toEqual([[{ shell: 'echo new' }, T('10:03')]]);
+    expect((await runsOf('cmd')).map((r) => [r.origin, r.nominalAt])).toEqual([['schedule', T('10:03')]]);
+    expect(await h.server.store.getRun(old!.id)).toBeUndefined();
+  });
+
+  it('a run that came due while no pass ran (clock jump, suspended VM) goes through catch-up (review E)', async () => {
+    h = await harness(T('09:58'));
+    h.link.connect('a1');
+    await h.apply(`
+jobs:
+  j: { run: { shell: "x" }, on: { agent: a1 }, schedule: { cron: "0 * * * *", catchUp: none } }
+`);
+    expect((await runsOf('j')).map((r) => r.nominalAt)).toEqual([T('10:00')]);
+    await at('10:56');
+    await at('12:30');
+    expect(sentFor('j')).toEqual([]);
+    expect((await runsOf('j')).map((r) => [(r.nominalAt! - T('10:00')) / 3_600_000, r.state])).toEqual([[0, 'skipped'], [1, 'skipped'], [2, 'skipped']]);
+  });
+
+  it('an occurrence at the very millisecond of the pass that moves the job is made', async () => {
+    h = await harness(T('10:00'));
+    h.link.connect('a1');
+    const defs = (minute: number) => `
+jobs:
+  j: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "${minute} 10 * * *" } }
+`;
+    await h.apply(defs(3));
+    h.clock.t = T('10:02');
+    await h.apply(defs(2));
+    expect(sentFor('j').map((s) => s.payload.nominalAt)).toEqual([T('10:02')]);
+    await at('10:03');
+    expect((await runsOf('j')).map((r) => r.nominalAt)).toEqual([T('10:02')]);
+  });
+
+  it('a refused withdrawal re-reads the runs and the pass goes on (held by another process; withdrawn by a commit whose reply was lost)', async () => {
+    h = await harness(T('10:00'));
+    h.link.connect('a1');
+    const defs = (cmd: string) => `
+jobs:
+  held: { run: { shell: "${cmd}" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+  gone: { run: { shell: "${cmd}" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+  due: { run: { shell: "true" }, on: { agent: a1 }, schedule: { cron: "2 10 * * *" } }
+`;
+    await h.apply(defs('echo one'));
+    const store = h.server.store;
+    const [held] = await runsOf('held');
+    const [gone] = await runsOf('gone');
+    // Behind the engine's back: a hold, and a withdrawal that committed (its entry moved back to 10:03).
+    await store.setRunHeld(held!.id, true, 'alice', T('10:01'));
+    const entry = (await store.planEntries('2026-06-01')).find((e) => e.jobName === 'gone')!;
+    await store.withdrawEarlyRuns([gone!.id], [{ ...entry, nextDueAt: T('10:03'), lastNominalAt: T('10:03') - 1 }]);
+    h.clock.t = T('10:02');
+    await h.apply(defs('echo two'));
+    // The same pass made and dispatched what was due.
+    expect(sentFor('due').map((s) => s.payload.nominalAt)).toEqual([T('10:02')]);
+    expect(await store.getRun(held!.id)).toMatchObject({ held: true, state: 'waiting' });
+    await at('10:03');
+    expect(sentFor('gone').map((s) => [s.payload.run, s.payload.nominalAt])).toEqual([[{ shell: 'echo two' }, T('10:03')]]);
+    expect(sentFor('held')).toEqual([]);
+  });
+});
+
+describe('runs created ahead: store errors', () => {
+  it('a withdrawal that failed with a store error is tried again by the next pass', async () => {
+    h = await harness(T('10:00'));
+    h.link.connect('a1');
+    const defs = (cmd: string) => `
+jobs:
+  j: { run: { shell: "${cmd}" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+`;
+    await h.apply(defs('echo old'));
+    const [old] = await runsOf('j');
+    const store = h.server.store;
+    const withdraw = store.withdrawEarlyRuns.bind(store);
+    let failures = 0;
+    store.withdrawEarlyRuns = async (ids, entries) => {
+      if (failures++ === 0) throw new Error('connection terminated unexpectedly');
+      return withdraw(ids, entries);
+    };
+    h.clock.t = T('10:01');
+    await cliApply(defs('echo new'));
+    await h.server.engine.pass(); // fails: the store's connection dropped
+    expect(await store.getRun(old!.id)).toBeDefined();
+    await h.server.engine.pass();
+    expect(await store.getRun(old!.id)).toBeUndefined();
+    await at('10:03');
+    expect(sentFor('j').map((s) => s.payload.run)).toEqual([{ shell: 'echo new' }]);
+  });
+});

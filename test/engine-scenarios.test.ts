@@ -226,9 +226,13 @@ jobs:
       if (last && (await h.server.store.getRun(last.payload.runId))!.state === 'dispatched') await h.finish(last.payload.runId, 0);
       if (i === 100) await h.restart();
     }
-    expect(created).toHaveLength(1);
+    // Passes 10 minutes apart are a clock jumping past 10:05: the run made ahead at 10:00 was never decided when
+    // due, so it is withdrawn and the missed occurrence goes through catch-up (docs/scheduling.md, "Late passes").
+    const runs = (await h.server.store.listRuns({ job: 'once' }, { limit: 10 })).items;
+    expect(runs).toHaveLength(1);
+    expect(created.at(-1)).toBe(runs[0]!.id);
     expect(h.link.sent).toHaveLength(1);
-    expect((await h.server.store.getRun(created[0]!))!.nominalAt).toBe(Date.parse('2026-06-01T10:05:00Z'));
+    expect(runs[0]!.nominalAt).toBe(Date.parse('2026-06-01T10:05:00Z'));
   });
 
   it('retries a failed attempt after its delay and only the last failure ends the run', async () => {

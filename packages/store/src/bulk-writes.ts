@@ -39,7 +39,7 @@ export function newRunRecord(r: NewRun, id: number, at: number): RunRecord {
   return {
     id, jobName: r.jobName, planDate: r.planDate, nominalAt: r.nominalAt, dueAt: r.dueAt, origin: r.origin, state: skipped ? 'skipped' : 'waiting',
     held: r.held === true, attempt: 1, priority: r.priority, targetAgent: r.targetAgent ?? null, agentName: null, waitReason: null,
-    rerunOf: r.rerunOf ?? null, spec: r.spec, createdAt: at, dispatchedAt: null, startedAt: null, endedAt: skipped ? at : null, exitCode: null,
+    rerunOf: r.rerunOf ?? null, spec: r.spec, createdAt: at, updatedAt: at, dispatchedAt: null, startedAt: null, endedAt: skipped ? at : null, exitCode: null,
     signal: null, endReason: r.skipped ?? null, result: null, outputBytes: 0, outputTruncated: false,
   };
 }

@@ -34,7 +34,7 @@ export class EarlyRunTouchedError extends BatchalyzerError {
   constructor(expected: number, found: number) {
     super(
       'early_run_touched',
-      `only ${found} of ${expected} runs created ahead of their due time were still waiting and not held, so none was withdrawn; ` +
+      `only ${found} of ${expected} runs created ahead of their due time were still untouched (waiting, not held, never dispatched or retried), so none was withdrawn; ` +
         'the scheduler decides again from the current runs in its next pass (nothing to do by hand)',
       { expected, found },
     );

@@ -65,6 +65,11 @@ export interface RunRecord {
   rerunOf: number | null;
   spec: JobSpec;
   createdAt: number;
+  /**
+   * When the row last changed state, hold, attempt or agent (wait reasons and output counters do not count):
+   * equal to createdAt for a run nothing has touched since it was made (see the engine's runs created ahead).
+   */
+  updatedAt: number;
   dispatchedAt: number | null;
   startedAt: number | null;
   endedAt: number | null;
@@ -261,7 +266,10 @@ export interface Store {
   loadDefinitions(): Promise<Definitions>;
   /** Writes exactly the plan's changes, with an audit entry each, in one transaction. */
   applyDefinitions(plan: ApplyPlan, actor: string, at: number): Promise<void>;
-  /** Grows whenever definitions change (also from another process, e.g. the CLI next to a running server). */
+  /**
+   * Grows whenever definitions change (also from another process, e.g. the CLI next to a running server); other
+   * audited actions (token revokes) leave it as it is.
+   */
   definitionsVersion(): Promise<number>;
 
   // Agents
@@ -309,8 +317,9 @@ export interface Store {
   advancePlan(entries: PlanEntryRecord[], runs: NewRun[], actor: string, at: number): Promise<RunRecord[]>;
   /**
    * Takes back runs the engine created ahead of their due time (docs/scheduling.md, "Runs created ahead") and
-   * moves their plan entries, in one transaction: every listed run must still be waiting and not held, or nothing
-   * changes and EarlyRunTouchedError is thrown (an operator held, or something ended, one of them meanwhile).
+   * moves their plan entries, in one transaction: every listed run must still be untouched (waiting, not held,
+   * origin schedule, attempt 1, updatedAt === createdAt, createdAt < nominalAt), or nothing changes and
+   * EarlyRunTouchedError is thrown (an operator held, a dispatch or retry touched, or something ended one meanwhile).
    */
   withdrawEarlyRuns(runIds: number[], entries: PlanEntryRecord[]): Promise<void>;
   /** Runs that have not ended: waiting, dispatched or running. */

@@ -10,7 +10,7 @@ export function runFromRow(r: Selectable<DB['runs']>): RunRecord {
   return {
     id: r.id, jobName: r.job_name, planDate: r.plan_date, nominalAt: r.nominal_at, dueAt: r.due_at, origin: r.origin as RunOrigin,
     state: r.state as RunState, held: r.held === 1, attempt: r.attempt, priority: r.priority, targetAgent: r.target_agent,
-    agentName: r.agent_name, waitReason: parse(r.wait_reason), rerunOf: r.rerun_of, spec: JSON.parse(r.spec), createdAt: r.created_at,
+    agentName: r.agent_name, waitReason: parse(r.wait_reason), rerunOf: r.rerun_of, spec: JSON.parse(r.spec), createdAt: r.created_at, updatedAt: r.updated_at,
     dispatchedAt: r.dispatched_at, startedAt: r.started_at, endedAt: r.ended_at, exitCode: r.exit_code, signal: r.signal,
     endReason: r.end_reason, result: parse(r.result), outputBytes: r.output_bytes, outputTruncated: r.output_truncated === 1,
   };

@@ -163,12 +163,16 @@ export class SqlStore implements Store {
   }
 
   async definitionsVersion(): Promise<number> {
+    // The latest audit entry that is a definitions change: a token revoke is audited too, but must not make the
+    // engine reload every definition and check its runs created ahead. Read backwards along the primary key, it
+    // stops at the first such entry (nearly always the last one).
     if (this.kind === 'sqlite') {
       // Asked at the start of every engine pass (dispatch-latency): a prepared statement, not a compiled query.
-      const r = await sqliteDirect(this.conn, false, (prepare) => prepare('SELECT max(id) AS v FROM audit_log').get() as { v: number | null } | undefined);
+      const r = await sqliteDirect(this.conn, false, (prepare) =>
+        prepare(`SELECT id AS v FROM audit_log WHERE target NOT LIKE 'tokens/%' ORDER BY id DESC LIMIT 1`).get() as { v: number | null } | undefined);
       return Number(r?.v ?? 0);
     }
-    const r = await this.db.selectFrom('audit_log').select((eb) => eb.fn.max('id').as('v')).executeTakeFirst();
+    const r = await this.db.selectFrom('audit_log').select('id as v').where('target', 'not like', 'tokens/%').orderBy('id', 'desc').limit(1).executeTakeFirst();
     return Number(r?.v ?? 0);
   }
 
@@ -316,8 +320,14 @@ export class SqlStore implements Store {
       let removed = 0;
       for (let i = 0; i < runIds.length; i += 1000) {
         const part = runIds.slice(i, i + 1000);
-        // Events, steps and holds go with the row (ON DELETE CASCADE); a waiting run has no output or holds.
-        const r = await trx.deleteFrom('runs').where('id', 'in', part).where('state', '=', 'waiting').where('held', '=', 0).executeTakeFirst();
+        // Events, steps and holds go with the row (ON DELETE CASCADE), so only a run nothing has happened to may go:
+        // the same facts the engine checks (ahead.ts, untouchedAhead), here as a backstop. A run waiting for a
+        // retry has attempt > 1; one put back after a dispatch, held and released, or retried has updated_at past
+        // created_at (every UPDATE of a run's state, hold, attempt or agent sets updated_at; wait reasons and
+        // output counters do not); one made when due has created_at >= nominal_at.
+        const r = await trx.deleteFrom('runs').where('id', 'in', part).where('state', '=', 'waiting').where('held', '=', 0)
+          .where('origin', '=', 'schedule').where('attempt', '=', 1).whereRef('updated_at', '=', 'created_at').whereRef('created_at', '<', 'nominal_at')
+          .executeTakeFirst();
         removed += Number(r.numDeletedRows);
       }
       if (removed !== runIds.length) throw new EarlyRunTouchedError(runIds.length, removed);

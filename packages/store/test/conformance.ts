@@ -156,9 +156,9 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       const dispatched = await store.getRun(run!.id);
       const agent = dispatched!.agentName!;
       expect(['a1', 'a2']).toContain(agent);
-      expect(dispatched).toEqual({ ...run, state: 'dispatched', agentName: agent, dispatchedAt: T0 + 1, waitReason: null });
+      expect(dispatched).toEqual({ ...run, state: 'dispatched', agentName: agent, dispatchedAt: T0 + 1, waitReason: null, updatedAt: T0 + 1 });
       expect(await store.startRun(run!.id, T0 + 2)).toBe(true);
-      expect(await store.getRun(run!.id)).toEqual({ ...dispatched, state: 'running', startedAt: T0 + 2 });
+      expect(await store.getRun(run!.id)).toEqual({ ...dispatched, state: 'running', startedAt: T0 + 2, updatedAt: T0 + 2 });
       expect(await store.startRun(run!.id, T0 + 3)).toBe(false); // not dispatched any more
       expect(await store.startRun(987_654_321, T0 + 3)).toBe(false);
       expect(await store.getRun(987_654_321)).toBeUndefined();
@@ -382,6 +382,35 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       expect(await store.planEntries(date)).toEqual([back]);
     });
 
+    it('withdraws only runs nothing happened to: not one retried, put back after a dispatch, or made when due', async () => {
+      const date = '2026-11-26';
+      const entry = { planDate: date, jobName: 'touched', nextDueAt: null, lastNominalAt: T0 + 60_000, jobRevision: 0 };
+      const due = T0 + 60_000;
+      const [fresh, retried, requeued, whenDue] = await store.advancePlan([entry], [
+        newRun({ jobName: 'touched', planDate: date, nominalAt: due, dueAt: due }),
+        newRun({ jobName: 'touched', planDate: date, nominalAt: due, dueAt: due }),
+        newRun({ jobName: 'touched', planDate: date, nominalAt: due, dueAt: due }),
+        newRun({ jobName: 'touched', planDate: date, nominalAt: T0, dueAt: T0 }),
+      ], 'scheduler', T0);
+      expect(fresh).toMatchObject({ createdAt: T0, updatedAt: T0, attempt: 1 });
+      // Wait reasons are written on every pass: they leave a run untouched (updatedAt stays createdAt).
+      await store.setWaitReasons([fresh!, retried!, requeued!, whenDue!].map((r) => ({ runId: r.id, reason: { code: 'not-due', until: due } })));
+      expect(await store.getRun(fresh!.id)).toMatchObject({ updatedAt: T0, createdAt: T0 });
+      for (const r of [retried!, requeued!]) expect((await store.dispatchRun({ runId: r.id, agent: 'a1', at: due, actor: 'scheduler', pools: [], rates: [] })).ok).toBe(true);
+      await store.startRun(retried!.id, due);
+      const back = await store.retryRun({ runId: retried!.id, at: due + 1000, dueAt: due + 600_000, actor: 'scheduler', reason: 'exit 1', exitCode: 1 });
+      expect(back).toMatchObject({ state: 'waiting', attempt: 2, updatedAt: due + 1000 });
+      expect(await store.requeueRun({ runId: requeued!.id, at: due + 1000, actor: 'scheduler', reason: 'not delivered' })).toMatchObject({ state: 'waiting', updatedAt: due + 1000 });
+      const moved = { ...entry, nextDueAt: due, lastNominalAt: T0 };
+      for (const r of [retried!, requeued!, whenDue!]) {
+        await expect(store.withdrawEarlyRuns([fresh!.id, r.id], [moved])).rejects.toThrow(/1 of 2 runs .* none was withdrawn/);
+        expect((await store.runEvents(r.id)).length).toBeGreaterThan(0);
+      }
+      expect(await store.planEntries(date)).toEqual([entry]);
+      await store.withdrawEarlyRuns([fresh!.id], [moved]);
+      expect(await store.getRun(fresh!.id)).toBeUndefined();
+    });
+
     it('writes large batches of runs, entries and wait reasons in order (multi-row statements)', async () => {
       const date = '2026-11-20';
       const entries = Array.from({ length: 2300 }, (_, i) => ({ planDate: date, jobName: `bulk-${String(i).padStart(4, '0')}`, nextDueAt: T0 + i, lastNominalAt: null, jobRevision: 0 }));
@@ -456,7 +485,12 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       const v = await store.definitionsVersion();
       const plan = planApply(await store.loadDefinitions(), { ...emptyDefinitions(), groups: { extra: ['x'] } }, { defaultTimezone: 'UTC' });
       await store.applyDefinitions(plan, 'test', T0);
-      expect(await store.definitionsVersion()).toBeGreaterThan(v);
+      const applied = await store.definitionsVersion();
+      expect(applied).toBeGreaterThan(v);
+      // A revoke is audited but is no definitions change: the engine must not reload everything for it.
+      const t = await store.createToken({ name: 'not-a-definition', tokenHash: 'sha-version', role: 'viewer', createdBy: 'admin', at: T0 });
+      expect(await store.revokeToken(t.id, 'admin', T0)).toBe(true);
+      expect(await store.definitionsVersion()).toBe(applied);
       expect((await store.rateTakesAfter(T0 - 1)).length).toBeGreaterThan(0);
     });
 

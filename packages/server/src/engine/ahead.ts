@@ -28,22 +28,34 @@ export function hasRunAhead(runs: RunMap, e: PlanEntryRecord, now: number): bool
   return false;
 }
 
-/** A run made ahead (by the schedule, before its due time) that nobody has touched: it may be taken back. */
-function untouchedAhead(r: RunRecord): boolean {
-  return r.state === 'waiting' && !r.held && r.origin === 'schedule' && r.createdAt < r.dueAt && r.nominalAt !== null;
+/**
+ * A run made ahead (by the schedule, before its due time) that nothing has happened to since: it may be taken
+ * back. Only facts that never change once the run is touched count: made before its nominal time (a run made
+ * when due never is; a retry moves dueAt, not nominalAt), first attempt (a retry keeps the run, attempt + 1), and
+ * never updated (a dispatch, a put-back after a failed delivery, a hold or release, a retry all set updatedAt;
+ * wait reasons do not). The store checks the same facts when it deletes (withdrawEarlyRuns).
+ */
+export function untouchedAhead(r: RunRecord): boolean {
+  return r.state === 'waiting' && !r.held && r.origin === 'schedule' && r.nominalAt !== null && r.createdAt < r.nominalAt &&
+    r.attempt === 1 && r.updatedAt === r.createdAt;
 }
 
 export interface WithdrawalInput {
   runs: RunMap;
   defs: Definitions;
   now: number;
-  /** At start: also the runs whose time passed while the server was down without being decided. */
-  atStart: boolean;
+  /**
+   * The time of the last pass of this process that decided the waiting runs (0 at start): a run due after it has
+   * not been decided as due yet.
+   */
+  decidedAt: number;
   graceMs: number;
   compiledOf(schedule: Schedule): Occurrences;
   dayEnd(planDate: string): number;
   /** The plan entry of a job for a date, if it still exists (a removed job's entries went with it). */
   entryOf(planDate: string, jobName: string): Promise<PlanEntryRecord | undefined>;
+  /** Lets I/O in now and then: comparing 10,000 specs after a change holds the event loop for a while. */
+  breathe(): Promise<void>;
 }
 
 export interface Withdrawal {
@@ -56,9 +68,11 @@ export interface Withdrawal {
 /**
  * Runs created ahead that the definitions in force no longer describe (job changed, disabled or removed; its
  * schedule or the plan zone no longer gives that occurrence), so that the run made when it comes due follows the
- * current definitions. At start, also those whose time passed while the server was down without being decided:
- * the job's catch-up policy then applies to them as to any missed occurrence. Runs an operator touched (held)
- * are kept, like any waiting run.
+ * current definitions: those not due yet, and those due already that no pass has decided as due (a CLI apply in
+ * another process is seen by the first pass after it, often the one at the due time). Also those that came due
+ * more than the grace period before any pass decided them (server down, clock jump, suspended VM, store outage):
+ * the job's catch-up policy then applies to them as to any missed occurrence. Runs anything happened to (held,
+ * dispatched and put back, retrying) are kept, like any waiting run.
  */
 export async function planWithdrawal(input: WithdrawalInput): Promise<Withdrawal> {
   const { runs, defs, now } = input;
@@ -72,18 +86,23 @@ export async function planWithdrawal(input: WithdrawalInput): Promise<Withdrawal
     }
     return t;
   };
+  const described = (r: RunRecord) => {
+    const spec = defs.jobs[r.jobName];
+    const text = current(r.jobName);
+    return text !== null && (r.spec === spec || canonicalJson(r.spec) === text) && stillOccurs(input, r, spec!);
+  };
+  let n = 0;
   for (const r of runs.values()) {
+    if ((++n & 255) === 0) await input.breathe();
     if (!untouchedAhead(r)) continue;
     let stale: boolean;
-    if (r.dueAt > now) {
-      const spec = defs.jobs[r.jobName];
-      const text = current(r.jobName);
-      stale = text === null || (r.spec !== spec && canonicalJson(r.spec) !== text) || !stillOccurs(input, r, spec!);
-    } else {
-      // Due already: decided as due by a pass of this process, unless it never was (its stored reason is still
-      // the one given before its time, or none) and its time passed while the server was down.
+    if (r.dueAt > now) stale = !described(r);
+    else {
+      // Due already: decided as due by a pass of this process (it may be waiting for an agent, a resource…),
+      // unless no pass decided since it came due and its stored reason is still the one given before its time.
       const code = (r.waitReason as { code?: string } | null)?.code;
-      stale = input.atStart && (code === undefined || code === 'not-due') && r.dueAt < now - input.graceMs;
+      const undecided = r.dueAt > input.decidedAt && (code === undefined || code === 'not-due');
+      stale = undecided && (r.dueAt < now - input.graceMs || !described(r));
     }
     if (!stale) continue;
     const key = `${r.planDate}|${r.jobName}`;
@@ -98,15 +117,16 @@ export async function planWithdrawal(input: WithdrawalInput): Promise<Withdrawal
   }
   const out: Withdrawal = { ids: [], entries: [], keys: [] };
   for (const [key, w] of byEntry) {
-    // The entry moves back to the earliest withdrawn occurrence, so every later run made ahead for it goes too,
-    // or it would be made twice. A held one among them keeps the entry where it is (its stale runs then stay, as
-    // runs created when due would).
+    // The entry moves back to the earliest withdrawn occurrence, so every later untouched run made ahead for it
+    // goes too, or it would be made twice. Any other later run of the entry (held, dispatched, retrying, made when
+    // due) keeps the entry where it is: moving it back would make that occurrence a second time (its stale runs
+    // then stay, as runs created when due would).
     let keep = false;
     for (const r of runs.ofJob(w.jobName)) {
-      if (r.planDate !== w.planDate || r.state !== 'waiting' || r.origin !== 'schedule' || r.createdAt >= r.dueAt) continue;
+      if (r.planDate !== w.planDate || (r.origin !== 'schedule' && r.origin !== 'catch-up')) continue;
       if (r.nominalAt === null || r.nominalAt <= w.nominal || w.ids.includes(r.id)) continue;
-      if (r.held) keep = true;
-      else w.ids.push(r.id);
+      if (untouchedAhead(r)) w.ids.push(r.id);
+      else keep = true;
     }
     if (keep) continue;
     out.ids.push(...w.ids);
@@ -124,11 +144,13 @@ function stillOccurs(input: WithdrawalInput, r: RunRecord, spec: JobSpec): boole
 
 /**
  * The entry as it would be had the withdrawn runs never been made: its next occurrence under the current
- * definitions from the earliest withdrawn one (from now, for runs not yet due), everything before that handled.
+ * definitions from the earliest withdrawn one (from now, now included, for runs not yet due), everything before that
+ * handled.
  */
 function rewound(input: WithdrawalInput, e: PlanEntryRecord, nominal: number): PlanEntryRecord {
   const spec = input.defs.jobs[e.jobName];
-  const from = Math.min(input.now, nominal - 1);
+  // An occurrence at the pass's very millisecond is still to come (the engine's entries include `now`).
+  const from = Math.min(input.now - 1, nominal - 1);
   let next: number | null = null;
   if (spec?.schedule && spec.enabled !== false) {
     const occ = input.compiledOf(spec.schedule);

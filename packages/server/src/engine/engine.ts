@@ -3,7 +3,7 @@ import {
   compileSchedule, ConflictError, DueHeap, type Definitions, expandTarget, type JobSpec, materialize, type Occurrences, type Schedule, planCalendar, type PlanCalendar,
   addDays, planDateOf, planDayBounds, type WaitReason, canonicalJson, parseDuration, parseSize,
 } from '@batchalyzer/core';
-import type { NewRun, PlanEntryRecord, RunRecord, Store } from '@batchalyzer/store';
+import { EarlyRunTouchedError, type NewRun, type PlanEntryRecord, type RunRecord, type Store } from '@batchalyzer/store';
 import type { EventBus } from '../events.js';
 import type { Service } from '../lifecycle.js';
 import type { AgentLink, ConnectedAgent, DispatchPayload } from '../link.js';
@@ -77,8 +77,13 @@ export class Engine implements Service {
    */
   private bySchedule = new Map<object, Occurrences>();
   private readonly persistedReasons = new Map<number, string>();
-  /** Runs created ahead are to be checked against the definitions (withdrawStale): after a change, or at start. */
-  private withdraw: 'start' | 'changed' | null = null;
+  /**
+   * Runs created ahead are to be checked (withdrawStale): at start, after a definitions change, when no pass has
+   * decided for longer than the grace period (clock jump, suspended VM, store outage), or after a refusal.
+   */
+  private withdraw: 'start' | 'changed' | 'late' | 'refused' | null = null;
+  /** `now` of the last pass that decided the waiting runs: every run due by then has been decided as due. */
+  private decidedAt = 0;
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private again = false;
@@ -110,7 +115,8 @@ export class Engine implements Service {
     // Jobs defined while the server was down get today's entry from now on; existing entries keep catching up.
     await this.syncEntries(true);
     // Runs created ahead before a crash: those the definitions no longer describe, or whose time passed while the
-    // server was down, are made again from the plan entries (see withdrawStale), in the first pass.
+    // server was down (no pass of this process decided them: decidedAt is 0), are made again from the plan entries
+    // (see withdrawStale), in the first pass.
     this.withdraw = 'start';
     await this.repairAfterChains(now);
     this.unsubscribe.push(
@@ -264,14 +270,15 @@ export class Engine implements Service {
       await this.syncEntries();
       this.withdraw ??= 'changed';
     }
-    // Until it succeeds: a run held meanwhile makes the store refuse the whole withdrawal, and the pass is retried.
-    if (this.withdraw !== null) {
-      await this.withdrawStale(now, this.withdraw === 'start');
-      this.withdraw = null;
-    }
+    // Runs that came due more than the grace period ago with no pass deciding them since go through catch-up.
+    if (this.decidedAt > 0 && now - this.decidedAt > this.options.graceMs) this.withdraw ??= 'late';
+    // A store error leaves it set (the next pass tries again); a refusal the engine could not resolve by reading
+    // the runs again is retried by the next pass too, but this one goes on.
+    if (this.withdraw !== null) this.withdraw = (await this.withdrawStale(now, this.withdraw)) ? null : 'refused';
     await this.ensurePlanDay(now);
     const aheadAt = await this.materializeDue(now);
     const wakeAt = await this.decideAndDispatch(now);
+    this.decidedAt = now;
     let next = Math.min(wakeAt ?? Number.POSITIVE_INFINITY, this.nextDue() ?? Number.POSITIVE_INFINITY, aheadAt);
     next = Math.min(next, planDayBounds(planDateOf(now, this.calendar), this.calendar).end);
     this.schedule(next);
@@ -450,33 +457,77 @@ export class Engine implements Service {
   }
 
   /**
-   * Takes back runs created ahead that the definitions in force no longer describe, and at start those whose time
-   * passed while the server was down (ahead.ts, planWithdrawal), moving their entries back in the same transaction.
+   * Takes back runs created ahead that the definitions in force no longer describe, and those that came due
+   * undecided longer than the grace period ago (ahead.ts, planWithdrawal), moving their entries back in the same
+   * transaction. Returns false when the store refused twice (a listed run was touched meanwhile): the pass then
+   * goes on without it (the other runs are made and dispatched) and the next pass tries again.
    */
-  private async withdrawStale(now: number, atStart: boolean): Promise<void> {
+  private async withdrawStale(now: number, why: string): Promise<boolean> {
     // An entry whose day has no occurrence left is not held in memory: its day's entries are read once.
     const stored = new Map<string, Map<string, PlanEntryRecord>>();
-    const { ids, entries, keys } = await planWithdrawal({
-      runs: this.state.runs, defs: this.defs, now, atStart, graceMs: this.options.graceMs,
-      compiledOf: (schedule) => this.compiledOf(schedule),
-      dayEnd: (planDate) => planDayBounds(planDate, this.calendar).end,
-      entryOf: async (planDate, jobName) => {
-        const e = this.entries.get(`${planDate}|${jobName}`);
-        if (e) return e;
-        let day = stored.get(planDate);
-        if (!day) stored.set(planDate, (day = new Map((await this.store.planEntries(planDate)).map((x) => [x.jobName, x]))));
-        return day.get(jobName);
-      },
-    });
-    if (ids.length === 0) return;
-    await this.store.withdrawEarlyRuns(ids, entries);
-    for (const id of ids) {
-      const r = this.state.runs.get(id)!;
-      this.forget(id);
-      this.events.emit('run:withdrawn', { runId: id, jobName: r.jobName, planDate: r.planDate });
+    for (let attempt = 1; ; attempt++) {
+      const { ids, entries, keys } = await planWithdrawal({
+        runs: this.state.runs, defs: this.defs, now, decidedAt: this.decidedAt, graceMs: this.options.graceMs,
+        compiledOf: (schedule) => this.compiledOf(schedule),
+        dayEnd: (planDate) => planDayBounds(planDate, this.calendar).end,
+        entryOf: async (planDate, jobName) => {
+          const e = this.entries.get(`${planDate}|${jobName}`);
+          if (e) return e;
+          let day = stored.get(planDate);
+          if (!day) stored.set(planDate, (day = new Map((await this.store.planEntries(planDate)).map((x) => [x.jobName, x]))));
+          return day.get(jobName);
+        },
+        breathe: () => this.breathe(),
+      });
+      if (ids.length === 0) return true;
+      try {
+        await this.store.withdrawEarlyRuns(ids, entries);
+      } catch (err) {
+        if (!(err instanceof EarlyRunTouchedError)) throw err;
+        this.logger.warn({ runs: ids.length, why, attempt, err: err.message }, 'withdrawal of runs created ahead refused; the runs are read again');
+        await this.refreshRefused(ids);
+        stored.clear();
+        if (attempt < 2) continue;
+        return false;
+      }
+      for (const id of ids) {
+        const r = this.state.runs.get(id)!;
+        this.forget(id);
+        this.events.emit('run:withdrawn', { runId: id, jobName: r.jobName, planDate: r.planDate });
+      }
+      for (let k = 0; k < entries.length; k++) this.setEntry(entries[k]!, keys[k]);
+      this.logger.info({ runs: ids.length, why }, 'runs created ahead of their time withdrawn; they are made again from the current definitions');
+      return true;
     }
-    for (let k = 0; k < entries.length; k++) this.setEntry(entries[k]!, keys[k]);
-    this.logger.info({ runs: ids.length }, 'runs created ahead of their time withdrawn; they are made again from the current definitions');
+  }
+
+  /**
+   * After a refused withdrawal the mirror is behind the store for some listed run: an operator acted on it, or
+   * (PostgreSQL) an earlier withdrawal committed though its reply was lost. Each is read again; one that is gone
+   * was withdrawn, so its entry is read back too (the commit moved it).
+   */
+  private async refreshRefused(ids: number[]): Promise<void> {
+    const gone = new Set<string>();
+    for (const id of ids) {
+      const before = this.state.runs.get(id);
+      const fresh = await this.store.getRun(id);
+      if (fresh && (fresh.state === 'waiting' || fresh.state === 'dispatched' || fresh.state === 'running')) {
+        this.state.runs.set(id, fresh);
+        continue;
+      }
+      this.forget(id);
+      if (before && !fresh) {
+        gone.add(before.planDate);
+        this.events.emit('run:withdrawn', { runId: id, jobName: before.jobName, planDate: before.planDate });
+      }
+    }
+    for (const planDate of gone) {
+      for (const e of await this.store.planEntries(planDate)) {
+        const key = `${e.planDate}|${e.jobName}`;
+        if (e.nextDueAt === null) this.entries.delete(key);
+        else if (this.entries.get(key)?.nextDueAt !== e.nextDueAt) this.setEntry(e, key);
+      }
+    }
   }
 
   /** Adds a newly created run to the mirror and announces it. */
@@ -518,7 +569,7 @@ export class Engine implements Service {
         // The store returns no row: the engine's copy of the waiting run, with the columns the claim changed.
         const held = this.state.runs.get(d.runId) ?? (await this.store.getRun(d.runId));
         if (!held) throw new Error(`run ${d.runId} was dispatched but is neither in the engine nor in the store`);
-        const run: RunRecord = { ...held, state: 'dispatched', agentName: d.agent, dispatchedAt: now, waitReason: null };
+        const run: RunRecord = { ...held, state: 'dispatched', agentName: d.agent, dispatchedAt: now, waitReason: null, updatedAt: now };
         this.state.runs.set(d.runId, run);
         for (const p of d.pools) this.state.addHold(p.resource, d.runId, p.units);
         for (const r of d.rates) this.state.addRateTake(r.resource, now);
