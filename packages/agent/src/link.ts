@@ -70,7 +70,7 @@ export class ServerLink {
     if (this.stopped) return;
     const url = this.config.servers[this.urlIndex % this.config.servers.length]!;
     this.log.debug(`connecting to ${url}`);
-    const ws = new WebSocket(url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000, generateMask: zeroMask });
+    const ws = new WebSocket(url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...maskOption(url) });
     this.ws = ws;
     let refusal: string | undefined;
     ws.on('open', () => {
@@ -222,14 +222,30 @@ export class ServerLink {
 }
 
 /**
- * Frames go out with an all-zero masking key, which `ws` recognises and then neither masks nor copies the payload
- * (a random key made it copy every output byte into a new frame buffer and XOR it: ~0.1 s of agent CPU per
- * 256 MB, and as much garbage), and which the server's `ws` does not unmask either. The frames stay valid
- * (RFC 6455 §5.3: the mask bit is set; the key's value is the client's choice). Masking exists against
- * cache poisoning of intermediaries by script in a browser that controls the payload (RFC 6455 §10.3); the
- * agent is not a browser and its payload is not chosen by a hostile page; and where the link crosses a proxy it
- * should be TLS (an `https://` server URL gives `wss://`), which the proxy cannot read or cache anyway.
+ * Whether frames to `url` may go out with an all-zero masking key. With it, `ws` neither masks nor copies the
+ * payload (a random key made it copy every output byte into a new frame buffer and XOR it: ~0.1 s of agent CPU
+ * per 256 MB, and as much garbage), and the server's `ws` does not unmask either. That departs from RFC 6455 §5.3,
+ * which says the key MUST be unpredictable: masking keeps a client from choosing the bytes on the wire, against
+ * cache poisoning of an intermediary that misreads them (§10.3), and job output can carry bytes a third party
+ * chose. So the zero key is used only where no intermediary can read the frames: `wss://` (an `https://` server
+ * URL; a proxy sees only TLS) and a loopback host (127.0.0.0/8, ::1, localhost: nothing sits in between). Any
+ * other `ws://` URL gets `ws`'s random key.
  */
+export function zeroMaskAllowed(url: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return false;
+  }
+  if (u.protocol === 'wss:') return true;
+  if (u.protocol !== 'ws:') return false;
+  const host = u.hostname.toLowerCase();
+  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+const maskOption = (url: string) => (zeroMaskAllowed(url) ? { generateMask: zeroMask } : {});
+
 function zeroMask(mask: Buffer): void {
   mask.fill(0);
 }

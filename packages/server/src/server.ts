@@ -39,7 +39,8 @@ export interface ServerParts {
 export async function createServer(config: ServerConfig, opts: ServerParts = {}): Promise<BatchalyzerServer> {
   const logger = opts.logger ?? pino({ level: config.logLevel, base: undefined });
   // The server's event loop must not wait for WAL checkpoints (dispatch-latency, docs/performance.md).
-  const store = opts.store ?? (await openStore(config.store, { backgroundCheckpoints: true }));
+  // Store trouble it works around (an output file it cannot write: that output goes into the database) is logged.
+  const store = opts.store ?? (await openStore(config.store, { backgroundCheckpoints: true, onWarning: (w) => logger.warn({ code: w.code, path: w.path }, w.message) }));
   const events = new EventBus();
   const startedAt = Date.now();
   let ready = false;

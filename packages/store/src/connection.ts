@@ -154,9 +154,12 @@ export async function writeTx<T>(conn: Connection, fn: (trx: Kysely<DB>) => Prom
  * object, frozen, and a mutex round trip through microtasks) cost ~25 µs a call, as much as a small commit's
  * statements (e2e-true: 4-5 calls a run). A Kysely query issued earlier and still waiting for the connection may
  * then run after this call; every store call is atomic on its own and none relies on the order of calls it did
- * not await (PostgreSQL, with its pool, gives no such order either).
+ * not await (PostgreSQL, with its pool, gives no such order either). `onRollback` runs when a write transaction
+ * does not commit (fn or COMMIT threw), synchronously, before the ROLLBACK.
  */
-export async function sqliteDirect<T>(conn: Connection, write: boolean, fn: (prepare: (sql: string) => Database.Statement) => T): Promise<T> {
+export async function sqliteDirect<T>(
+  conn: Connection, write: boolean, fn: (prepare: (sql: string) => Database.Statement) => T, onRollback?: () => void,
+): Promise<T> {
   const prepare = (sql: string) => conn.statements!.prepare(sql);
   const run = (): T => {
     if (!write) return fn(prepare);
@@ -166,6 +169,9 @@ export async function sqliteDirect<T>(conn: Connection, write: boolean, fn: (pre
       prepare('COMMIT').run();
       return out;
     } catch (err) {
+      // Before ROLLBACK, still in the same synchronous stretch: what the transaction did outside the database
+      // (output files) is undone before any other write can begin, also when COMMIT itself failed.
+      onRollback?.();
       try {
         prepare('ROLLBACK').run();
       } catch {

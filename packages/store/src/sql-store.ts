@@ -1,11 +1,12 @@
 import { CompiledQuery, type Kysely, type Selectable, sql } from 'kysely';
 import { type ApplyPlan, ConflictError, type Definitions, emptyDefinitions, NotFoundError, parseDuration } from '@batchalyzer/core';
 import { type Connection, lockResources, sqliteDirect, writeTx } from './connection.js';
-import { EarlyRunTouchedError } from './errors.js';
+import type Database from 'better-sqlite3';
+import { EarlyRunTouchedError, OutputFileError } from './errors.js';
 import type { DB } from './db.js';
 import { LATEST_SCHEMA_VERSION, migrate, type MigrationReport } from './migrate.js';
 import { insertRunsPostgres, insertRunsSqlite, type LoadedSpecs, newRunRecord, specTexts, setWaitReasonsSqlite, writeEntriesPostgres, writeEntriesSqlite } from './bulk-writes.js';
-import { OutputFiles } from './output-files.js';
+import { OutputFiles, type OutputWarning, type Touched } from './output-files.js';
 import { messageFromRow, runFromRow, tokenFromRow, agentFromRow } from './rows.js';
 import { ACTIVE_STATES } from './port.js';
 import type {
@@ -33,11 +34,11 @@ export class SqlStore implements Store {
   /** SQLite with a database file: output bytes go to files, the store keeps the index (output-files.ts). */
   private readonly files: OutputFiles | undefined;
 
-  constructor(private readonly conn: Connection) {
+  constructor(private readonly conn: Connection, onWarning: (w: OutputWarning) => void = (w) => process.emitWarning(w.message, { code: w.code })) {
     this.kind = conn.dialect;
     this.location = conn.location;
     this.db = conn.db;
-    this.files = conn.outputDir ? new OutputFiles(conn.outputDir) : undefined;
+    this.files = conn.outputDir ? new OutputFiles(conn.outputDir, onWarning) : undefined;
   }
 
   private tx<T>(fn: (trx: Kysely<DB>) => Promise<T>): Promise<T> {
@@ -70,8 +71,9 @@ export class SqlStore implements Store {
 
   async close(): Promise<void> {
     await this.conn.checkpointer?.stop();
-    this.files?.close();
+    // Files last: an append still queued for the connection runs before destroy() returns, and may open one.
     await this.db.destroy();
+    await this.files?.close();
   }
 
   // ── Definitions ──────────────────────────────────────────────────────────────────────────────
@@ -379,21 +381,24 @@ export class SqlStore implements Store {
   async pruneBefore(before: number, planDateBefore: string): Promise<{ runs: number }> {
     const ended = (trx: Kysely<DB>) => trx.deleteFrom('runs').where('ended_at', '<', before).where('state', 'not in', ['waiting', 'dispatched', 'running']);
     const out = await this.tx(async (trx) => {
-      // With output files, the ids say which files to delete once the rows are gone.
-      const ids = this.files ? (await ended(trx).returning('id').execute()).map((r) => r.id) : undefined;
-      const n = ids ? ids.length : Number((await ended(trx).executeTakeFirst()).numDeletedRows);
+      // With output files, the runs that had output say which files to delete once the rows are gone (a run with
+      // no output has no file: most runs of a busy day).
+      const rows = this.files ? await ended(trx).returning(['id', 'output_bytes']).execute() : undefined;
+      const n = rows ? rows.length : Number((await ended(trx).executeTakeFirst()).numDeletedRows);
       await trx.deleteFrom('plan_entries').where('plan_date', '<', planDateBefore).execute();
       await trx.deleteFrom('plan_days').where('plan_date', '<', planDateBefore).execute();
       await trx.deleteFrom('conditions').where('plan_date', '<', planDateBefore).execute();
       await trx.deleteFrom('rate_takes').where('at', '<', before).execute();
-      return { runs: n, ids };
+      return { runs: n, ids: rows?.filter((r) => Number(r.output_bytes) > 0).map((r) => r.id) };
     });
     if (this.files && out.ids) {
-      // After the commit: a kill in between leaves files of deleted runs, which a later prune removes with their
-      // whole shard once no run below it is left (ids are never reused: AUTOINCREMENT).
+      // After the commit, in the background (this runs inside the scheduling pass, and 100,000 pruned runs were
+      // 200,000 file system round trips before the new day's first dispatch): a kill in between leaves files of
+      // deleted runs, which a later prune removes with their whole shard once no run below it is left (ids are
+      // never reused: AUTOINCREMENT). output_bytes counts every stored chunk, so a run with a file has bytes > 0.
       const oldest = await this.db.selectFrom('runs').select((eb) => eb.fn.min('id').as('id')).executeTakeFirst();
       const next = await sql<{ seq: number }>`SELECT seq FROM sqlite_sequence WHERE name = 'runs'`.execute(this.db);
-      await this.files.remove(out.ids, Number(oldest?.id ?? (next.rows[0]?.seq ?? 0) + 1));
+      this.files.removeLater(out.ids, Number(oldest?.id ?? (next.rows[0]?.seq ?? 0) + 1));
     }
     return { runs: out.runs };
   }
@@ -620,8 +625,10 @@ export class SqlStore implements Store {
     if (chunks.length === 0) return 0;
     if (this.kind === 'sqlite') {
       // Cached statements: a batch of bulk output is one transaction with no query building (output-stream).
+      const files = this.files;
+      // Files this transaction writes, and their sizes before it: cut back if it does not commit (output-files.ts).
+      const touched: Touched = new Map();
       return sqliteDirect(this.conn, true, (prepare) => {
-        const files = this.files;
         const insert = files
           ? prepare('INSERT INTO run_output (run_id, stream, seq, at, data, file_offset, file_length) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, stream, seq) DO NOTHING')
           : prepare('INSERT INTO run_output (run_id, stream, seq, at, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, stream, seq) DO NOTHING');
@@ -630,11 +637,7 @@ export class SqlStore implements Store {
         for (const c of chunks) {
           let inserted: boolean;
           if (files && c.data.length > 0) {
-            // The row goes in first (a chunk already stored, or an unknown run, stops here with nothing written),
-            // then the bytes, then the commit after the loop: a committed row always points at written bytes.
-            const offset = files.end(c.runId, c.stream, () => this.indexedEnd(prepare, c.runId, c.stream));
-            inserted = insert.run(c.runId, c.stream, c.seq, c.at, EMPTY, offset, c.data.length).changes > 0;
-            if (inserted) files.append(c.runId, c.stream, c.data, offset);
+            inserted = this.appendToFile(prepare, insert, files, touched, c);
           } else {
             inserted = (files ? insert.run(c.runId, c.stream, c.seq, c.at, c.data, null, null) : insert.run(c.runId, c.stream, c.seq, c.at, c.data)).changes > 0;
           }
@@ -645,8 +648,9 @@ export class SqlStore implements Store {
         }
         const update = prepare('UPDATE runs SET output_bytes = output_bytes + ? WHERE id = ?');
         for (const [runId, n] of bytes) update.run(n, runId);
+        touched.clear();
         return added;
-      });
+      }, files && (() => files.rollback(touched)));
     }
     return this.tx(async (trx) => {
       let added = 0;
@@ -664,6 +668,32 @@ export class SqlStore implements Store {
       }
       return added;
     });
+  }
+
+  /**
+   * One chunk into its run's file, inside the output transaction. Order: the index row first (a chunk already
+   * stored, or an unknown run, stops here with nothing written and no file created), then the bytes, then the
+   * commit after the batch: a committed row always points at written bytes. A file open in this process gives its
+   * offset up front (one statement, the steady stream); else the row gets its range once `end` opened the file.
+   * A file that cannot be written (permissions, a full disk, no descriptors) costs that chunk its file, not the
+   * batch: the bytes go into the row as a blob, which readOutput reads in order with the rest. Failing the batch
+   * made the agent re-send it forever and held up every later report of that agent.
+   */
+  private appendToFile(prepare: (sql: string) => Database.Statement, insert: Database.Statement, files: OutputFiles, touched: Touched, c: OutputChunk): boolean {
+    const known = files.openEnd(c.runId, c.stream, touched);
+    if (insert.run(c.runId, c.stream, c.seq, c.at, EMPTY, known ?? null, known === undefined ? null : c.data.length).changes === 0) return false;
+    try {
+      const offset = known ?? files.end(c.runId, c.stream, () => this.indexedEnd(prepare, c.runId, c.stream), touched);
+      files.append(c.runId, c.stream, c.data, offset);
+      if (known === undefined) {
+        prepare('UPDATE run_output SET file_offset = ?, file_length = ? WHERE run_id = ? AND stream = ? AND seq = ?').run(offset, c.data.length, c.runId, c.stream, c.seq);
+      }
+    } catch (err) {
+      if (!(err instanceof OutputFileError)) throw err;
+      files.fellBack(c.runId, c.stream, err);
+      prepare('UPDATE run_output SET data = ?, file_offset = NULL, file_length = NULL WHERE run_id = ? AND stream = ? AND seq = ?').run(c.data, c.runId, c.stream, c.seq);
+    }
+    return true;
   }
 
   /** Where the run's committed file output ends (output-files.ts cuts off anything past it when it opens the file). */
