@@ -494,7 +494,8 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       expect((await store.rateTakesAfter(T0 - 1)).length).toBeGreaterThan(0);
     });
 
-    it.skipIf(!reopen)('keeps everything across a reopen', async () => {
+    // An in-memory database has nothing to reopen: the test exists only where there is something to reopen.
+    if (reopen) it('keeps everything across a reopen', async () => {
       const out = (await store.listRuns({ job: 'big-out' }, { limit: 1 })).items[0]!;
       await store.close();
       store = await reopen!();
