@@ -5,7 +5,7 @@ import { EngineState } from '../src/engine/state.js';
 const run = (id: number, jobName: string, state: RunRecord['state'] = 'waiting'): RunRecord => ({
   id, jobName, planDate: '2026-06-01', nominalAt: 0, dueAt: 0, origin: 'schedule', state, held: false, attempt: 1, priority: 0,
   targetAgent: null, agentName: state === 'waiting' ? null : 'a1', waitReason: null, rerunOf: null, spec: { run: { command: ['x'] }, on: { agent: 'a1' } } as RunRecord['spec'],
-  createdAt: 0, dispatchedAt: null, startedAt: null, endedAt: null, exitCode: null, signal: null, endReason: null, result: null, outputBytes: 0, outputTruncated: false,
+  createdAt: 0, updatedAt: 0, dispatchedAt: null, startedAt: null, endedAt: null, exitCode: null, signal: null, endReason: null, result: null, outputBytes: 0, outputTruncated: false,
 });
 
 describe('the engine mirror of unfinished runs', () => {
