@@ -155,23 +155,27 @@ export async function writeTx<T>(conn: Connection, fn: (trx: Kysely<DB>) => Prom
  * statements (e2e-true: 4-5 calls a run). A Kysely query issued earlier and still waiting for the connection may
  * then run after this call; every store call is atomic on its own and none relies on the order of calls it did
  * not await (PostgreSQL, with its pool, gives no such order either). `onRollback` runs when a write transaction
- * does not commit (fn or COMMIT threw), synchronously, before the ROLLBACK.
+ * does not commit, synchronously, before the ROLLBACK; `commitFailed` tells a failed COMMIT (whose outcome can be
+ * unknown after an I/O error: the commit frame may be in the WAL and replayed at recovery) from `fn` throwing
+ * (nothing committed).
  */
 export async function sqliteDirect<T>(
-  conn: Connection, write: boolean, fn: (prepare: (sql: string) => Database.Statement) => T, onRollback?: () => void,
+  conn: Connection, write: boolean, fn: (prepare: (sql: string) => Database.Statement) => T, onRollback?: (commitFailed: boolean) => void,
 ): Promise<T> {
   const prepare = (sql: string) => conn.statements!.prepare(sql);
   const run = (): T => {
     if (!write) return fn(prepare);
     prepare('BEGIN IMMEDIATE').run();
+    let committing = false;
     try {
       const out = fn(prepare);
+      committing = true;
       prepare('COMMIT').run();
       return out;
     } catch (err) {
       // Before ROLLBACK, still in the same synchronous stretch: what the transaction did outside the database
-      // (output files) is undone before any other write can begin, also when COMMIT itself failed.
-      onRollback?.();
+      // (output files) is dealt with before any other write can begin.
+      onRollback?.(committing);
       try {
         prepare('ROLLBACK').run();
       } catch {

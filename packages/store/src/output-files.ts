@@ -20,8 +20,9 @@ export interface OutputWarning {
  * bytes are written here, then the transaction commits. So a committed row only ever points at bytes already
  * in the file; a kill between the write and the commit leaves bytes no row points at, which the next opening of
  * that file cuts off (`indexedEnd`), and the agent re-sends the unacknowledged chunk. A transaction that fails
- * without a kill (a constraint, a failed COMMIT, a full disk) cuts its bytes off at once (`rollback`): its
- * descriptors stay open, and the next chunk goes at the file's size, which must be the committed end. Durability is that of the
+ * without a kill (a constraint, a full disk) cuts its bytes off at once (`rollback`) and closes the files; a
+ * failed COMMIT, whose outcome can be unknown, only closes them (`forget`): either way the next opening cuts the
+ * file to the end its committed index rows give, and the next chunk goes there. Durability is that of the
  * SQLite connection with synchronous=NORMAL and no more: bytes reach the page cache before the commit, so they
  * survive a kill of the process, not a power loss (a power loss can keep an index row whose bytes never reached
  * the disk: `read` then returns zeros for them, with a warning, instead of failing). Files are 0600 and
@@ -119,6 +120,15 @@ export class OutputFiles {
       }
       this.closeOne(key);
     }
+    touched.clear();
+  }
+
+  /**
+   * The transaction that wrote into the `touched` files failed at COMMIT, and may or may not have committed: closes
+   * them without cutting anything, so that their next opening cuts each to the end its index rows really give.
+   */
+  forget(touched: Touched): void {
+    for (const key of touched.keys()) if (this.open.has(key)) this.closeOne(key);
     touched.clear();
   }
 

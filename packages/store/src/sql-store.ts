@@ -648,9 +648,11 @@ export class SqlStore implements Store {
         }
         const update = prepare('UPDATE runs SET output_bytes = output_bytes + ? WHERE id = ?');
         for (const [runId, n] of bytes) update.run(n, runId);
-        touched.clear();
         return added;
-      }, files && (() => files.rollback(touched)));
+        // A failed COMMIT may still have committed (an I/O error after the commit frame reached the WAL): its files
+        // are only closed, and their next opening cuts them to what the index really holds. Otherwise nothing
+        // committed, and the bytes are cut off at once.
+      }, files && ((commitFailed) => (commitFailed ? files.forget(touched) : files.rollback(touched))));
     }
     return this.tx(async (trx) => {
       let added = 0;

@@ -125,6 +125,22 @@ describe('job output in files beside the SQLite database', () => {
     expect((await store.getRun(id))!.outputBytes).toBe(6);
   });
 
+  it('a failed COMMIT only closes the files it wrote; their next opening cuts them to what the index holds', async () => {
+    // A COMMIT that fails after an I/O error may still have committed: cutting the bytes back at once could cut
+    // committed output, so `forget` leaves them and the next opening goes by the index (here: one chunk of 3).
+    const dir = mkdtempSync(join(tmpdir(), 'batchalyzer-forget-'));
+    const files = new OutputFiles(dir, () => undefined);
+    const touched = new Map<string, number>();
+    const at = files.end(7, 'stdout', () => 0, touched);
+    files.append(7, 'stdout', Buffer.from('abcdef'), at);
+    files.forget(touched);
+    expect(touched.size).toBe(0);
+    expect(statSync(files.path(7, 'stdout')).size).toBe(6); // nothing cut while the outcome is unknown
+    expect(files.end(7, 'stdout', () => 3, new Map())).toBe(3); // reopened: cut to the indexed end
+    expect(readFileSync(files.path(7, 'stdout')).toString()).toBe('abc');
+    await files.close();
+  });
+
   it('a chunk of an unknown run creates no directory or file', async () => {
     const { path, store } = await fresh();
     await expect(store.appendOutput([chunk(999_999, 0, 'q')])).rejects.toThrow();

@@ -18,6 +18,18 @@ describe('SQLite direct statements', () => {
   };
   const insert = (n: number) => (prepare: (s: string) => Database.Statement) => prepare('INSERT INTO t (n) VALUES (?)').run(n).changes;
 
+  it('tells a failed COMMIT from a failing statement to the rollback hook', async () => {
+    const { conn, close } = await open();
+    // A deferred foreign key is checked at COMMIT: the one way to make COMMIT itself fail on demand.
+    await sql`CREATE TABLE p (id INTEGER PRIMARY KEY)`.execute(conn.db);
+    await sql`CREATE TABLE c (pid INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED)`.execute(conn.db);
+    const seen: boolean[] = [];
+    await expect(sqliteDirect(conn, true, (prepare) => prepare('INSERT INTO c (pid) VALUES (5)').run(), (f) => seen.push(f))).rejects.toThrow(/FOREIGN KEY/);
+    await expect(sqliteDirect(conn, true, () => { throw new Error('statement failed'); }, (f) => seen.push(f))).rejects.toThrow('statement failed');
+    expect(seen).toEqual([true, false]);
+    await close();
+  });
+
   it('commits in the call itself when no transaction is open on the connection', async () => {
     const { conn, rows, close } = await open();
     const p = sqliteDirect(conn, true, insert(1));
