@@ -228,7 +228,8 @@ export class ServerLink {
  * which says the key MUST be unpredictable: masking keeps a client from choosing the bytes on the wire, against
  * cache poisoning of an intermediary that misreads them (§10.3), and job output can carry bytes a third party
  * chose. So the zero key is used only where no intermediary can read the frames: `wss://` (an `https://` server
- * URL; a proxy sees only TLS) and a loopback host (127.0.0.0/8, ::1, localhost: nothing sits in between). Any
+ * URL; a forward proxy sees only TLS, and a TLS-terminating reverse proxy has already done the Upgrade and passes
+ * frames through) and a loopback host (127.0.0.0/8, ::1, localhost: nothing sits in between). Any
  * other `ws://` URL gets `ws`'s random key.
  */
 export function zeroMaskAllowed(url: string): boolean {
