@@ -340,6 +340,78 @@ jobs:
     expect((await runsOf('j')).map((r) => r.nominalAt)).toEqual([T('10:02')]);
   });
 
+  it('a cancelled run made ahead is not made again when a later one is withdrawn; the next occurrence follows the new definitions', async () => {
+    h = await harness(T('10:00'));
+    h.link.connect('a1');
+    const defs = (cmd: string) => `
+jobs:
+  j: { run: { shell: "${cmd}" }, on: { agent: a1 }, schedule: { cron: "* 10 * * *" } }
+`;
+    await h.apply(defs('echo old'));
+    const c = (await runsOf('j')).find((r) => r.nominalAt === T('10:01'))!;
+    expect(c).toMatchObject({ state: 'waiting', origin: 'schedule' });
+    h.clock.t = T('10:00') + 10_000;
+    await h.server.actions.cancel(c.id, 'alice');
+    await h.server.engine.pass();
+    const d = (await runsOf('j')).find((r) => r.nominalAt === T('10:02'))!;
+    expect(d).toMatchObject({ state: 'waiting' });
+    h.clock.t = T('10:00') + 20_000;
+    await h.apply(defs('echo new'));
+    expect(await h.server.store.getRun(d.id)).toBeUndefined();
+    await h.finish(sentFor('j')[0]!.payload.runId, 0);
+    await at('10:01');
+    await at('10:02');
+    // The cancelled occurrence does not run (docs/scheduling.md); the withdrawn one is made again, from the new definitions.
+    expect(sentFor('j').map((s) => [s.payload.run, s.payload.nominalAt])).toEqual([
+      [{ shell: 'echo old' }, T('10:00')], [{ shell: 'echo new' }, T('10:02')],
+    ]);
+    expect((await runsOf('j')).filter((r) => r.nominalAt === T('10:01')).map((r) => r.state)).toEqual(['cancelled']);
+  });
+
+  it('an occurrence decided in the same millisecond as the withdrawal of the next one is not made twice', async () => {
+    h = await harness(T('10:00'));
+    h.link.connect('a1');
+    const defs = (cmd: string) => `
+jobs:
+  j: { run: { shell: "${cmd}" }, on: { agent: a1 }, schedule: { cron: "2,3 10 * * *" } }
+`;
+    await h.apply(defs('echo old'));
+    // The pass at 10:02 dispatches the 10:02 run and makes the 10:03 one ahead; an apply in that millisecond
+    // takes the 10:03 one back.
+    await at('10:02');
+    expect((await runsOf('j')).map((r) => r.nominalAt)).toEqual([T('10:02'), T('10:03')]);
+    await h.apply(defs('echo new'));
+    await h.finish(sentFor('j')[0]!.payload.runId, 0);
+    await at('10:03');
+    expect(sentFor('j').map((s) => [s.payload.run, s.payload.nominalAt])).toEqual([
+      [{ shell: 'echo old' }, T('10:02')], [{ shell: 'echo new' }, T('10:03')],
+    ]);
+    expect((await runsOf('j')).map((r) => r.nominalAt)).toEqual([T('10:02'), T('10:03')]);
+  });
+
+  it('a run held and released within its creation millisecond is kept through a change; the other stale runs are still withdrawn', async () => {
+    h = await harness(T('10:00'));
+    h.link.connect('a1');
+    const defs = (cmd: string) => `
+jobs:
+  touched: { run: { shell: "${cmd}" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+  other: { run: { shell: "${cmd}" }, on: { agent: a1 }, schedule: { cron: "3 10 * * *" } }
+`;
+    await h.apply(defs('echo old'));
+    const [touched] = await runsOf('touched');
+    const [other] = await runsOf('other');
+    // Same millisecond as the creation: updatedAt stays createdAt, only the run's events tell.
+    await h.server.actions.hold(touched!.id, 'alice');
+    await h.server.actions.release(touched!.id, 'alice');
+    expect(await h.server.store.getRun(touched!.id)).toMatchObject({ createdAt: T('10:00'), updatedAt: T('10:00'), held: false });
+    await h.apply(defs('echo new'));
+    expect(await h.server.store.getRun(other!.id)).toBeUndefined();
+    expect((await h.server.store.runEvents(touched!.id)).length).toBe(3);
+    await at('10:03');
+    expect(sentFor('touched').map((s) => [s.payload.runId, s.payload.run])).toEqual([[touched!.id, { shell: 'echo old' }]]);
+    expect(sentFor('other').map((s) => s.payload.run)).toEqual([{ shell: 'echo new' }]);
+  });
+
   it('a refused withdrawal re-reads the runs and the pass goes on (held by another process; withdrawn by a commit whose reply was lost)', async () => {
     h = await harness(T('10:00'));
     h.link.connect('a1');

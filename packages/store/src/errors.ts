@@ -31,13 +31,16 @@ export class StoreUnavailableError extends BatchalyzerError {
 }
 
 export class EarlyRunTouchedError extends BatchalyzerError {
-  constructor(expected: number, found: number) {
+  /** The listed runs that were not untouched (the rest were not withdrawn either). */
+  readonly refused: number[];
+  constructor(expected: number, found: number, refused: number[]) {
     super(
       'early_run_touched',
       `only ${found} of ${expected} runs created ahead of their due time were still untouched (waiting, not held, never dispatched or retried), so none was withdrawn; ` +
         'the scheduler decides again from the current runs in its next pass (nothing to do by hand)',
-      { expected, found },
+      { expected, found, refused },
     );
+    this.refused = refused;
   }
 }
 

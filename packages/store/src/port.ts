@@ -320,8 +320,14 @@ export interface Store {
    * moves their plan entries, in one transaction: every listed run must still be untouched (waiting, not held,
    * origin schedule, attempt 1, updatedAt === createdAt, createdAt < nominalAt), or nothing changes and
    * EarlyRunTouchedError is thrown (an operator held, a dispatch or retry touched, or something ended one meanwhile).
+   * A run with any event besides its creation is refused too, whatever its timestamps say.
    */
   withdrawEarlyRuns(runIds: number[], entries: PlanEntryRecord[]): Promise<void>;
+  /**
+   * The latest nominal time of a job's scheduled occurrences on a plan date that have a run (origin schedule or
+   * catch-up, in any state, ended ones included), leaving out the runs `except`; null if there is none.
+   */
+  lastOccurrenceAt(planDate: string, jobName: string, except: number[]): Promise<number | null>;
   /** Runs that have not ended: waiting, dispatched or running. */
   activeRuns(): Promise<RunRecord[]>;
   setWaitReasons(items: { runId: number; reason: unknown }[]): Promise<void>;

@@ -319,22 +319,34 @@ export class SqlStore implements Store {
     // Runs and entry moves commit together: a crash leaves either the early runs with their entries past them, or
     // neither run nor move (the entries then make the occurrences again), never an occurrence twice or not at all.
     await this.tx(async (trx) => {
-      let removed = 0;
+      const removed = new Set<number>();
       for (let i = 0; i < runIds.length; i += 1000) {
         const part = runIds.slice(i, i + 1000);
         // Events, steps and holds go with the row (ON DELETE CASCADE), so only a run nothing has happened to may go:
         // the same facts the engine checks (ahead.ts, untouchedAhead), here as a backstop. A run waiting for a
         // retry has attempt > 1; one put back after a dispatch, held and released, or retried has updated_at past
         // created_at (every UPDATE of a run's state, hold, attempt or agent sets updated_at; wait reasons and
-        // output counters do not); one made when due has created_at >= nominal_at.
+        // output counters do not); one made when due has created_at >= nominal_at. Timestamps are milliseconds: a
+        // hold and release within the creation millisecond, or a clock stepped back, leaves updated_at equal to
+        // created_at, so a run with any event besides its creation (the only one with no from_state) is refused too.
         const r = await trx.deleteFrom('runs').where('id', 'in', part).where('state', '=', 'waiting').where('held', '=', 0)
           .where('origin', '=', 'schedule').where('attempt', '=', 1).whereRef('updated_at', '=', 'created_at').whereRef('created_at', '<', 'nominal_at')
-          .executeTakeFirst();
-        removed += Number(r.numDeletedRows);
+          .where(sql<boolean>`NOT EXISTS (SELECT 1 FROM run_events WHERE run_events.run_id = runs.id AND run_events.from_state IS NOT NULL)`)
+          .returning('id').execute();
+        for (const row of r) removed.add(Number(row.id));
       }
-      if (removed !== runIds.length) throw new EarlyRunTouchedError(runIds.length, removed);
+      if (removed.size !== runIds.length) throw new EarlyRunTouchedError(runIds.length, removed.size, runIds.filter((id) => !removed.has(id)));
       await this.writeEntries(trx, entries);
     });
+  }
+
+  async lastOccurrenceAt(planDate: string, jobName: string, except: number[]): Promise<number | null> {
+    // Through runs_job_id: the job's retained runs, not the plan day's (withdrawals only, a few entries a change).
+    let q = this.db.selectFrom('runs').select((eb) => eb.fn.max('nominal_at').as('last'))
+      .where('job_name', '=', jobName).where('plan_date', '=', planDate).where('origin', 'in', ['schedule', 'catch-up']);
+    if (except.length) q = q.where('id', 'not in', except);
+    const row = await q.executeTakeFirst();
+    return row?.last == null ? null : Number(row.last);
   }
 
   async activeRuns(): Promise<RunRecord[]> {

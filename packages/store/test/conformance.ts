@@ -411,6 +411,44 @@ export function storeConformance(label: string, open: () => Promise<Store>, reop
       expect(await store.getRun(fresh!.id)).toBeUndefined();
     });
 
+    it('refuses to withdraw a run held and released within its creation millisecond (its events say it was touched)', async () => {
+      const date = '2026-11-25';
+      const entry = { planDate: date, jobName: 'same-ms', nextDueAt: null, lastNominalAt: T0 + 60_000, jobRevision: 0 };
+      const [touched, fresh] = await store.advancePlan([entry], [
+        newRun({ jobName: 'same-ms', planDate: date, nominalAt: T0 + 60_000, dueAt: T0 + 60_000 }),
+        newRun({ jobName: 'same-ms', planDate: date, nominalAt: T0 + 60_000, dueAt: T0 + 60_000 }),
+      ], 'scheduler', T0);
+      await store.setRunHeld(touched!.id, true, 'alice', T0);
+      await store.setRunHeld(touched!.id, false, 'alice', T0);
+      expect(await store.getRun(touched!.id)).toMatchObject({ held: false, state: 'waiting', createdAt: T0, updatedAt: T0, attempt: 1 });
+      const back = { ...entry, nextDueAt: T0 + 60_000, lastNominalAt: T0 };
+      await expect(store.withdrawEarlyRuns([fresh!.id, touched!.id], [back])).rejects.toThrow(/1 of 2 runs .* none was withdrawn/);
+      await expect(store.withdrawEarlyRuns([fresh!.id, touched!.id], [back])).rejects.toMatchObject({ refused: [touched!.id] });
+      expect((await store.runEvents(touched!.id)).length).toBe(3);
+      await store.withdrawEarlyRuns([fresh!.id], [back]);
+      expect(await store.getRun(fresh!.id)).toBeUndefined();
+      expect(await store.getRun(touched!.id)).toBeDefined();
+    });
+
+    it('gives the latest occurrence of a job and plan date that has a run, ended ones included, leaving some runs out', async () => {
+      const date = '2026-11-24';
+      const entry = { planDate: date, jobName: 'occ', nextDueAt: null, lastNominalAt: T0 + 120_000, jobRevision: 0 };
+      expect(await store.lastOccurrenceAt(date, 'occ', [])).toBeNull();
+      const [first, cancelled, ahead] = await store.advancePlan([entry], [
+        newRun({ jobName: 'occ', planDate: date, nominalAt: T0 - 60_000, dueAt: T0 - 60_000, origin: 'catch-up' }),
+        newRun({ jobName: 'occ', planDate: date, nominalAt: T0 + 60_000, dueAt: T0 + 60_000 }),
+        newRun({ jobName: 'occ', planDate: date, nominalAt: T0 + 120_000, dueAt: T0 + 120_000 }),
+        newRun({ jobName: 'occ', planDate: date, nominalAt: T0 + 600_000, dueAt: T0 + 600_000, origin: 'manual' }),
+        newRun({ jobName: 'occ', planDate: '2026-11-23', nominalAt: T0 + 900_000, dueAt: T0 + 900_000 }),
+        newRun({ jobName: 'other', planDate: date, nominalAt: T0 + 900_000, dueAt: T0 + 900_000 }),
+      ], 'scheduler', T0);
+      expect((await store.finishRun({ runId: cancelled!.id, state: 'cancelled', at: T0, actor: 'alice' })).changed).toBe(true);
+      expect(await store.lastOccurrenceAt(date, 'occ', [])).toBe(T0 + 120_000);
+      expect(await store.lastOccurrenceAt(date, 'occ', [ahead!.id])).toBe(T0 + 60_000);
+      expect(await store.lastOccurrenceAt(date, 'occ', [ahead!.id, cancelled!.id])).toBe(T0 - 60_000);
+      expect(await store.lastOccurrenceAt(date, 'occ', [ahead!.id, cancelled!.id, first!.id])).toBeNull();
+    });
+
     it('writes large batches of runs, entries and wait reasons in order (multi-row statements)', async () => {
       const date = '2026-11-20';
       const entries = Array.from({ length: 2300 }, (_, i) => ({ planDate: date, jobName: `bulk-${String(i).padStart(4, '0')}`, nextDueAt: T0 + i, lastNominalAt: null, jobRevision: 0 }));

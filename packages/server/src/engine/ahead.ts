@@ -49,11 +49,18 @@ export interface WithdrawalInput {
    * not been decided as due yet.
    */
   decidedAt: number;
+  /** Runs that look untouched but that the store refused to withdraw (their events say otherwise): kept. */
+  touched: ReadonlySet<number>;
   graceMs: number;
   compiledOf(schedule: Schedule): Occurrences;
   dayEnd(planDate: string): number;
   /** The plan entry of a job for a date, if it still exists (a removed job's entries went with it). */
   entryOf(planDate: string, jobName: string): Promise<PlanEntryRecord | undefined>;
+  /**
+   * The latest nominal time of the job's scheduled runs of a plan date (schedule and catch-up, ended ones
+   * included), leaving out `except` (Store.lastOccurrenceAt): a cancelled run is no longer in the engine's memory.
+   */
+  lastOccurrenceAt(planDate: string, jobName: string, except: number[]): Promise<number | null>;
   /** Lets I/O in now and then: comparing 10,000 specs after a change holds the event loop for a while. */
   breathe(): Promise<void>;
 }
@@ -94,7 +101,7 @@ export async function planWithdrawal(input: WithdrawalInput): Promise<Withdrawal
   let n = 0;
   for (const r of runs.values()) {
     if ((++n & 255) === 0) await input.breathe();
-    if (!untouchedAhead(r)) continue;
+    if (!untouchedAhead(r) || input.touched.has(r.id)) continue;
     let stale: boolean;
     if (r.dueAt > now) stale = !described(r);
     else {
@@ -125,14 +132,22 @@ export async function planWithdrawal(input: WithdrawalInput): Promise<Withdrawal
     for (const r of runs.ofJob(w.jobName)) {
       if (r.planDate !== w.planDate || (r.origin !== 'schedule' && r.origin !== 'catch-up')) continue;
       if (r.nominalAt === null || r.nominalAt <= w.nominal || w.ids.includes(r.id)) continue;
-      if (untouchedAhead(r)) w.ids.push(r.id);
+      if (untouchedAhead(r) && !input.touched.has(r.id)) w.ids.push(r.id);
       else keep = true;
     }
     if (keep) continue;
+    // An occurrence that has a run left (ended ones too: a cancelled run made ahead, a run decided in this very
+    // millisecond) is never made again: the entry moves back no further than the latest of them. One later than
+    // the withdrawn runs keeps the entry where it is, as above (an ended run is not in the engine's memory).
+    let kept: number | null = null;
+    if (w.entry) {
+      kept = await input.lastOccurrenceAt(w.planDate, w.jobName, w.ids);
+      if (kept !== null && kept >= w.nominal) continue;
+    }
     out.ids.push(...w.ids);
     if (!w.entry) continue;
     out.keys.push(key);
-    out.entries.push(rewound(input, w.entry, w.nominal));
+    out.entries.push(rewound(input, w.entry, w.nominal, kept));
   }
   return out;
 }
@@ -144,13 +159,14 @@ function stillOccurs(input: WithdrawalInput, r: RunRecord, spec: JobSpec): boole
 
 /**
  * The entry as it would be had the withdrawn runs never been made: its next occurrence under the current
- * definitions from the earliest withdrawn one (from now, now included, for runs not yet due), everything before that
- * handled.
+ * definitions from the earliest withdrawn one (from now, now included, for runs not yet due), but after the
+ * latest occurrence that has a run left (`kept`), everything before that handled.
  */
-function rewound(input: WithdrawalInput, e: PlanEntryRecord, nominal: number): PlanEntryRecord {
+function rewound(input: WithdrawalInput, e: PlanEntryRecord, nominal: number, kept: number | null): PlanEntryRecord {
   const spec = input.defs.jobs[e.jobName];
-  // An occurrence at the pass's very millisecond is still to come (the engine's entries include `now`).
-  const from = Math.min(input.now - 1, nominal - 1);
+  // An occurrence at the pass's very millisecond is still to come (the engine's entries include `now`), unless
+  // it has a run already.
+  const from = Math.max(Math.min(input.now - 1, nominal - 1), kept ?? Number.NEGATIVE_INFINITY);
   let next: number | null = null;
   if (spec?.schedule && spec.enabled !== false) {
     const occ = input.compiledOf(spec.schedule);

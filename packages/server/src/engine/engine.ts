@@ -7,7 +7,7 @@ import { EarlyRunTouchedError, type NewRun, type PlanEntryRecord, type RunRecord
 import type { EventBus } from '../events.js';
 import type { Service } from '../lifecycle.js';
 import type { AgentLink, ConnectedAgent, DispatchPayload } from '../link.js';
-import { createdAhead, hasRunAhead, planWithdrawal } from './ahead.js';
+import { createdAhead, hasRunAhead, planWithdrawal, untouchedAhead } from './ahead.js';
 import { EngineState } from './state.js';
 
 /**
@@ -84,6 +84,11 @@ export class Engine implements Service {
   private withdraw: 'start' | 'changed' | 'late' | 'refused' | null = null;
   /** `now` of the last pass that decided the waiting runs: every run due by then has been decided as due. */
   private decidedAt = 0;
+  /**
+   * Runs the store refused to withdraw though they look untouched here: touched within their creation millisecond
+   * (a hold and release, a clock stepped back), which only the run's events tell. Kept like any touched run.
+   */
+  private readonly touchedAhead = new Set<number>();
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private again = false;
@@ -467,7 +472,7 @@ export class Engine implements Service {
     const stored = new Map<string, Map<string, PlanEntryRecord>>();
     for (let attempt = 1; ; attempt++) {
       const { ids, entries, keys } = await planWithdrawal({
-        runs: this.state.runs, defs: this.defs, now, decidedAt: this.decidedAt, graceMs: this.options.graceMs,
+        runs: this.state.runs, defs: this.defs, now, decidedAt: this.decidedAt, graceMs: this.options.graceMs, touched: this.touchedAhead,
         compiledOf: (schedule) => this.compiledOf(schedule),
         dayEnd: (planDate) => planDayBounds(planDate, this.calendar).end,
         entryOf: async (planDate, jobName) => {
@@ -477,6 +482,7 @@ export class Engine implements Service {
           if (!day) stored.set(planDate, (day = new Map((await this.store.planEntries(planDate)).map((x) => [x.jobName, x]))));
           return day.get(jobName);
         },
+        lastOccurrenceAt: (planDate, jobName, except) => this.store.lastOccurrenceAt(planDate, jobName, except),
         breathe: () => this.breathe(),
       });
       if (ids.length === 0) return true;
@@ -486,6 +492,10 @@ export class Engine implements Service {
         if (!(err instanceof EarlyRunTouchedError)) throw err;
         this.logger.warn({ runs: ids.length, why, attempt, err: err.message }, 'withdrawal of runs created ahead refused; the runs are read again');
         await this.refreshRefused(ids);
+        for (const id of err.refused) {
+          const r = this.state.runs.get(id);
+          if (r && untouchedAhead(r)) this.touchedAhead.add(id);
+        }
         stored.clear();
         if (attempt < 2) continue;
         return false;
@@ -729,6 +739,7 @@ export class Engine implements Service {
 
   forget(runId: number): void {
     this.killRequested.delete(runId);
+    this.touchedAhead.delete(runId);
     this.state.runs.delete(runId);
     this.state.releaseHolds(runId);
     this.persistedReasons.delete(runId);
