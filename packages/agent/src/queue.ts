@@ -25,9 +25,11 @@ export type AgentItem = Exclude<QueueItem, { kind: 'output' }> | (Omit<WireOutpu
  * Group commit: items appended while a batch is written and fsynced (both in the thread pool, so the event loop
  * keeps reading job output and sending) are written and fsynced together by the next one. Writes are positional
  * (each batch at the offset reserved for it), one batch at a time, so a segment never has a hole. `durableSeq`
- * only moves after an fsync returned, and only items up to it are sent, so nothing the server acknowledged can be
- * lost by a crash. An item's bytes stay in memory until the link sent them (within the memory budget), so that a
- * steady stream is never read back from disk.
+ * only moves after an fsync returned. Protocol 1–2 links send only items up to it; a protocol-3 link sends every
+ * appended item at once (`lastSeq`) and reports `durableSeq` to the server, which acknowledges nothing beyond it,
+ * and `ack` never forgets beyond it either: so nothing the server acknowledged can be lost by a crash, and no
+ * sequence number the server took can be lost from this disk and reused. An item's bytes stay in memory until the
+ * link sent them (within the memory budget), so that a steady stream is never read back from disk.
  */
 interface Entry {
   seq: number;
@@ -121,6 +123,8 @@ interface Batch {
   parts: Buffer[];
   position: number;
   upTo: number;
+  /** Its items (a protocol-3 link may need one again before the write has landed: the bytes are not in the file yet). */
+  items: AgentItem[];
   /** The queue directory must be fsynced too (the batch starts a new segment) before its items are durable. */
   syncDir: boolean;
 }
@@ -140,7 +144,8 @@ export class DiskQueue extends EventEmitter {
   private fd = -1;
   private size = 0;
   private segmentMax = new Map<number, number>();
-  private pending: { seq: number; item: AgentItem; parts: Buffer[]; length: number }[] = [];
+  /** Appended, not yet handed to a write; contiguous sequences. `released`: the link sent it before its write. */
+  private pending: { seq: number; item: AgentItem; parts: Buffer[]; length: number; released?: boolean }[] = [];
   private pendingSize = 0;
   private flushScheduled = false;
   /** The batch being written and fsynced in the thread pool. */
@@ -176,6 +181,7 @@ export class DiskQueue extends EventEmitter {
 
   private load(): void {
     const segs = readdirSync(this.dir).filter((f) => /^\d{8}\.log$/.test(f)).sort();
+    let loadedAny = false;
     for (const f of segs) {
       const n = Number(f.slice(0, 8));
       const path = join(this.dir, f);
@@ -195,15 +201,24 @@ export class DiskQueue extends EventEmitter {
         this.nextSeq = Math.max(this.nextSeq, r.seq + 1);
         offset = r.end;
       }
-      if (offset < buf.length) {
+      if (buf.length > 0) {
         // A torn or garbled tail from a crash mid-write: cut it so that appends continue on a clean record.
+        // And sync what was found: a killed process may have left records in the page cache that it never
+        // fsynced; they count as durable from here on (reported to a protocol-3 server, which then acknowledges
+        // them), so they must survive a power failure after this restart.
         const fd = openSync(path, 'r+');
-        ftruncateSync(fd, offset);
-        closeSync(fd);
+        try {
+          if (offset < buf.length) ftruncateSync(fd, offset);
+          fsyncSync(fd);
+        } finally {
+          closeSync(fd);
+        }
+        loadedAny = true;
       }
       this.segmentMax.set(n, max);
       this.segment = n;
     }
+    if (loadedAny) fsyncDirectorySync(this.dir); // the segments' directory entries, for the same reason
     this.openSegment(segs.length ? this.segment : 1);
     this.dropAckedSegments();
   }
@@ -232,6 +247,7 @@ export class DiskQueue extends EventEmitter {
     this.pending.push({ seq, item, parts, length });
     this.pendingSize += length;
     this.schedule();
+    this.emit('appended', seq);
     return seq;
   }
 
@@ -265,7 +281,7 @@ export class DiskQueue extends EventEmitter {
     for (const b of batch) parts.push(...b.parts);
     const position = this.size;
     for (const b of batch) {
-      const keep = this.memBytes + b.length <= this.memoryBudget;
+      const keep = !b.released && this.memBytes + b.length <= this.memoryBudget;
       if (keep) this.memBytes += b.length;
       this.entries.push({ seq: b.seq, runId: b.item.runId, item: keep ? b.item : null, segment: this.segment, offset: this.size, length: b.length });
       this.size += b.length;
@@ -274,7 +290,7 @@ export class DiskQueue extends EventEmitter {
     this.written = batch[batch.length - 1]!.seq;
     const syncDir = this.dirDirty;
     this.dirDirty = false;
-    return { fd: this.fd, parts, position, upTo: this.written, syncDir };
+    return { fd: this.fd, parts, position, upTo: this.written, items: batch.map((b) => b.item), syncDir };
   }
 
   /** One group commit: write what is pending and fsync it in the thread pool, then make it sendable. */
@@ -332,6 +348,11 @@ export class DiskQueue extends EventEmitter {
     return this.durable;
   }
 
+  /** The highest sequence appended (maybe not yet written or fsynced). */
+  get lastSeq(): number {
+    return this.nextSeq - 1;
+  }
+
   get acked(): number {
     return this.ackedSeq;
   }
@@ -357,22 +378,49 @@ export class DiskQueue extends EventEmitter {
     return lo;
   }
 
-  /** The durable item with this sequence, read back from disk when it is not in memory; undefined when acked or not durable. */
-  get(seq: number): { seq: number; item: AgentItem } | undefined {
-    if (seq > this.durable) return undefined;
+  /**
+   * The item with this sequence up to `limit` (the durable sequence unless the link may send ahead of the fsync),
+   * read back from disk when it is not in memory; undefined when acked or beyond the limit.
+   */
+  get(seq: number, limit = this.durable): { seq: number; item: AgentItem } | undefined {
+    if (seq > limit) return undefined;
+    const p = this.pendingAt(seq);
+    if (p) return { seq, item: p.item };
     const e = this.entries[this.indexAtOrAfter(seq)];
     if (!e || e.seq !== seq) return undefined;
-    return { seq, item: e.item ?? this.readBack(e) };
+    return { seq, item: e.item ?? this.inflightItem(seq) ?? this.readBack(e) };
   }
 
-  /** The first durable sequence ≥ seq, or undefined. */
-  nextAtOrAfter(seq: number): number | undefined {
+  /** An item of the batch in the thread pool, whose bytes may not be in the file yet. */
+  private inflightItem(seq: number): AgentItem | undefined {
+    const b = this.inflight;
+    if (!b || seq > b.upTo) return undefined;
+    return b.items[b.items.length - 1 - (b.upTo - seq)];
+  }
+
+  /** The first unacknowledged sequence ≥ seq up to `limit` (default: durable), or undefined. */
+  nextAtOrAfter(seq: number, limit = this.durable): number | undefined {
     const e = this.entries[this.indexAtOrAfter(seq)];
-    return e && e.seq <= this.durable ? e.seq : undefined;
+    if (e) return e.seq <= limit ? e.seq : undefined;
+    const first = this.pending[0]?.seq;
+    if (first === undefined) return undefined;
+    const s = Math.max(seq, first);
+    return s <= limit && s < this.nextSeq ? s : undefined;
+  }
+
+  /** A pending (appended, not yet written) item: pending sequences are contiguous. */
+  private pendingAt(seq: number): { seq: number; item: AgentItem; released?: boolean } | undefined {
+    const first = this.pending[0]?.seq;
+    return first !== undefined && seq >= first ? this.pending[seq - first] : undefined;
   }
 
   /** The link sent this item: its bytes are read back from disk if it must be sent again (after a reconnect). */
   release(seq: number): void {
+    const p = this.pendingAt(seq);
+    if (p) {
+      p.released = true; // not kept in memory once written
+      return;
+    }
     const e = this.entries[this.indexAtOrAfter(seq)];
     if (!e || e.seq !== seq || !e.item) return;
     e.item = null;
