@@ -22,8 +22,9 @@ export type AgentItem = Exclude<QueueItem, { kind: 'output' }> | (Omit<WireOutpu
  * neither base64-encoded nor JSON-escaped (lines with base64 `data`, written by earlier versions, still load).
  * A torn last record (crash while writing) is cut off at start.
  *
- * Group commit: items appended while a batch is written and fsynced (both in the thread pool, so the event loop
- * keeps reading job output and sending) are written and fsynced together by the next one. Writes are positional
+ * Group commit: items appended while a batch is written (in the thread pool, so the event loop keeps reading job
+ * output and sending) are written together by the next one; writes that landed while an fdatasync ran are
+ * fsynced together by the next sync round, which runs beside the writes (commitAsync, sync). Writes are positional
  * (each batch at the offset reserved for it), one batch at a time, so a segment never has a hole. `durableSeq`
  * only moves after an fsync returned. Protocol 1–2 links send only items up to it; a protocol-3 link sends every
  * appended item at once (`lastSeq`) and reports `durableSeq` to the server, which acknowledges nothing beyond it,
@@ -125,6 +126,8 @@ interface Batch {
   upTo: number;
   /** Its items (a protocol-3 link may need one again before the write has landed: the bytes are not in the file yet). */
   items: AgentItem[];
+  /** Bytes of the batch (still counted as backlog until written). */
+  bytes: number;
   /** The queue directory must be fsynced too (the batch starts a new segment) before its items are durable. */
   syncDir: boolean;
 }
@@ -148,8 +151,16 @@ export class DiskQueue extends EventEmitter {
   private pending: { seq: number; item: AgentItem; parts: Buffer[]; length: number; released?: boolean }[] = [];
   private pendingSize = 0;
   private flushScheduled = false;
-  /** The batch being written and fsynced in the thread pool. */
+  /** The batch being written in the thread pool (one at a time, so that a segment never has a hole). */
   private inflight: Batch | undefined;
+  /** Highest sequence whose write has landed (maybe not yet fsynced). */
+  private landed = 0;
+  /** Segment descriptors with landed writes not yet fsynced, and whether the directory needs it too. */
+  private unsynced = new Set<number>();
+  private unsyncedDir = false;
+  /** The sync round running in the thread pool. */
+  private syncing: { fds: number[]; dir: boolean; upTo: number } | undefined;
+  /** Descriptors of earlier segments, closed once the thread pool is done with them. */
   private closeAfterSync: number[] = [];
   /** A segment was created whose directory entry is not yet fsynced. */
   private dirDirty = false;
@@ -173,6 +184,7 @@ export class DiskQueue extends EventEmitter {
     this.load();
     this.durable = this.nextSeq - 1;
     this.written = this.durable;
+    this.landed = this.durable;
   }
 
   static open(dir: string, memoryBudget = 8 * 1024 * 1024): DiskQueue {
@@ -226,7 +238,7 @@ export class DiskQueue extends EventEmitter {
   private openSegment(n: number): void {
     if (this.fd >= 0) {
       // Closing an fd while the thread pool writes or fsyncs it could write to (or fsync) an unrelated reused fd.
-      if (this.fd === this.inflight?.fd) this.closeAfterSync.push(this.fd);
+      if (this.fdBusy(this.fd)) this.closeAfterSync.push(this.fd);
       else closeSync(this.fd);
     }
     this.segment = n;
@@ -252,7 +264,7 @@ export class DiskQueue extends EventEmitter {
   }
 
   private schedule(): void {
-    if (this.flushScheduled || this.inflight) return; // a running batch schedules the next one when its fsync returns
+    if (this.flushScheduled || this.inflight) return; // a running write schedules the next one when it returns
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
@@ -260,9 +272,9 @@ export class DiskQueue extends EventEmitter {
     });
   }
 
-  /** Bytes appended but not yet on disk: job output pauses while this is high (backpressure). */
+  /** Bytes appended but not yet written: job output pauses while this is high (backpressure). */
   get pendingBytes(): number {
-    return this.pendingSize;
+    return this.pendingSize + (this.inflight?.bytes ?? 0);
   }
 
   /** Calls `cb` once every item up to `seq` is durable (at once when it is already). */
@@ -275,6 +287,7 @@ export class DiskQueue extends EventEmitter {
   private takePending(): Batch {
     const batch = this.pending;
     this.pending = [];
+    const bytes = this.pendingSize;
     this.pendingSize = 0;
     if (this.size > SEGMENT_BYTES) this.openSegment(this.segment + 1);
     const parts: Buffer[] = [];
@@ -290,24 +303,78 @@ export class DiskQueue extends EventEmitter {
     this.written = batch[batch.length - 1]!.seq;
     const syncDir = this.dirDirty;
     this.dirDirty = false;
-    return { fd: this.fd, parts, position, upTo: this.written, items: batch.map((b) => b.item), syncDir };
+    return { fd: this.fd, parts, position, upTo: this.written, items: batch.map((b) => b.item), bytes, syncDir };
   }
 
-  /** One group commit: write what is pending and fsync it in the thread pool, then make it sendable. */
+  /**
+   * Writes what is pending in the thread pool, one batch at a time; each write that lands is fsynced by the next
+   * sync round (sync). Writes go on while a round's fdatasync runs, so the fsync neither holds back the next
+   * write nor, through the backlog, the job's output pipes (output-stream: the pipes were paused half the time).
+   */
   private commitAsync(): void {
     if (this.pending.length === 0 || this.inflight || this.fd < 0) return;
     const batch = this.takePending();
     this.inflight = batch;
-    const done = (err: Error | null) => {
+    writeAll(batch.fd, batch.parts, batch.position, (err) => {
       this.inflight = undefined;
-      for (const c of this.closeAfterSync.splice(0)) closeSync(c);
-      if (err) throw err; // the disk failed: nothing written since the last fsync may be sent; the agent stops
-      this.markDurable(batch.upTo);
+      if (err) {
+        this.closeIdle();
+        throw err; // the disk failed: nothing written since the last fsync may be acknowledged; the agent stops
+      }
+      this.landed = Math.max(this.landed, batch.upTo);
+      this.unsynced.add(batch.fd);
+      this.unsyncedDir ||= batch.syncDir;
+      this.sync();
+      this.emit('written', batch.upTo);
       if (this.pending.length) this.schedule();
+    });
+  }
+
+  /**
+   * One sync round at a time: fdatasync every segment written since the last round (and the directory when a
+   * segment is new), then everything whose write had landed when the round began is durable. A write that lands
+   * during a round is covered by the next one, never counted by this one.
+   */
+  private sync(): void {
+    if (this.syncing || (this.unsynced.size === 0 && !this.unsyncedDir)) return;
+    const round = { fds: [...this.unsynced], dir: this.unsyncedDir, upTo: this.landed };
+    this.unsynced.clear();
+    this.unsyncedDir = false;
+    this.syncing = round;
+    let i = 0;
+    let dirDone = !round.dir;
+    const finish = (err: Error | null) => {
+      this.syncing = undefined;
+      this.closeIdle();
+      if (err) throw err; // as above
+      this.markDurable(round.upTo);
+      this.sync();
     };
-    // fdatasync: the records and the file's size, not its times (one journal commit less per batch on ext4).
-    const synced = (err: Error | null) => (err || !batch.syncDir ? done(err) : fsyncDirectory(this.dir, done));
-    writeAll(batch.fd, batch.parts, batch.position, (err) => (err ? done(err) : fdatasync(batch.fd, synced)));
+    // fdatasync: the records and the file's size, not its times (one journal commit less per round on ext4).
+    const next = (err: Error | null): void => {
+      if (err) return finish(err);
+      if (i < round.fds.length) return fdatasync(round.fds[i++]!, next);
+      if (!dirDone) {
+        dirDone = true;
+        return fsyncDirectory(this.dir, next);
+      }
+      finish(null);
+    };
+    next(null);
+  }
+
+  /** Whether the thread pool may still write or fsync this descriptor (closing it could hit a reused number). */
+  private fdBusy(fd: number): boolean {
+    return this.inflight?.fd === fd || this.unsynced.has(fd) || (this.syncing?.fds.includes(fd) ?? false);
+  }
+
+  private closeIdle(): void {
+    if (this.closeAfterSync.length === 0) return;
+    this.closeAfterSync = this.closeAfterSync.filter((fd) => {
+      if (this.fdBusy(fd)) return true;
+      closeSync(fd);
+      return false;
+    });
   }
 
   /** Writes and fsyncs everything appended so far, synchronously (at a run's end when needed, drain, close). */
@@ -316,20 +383,25 @@ export class DiskQueue extends EventEmitter {
     if (this.pending.length === 0 && this.written === this.durable) return;
     // The batch in the thread pool may not be written yet: write it again (same bytes at the same offset, so
     // whichever write lands last leaves the same file) and fsync it here, before anything after it.
-    const running = this.inflight && this.inflight.upTo > this.durable ? this.inflight : undefined;
+    const running = this.inflight;
     if (running) writeAllSync(running.fd, running.parts, running.position);
-    let upTo = this.written;
-    let syncDir = running?.syncDir ?? false;
+    let syncDir = (running?.syncDir ?? false) || this.unsyncedDir || (this.syncing?.dir ?? false);
     if (this.pending.length) {
-      const batch = this.takePending(); // may start a new segment: the running batch's fd stays open until it returns
+      const batch = this.takePending(); // may start a new segment: the older descriptors stay open until idle
       writeAllSync(batch.fd, batch.parts, batch.position);
-      upTo = batch.upTo;
       syncDir ||= batch.syncDir;
     }
-    if (running && running.fd !== this.fd) fsyncSync(running.fd);
-    fsyncSync(this.fd);
+    // Every descriptor with writes not known to be fsynced: a round in the thread pool may not have reached them.
+    const fds = new Set([...this.unsynced, ...(this.syncing?.fds ?? [])]);
+    if (running) fds.add(running.fd);
+    if (this.fd >= 0) fds.add(this.fd);
+    for (const fd of fds) fsyncSync(fd);
     if (syncDir) fsyncDirectorySync(this.dir);
-    this.markDurable(upTo);
+    this.unsynced.clear();
+    this.unsyncedDir = false;
+    this.landed = Math.max(this.landed, this.written);
+    this.closeIdle();
+    this.markDurable(this.written);
   }
 
   private markDurable(upTo: number): void {
@@ -519,7 +591,7 @@ export class DiskQueue extends EventEmitter {
     if (this.ackedFd >= 0) closeSync(this.ackedFd);
     this.ackedFd = -1;
     if (this.fd >= 0) {
-      if (this.fd === this.inflight?.fd) this.closeAfterSync.push(this.fd);
+      if (this.fdBusy(this.fd)) this.closeAfterSync.push(this.fd);
       else closeSync(this.fd);
     }
     this.fd = -1;
