@@ -322,9 +322,15 @@ export class DiskQueue extends EventEmitter {
         throw err; // the disk failed: nothing written since the last fsync may be acknowledged; the agent stops
       }
       this.landed = Math.max(this.landed, batch.upTo);
-      this.unsynced.add(batch.fd);
-      this.unsyncedDir ||= batch.syncDir;
-      this.sync();
+      if (batch.upTo > this.durable) {
+        this.unsynced.add(batch.fd);
+        this.unsyncedDir ||= batch.syncDir;
+        this.sync();
+      } else {
+        // flush() already wrote these bytes at this offset and fsynced them: this late write put the same bytes
+        // there again, so the file on disk already holds them. Its descriptor may be waiting to be closed.
+        this.closeIdle();
+      }
       this.emit('written', batch.upTo);
       if (this.pending.length) this.schedule();
     });
