@@ -18,6 +18,12 @@ export interface LinkHandlers {
   activeRuns(): number[];
 }
 
+/**
+ * Protocol 3: the durable watermark is reported at most this often (a frame each side per sync round was ~2 frames
+ * a run more, e2e-true); it only lets the server acknowledge, which frees the queue, and sending never waits for it.
+ */
+const DURABLE_REPORT_MS = 10;
+
 /** Bytes sent and not yet written to the socket; acks (after the server's commit) do not gate sending. */
 const MAX_IN_FLIGHT = 8 * 1024 * 1024;
 
@@ -44,13 +50,19 @@ export class ServerLink {
   /** The durable watermark last reported on this connection (protocol 3). */
   private durableSent = -1;
   private pumpScheduled = false;
+  private durableTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly config: AgentConfig, private readonly queue: DiskQueue, private readonly handlers: LinkHandlers, private readonly log: Log) {
     if (this.sendsAhead) {
       // Protocol 3: items go out as soon as they are appended, before their fsync; the server acknowledges only up
       // to the durable watermark reported here, so the fsync no longer delays sending (docs/protocol.md).
       queue.on('appended', () => this.pumpSoon());
-      queue.on('durable', () => this.reportDurable());
+      queue.on('durable', () => {
+        this.durableTimer ??= setTimeout(() => {
+          this.durableTimer = undefined;
+          this.reportDurable();
+        }, DURABLE_REPORT_MS).unref();
+      });
     } else {
       queue.on('durable', () => this.pump());
     }
@@ -78,6 +90,7 @@ export class ServerLink {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.retry);
+    clearTimeout(this.durableTimer);
     clearInterval(this.heartbeat);
     this.ws?.close(CLOSE.goingAway, 'agent stopping');
   }
