@@ -95,6 +95,7 @@ describe('hostile agent frames (brief §8)', () => {
     const own = await server.run('evil', { shell: 'true' });
     let seq = 1;
     owner.send({ type: 'report', seq, item: { kind: 'output', runId: own, attempt: 1, at: 1, stream: 'stdout', chunk: 1, data: Buffer.from('legit').toString('base64') } });
+    owner.send({ type: 'durable', seq }); // protocol 3: acknowledged once on the agent's disk
     expect(await owner.next('ack', (m) => m.seq === 1)).toEqual({ type: 'ack', seq: 1 });
 
     const rnd = prng(20260115);
@@ -131,7 +132,7 @@ describe('hostile agent frames (brief §8)', () => {
       () => ({ type: 'kill-result', runId: victim, found: true }),
       () => ({ type: 'hello', protocol: 1, agent: 'a1', version: 'x', clock: 1, facts: {}, capabilities: { command: true, shell: true, node: true, checks: { builtin: true, plugin: true, node: true } }, queueId: 'fuzz-queue-0001', activeRuns: [], draining: false }),
       () => ({ type: `unknown-${Math.floor(rnd() * 100)}` }),
-      () => pick(['not json', '{"type":"heartbeat","at":"soon","activeRuns":[]}', '{"type":"report","seq":-1}']),
+      () => pick(['not json', '{"type":"heartbeat","at":"soon","activeRuns":[]}', '{"type":"report","seq":-1}', '{"type":"durable","seq":-1}', '{"type":"durable","seq":"9"}']),
       // Protocol 2 binary output frames: for a run of another agent, garbage, a lying header length.
       () => encodeOutputFrame({ type: 'output', seq: 1000 + Math.floor(rnd() * 1e6), runId: victim, attempt: 1, at: 1, stream: 'stdout', chunk: 9 }, Buffer.from('pwned')),
       () => Buffer.from(Array.from({ length: 64 }, () => Math.floor(rnd() * 256))),
@@ -160,6 +161,16 @@ describe('hostile agent frames (brief §8)', () => {
       closes.push(closed);
       expect(closed.reason).toMatch(/binary frame from an agent speaking protocol 1/);
     }
+    // A durable watermark from an agent that said it speaks protocol 2.
+    {
+      const c = new Client(server.url);
+      await c.authenticate('evil2', evil2Key, 2);
+      c.send({ type: 'durable', seq: 1 });
+      frames++;
+      const closed = await c.closed;
+      closes.push(closed);
+      expect(closed.reason).toMatch(/durable from an agent speaking protocol 2/);
+    }
     // Huge frames, before and after authentication.
     for (let i = 0; i < 4; i++) await oneConnection(i % 2 === 1, JSON.stringify({ type: 'heartbeat', at: 1, activeRuns: [], pad: 'x'.repeat(1024 * 1024 + 10) }));
     // Sequence replays on the owner's connection: the same sequence again, with other content.
@@ -170,6 +181,7 @@ describe('hostile agent frames (brief §8)', () => {
     const again = new Client(server.url);
     await again.authenticate('evil', evilKey);
     again.send({ type: 'report', seq: 1, item: { kind: 'output', runId: own, attempt: 1, at: 1, stream: 'stdout', chunk: 3, data: Buffer.from('replayed').toString('base64') } });
+    again.send({ type: 'durable', seq: 1 });
     frames++;
     expect(await again.next('ack', (m) => m.seq === 1)).toEqual({ type: 'ack', seq: 1 });
     again.ws.close();
@@ -203,14 +215,14 @@ describe('hostile agent frames (brief §8)', () => {
 });
 
 describe('acknowledgements (brief §12)', () => {
-  it('reports committed one after the other are acknowledged together, only after their commits', async () => {
+  it('protocol 2: reports committed one after the other are acknowledged together, only after their commits', async () => {
     // Heartbeats are answered by an ack of their own: this client sends none, and the delay is long enough that
     // both commits happen within it however slow the machine.
     const { server, agent, store, data } = await serverWithAgent('a1', [], { ...FAST_HUB, ackDelayMs: 2_000 });
     cleanup.push(() => server.stop(), () => agent.kill9(), () => store.close());
     const key = readFileSync(await registerAgent(data, 'quiet'), 'utf8').trim();
     const client = new Client(server.url);
-    await client.authenticate('quiet', key, PROTOCOL_VERSION, false);
+    await client.authenticate('quiet', key, 2, false);
     const runId = await server.run('quiet', { shell: 'true' });
     await until('dispatched', async () => (await store.getRun(runId))!.state === 'dispatched');
     client.send({ type: 'report', seq: 1, item: { kind: 'started', runId, attempt: 1, at: Date.now() } });
@@ -220,5 +232,41 @@ describe('acknowledgements (brief §12)', () => {
     await until('finished committed', async () => (await store.getRun(runId))!.state === 'succeeded');
     expect(await client.next('ack')).toEqual({ type: 'ack', seq: 2 });
     expect(client.acks()).toEqual([]);
+  });
+
+  it('protocol 3: reports are committed as they arrive but acknowledged, and taken as replays, only up to the agent\'s durable watermark', async () => {
+    const { server, agent, store, data } = await serverWithAgent('a1');
+    cleanup.push(() => server.stop(), () => agent.kill9(), () => store.close());
+    const key = readFileSync(await registerAgent(data, 'quiet'), 'utf8').trim();
+    const client = new Client(server.url);
+    await client.authenticate('quiet', key, 3, false);
+    const runId = await server.run('quiet', { shell: 'true' });
+    await until('dispatched', async () => (await store.getRun(runId))!.state === 'dispatched');
+    const chunk = (n: number, text: string) => ({ kind: 'output', runId, attempt: 1, at: Date.now(), stream: 'stdout', chunk: n, data: Buffer.from(text).toString('base64') });
+    client.send({ type: 'report', seq: 1, item: { kind: 'started', runId, attempt: 1, at: Date.now() } });
+    client.send({ type: 'report', seq: 2, item: chunk(1, 'one ') });
+    await until('committed', async () => (await store.readOutput(runId, 'stdout')).toString() === 'one ');
+    expect((await store.getRun(runId))!.state).toBe('running');
+    // A heartbeat is answered with the agent's recorded sequence: still 0, and no other ack came.
+    client.send({ type: 'heartbeat', at: Date.now(), activeRuns: [runId] });
+    expect(await client.next('ack')).toEqual({ type: 'ack', seq: 0 });
+    expect(client.acks()).toEqual([]);
+
+    // The agent's host dies before its fsync: it comes back with sequence 2 reused for other content. The server
+    // must take it as new (it never recorded 2), not as a replay.
+    client.ws.close();
+    await client.closed;
+    const after = new Client(server.url);
+    await after.authenticate('quiet', key, 3, false);
+    after.send({ type: 'durable', seq: 1 });
+    after.send({ type: 'report', seq: 1, item: { kind: 'started', runId, attempt: 1, at: Date.now() } }); // re-sent: not acknowledged before
+    after.send({ type: 'report', seq: 2, item: chunk(2, 'two') });
+    await until('the reused sequence committed', async () => (await store.readOutput(runId, 'stdout')).toString() === 'one two');
+    expect(await after.next('ack')).toEqual({ type: 'ack', seq: 1 }); // committed, but durable only up to 1
+    after.send({ type: 'durable', seq: 2 });
+    expect(await after.next('ack')).toEqual({ type: 'ack', seq: 2 });
+    after.send({ type: 'heartbeat', at: Date.now(), activeRuns: [runId] });
+    expect(await after.next('ack')).toEqual({ type: 'ack', seq: 2 });
+    expect((await store.runEvents(runId)).filter((e) => e.toState === 'running')).toHaveLength(1);
   });
 });

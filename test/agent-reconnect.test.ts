@@ -105,6 +105,7 @@ describe('agents reconnecting to a restarted server', () => {
     const log: string[] = [];
     const flood = new Agent(server.url(), 'flood', keys.flood!, log, runs);
     await flood.welcome();
+    flood.send({ type: 'durable', seq: runs.length }); // protocol 3: the queued results are on the agent's disk
     runs.forEach((runId, i) => flood.send({ type: 'report', seq: i + 1, item: { kind: 'finished', runId, attempt: 1, at: now + 1, exitCode: 0, signal: null, timedOut: false } }));
     // The others come back while the flood is being committed.
     const back = others.map((name) => new Agent(server.url(), name, keys[name]!, log));

@@ -9,7 +9,7 @@ import type { Log } from './log.js';
 import { type AgentItem, DiskQueue } from './queue.js';
 import { AGENT_VERSION } from './version.js';
 
-/** Above this many bytes not yet on disk, job output pipes pause. */
+/** Above this many bytes not yet written to the queue's segment, job output pipes pause. */
 const BACKLOG_BYTES = 4 * 1024 * 1024;
 
 /**
@@ -28,9 +28,13 @@ export class Agent {
   constructor(readonly config: AgentConfig, readonly log: Log) {
     this.queue = DiskQueue.open(join(config.dataDir, 'queue'), config.queueMemoryBytes);
     this.journal = new RunJournal(join(config.dataDir, 'running'));
-    this.queue.on('durable', () => {
+    // The backlog is what is not yet written (the page cache takes it); the fsync runs beside the writes and does
+    // not hold the pipes (flush() writes and syncs at once and reports only 'durable').
+    const relieve = () => {
       if (this.queue.pendingBytes < BACKLOG_BYTES / 2) for (const w of this.reliefWaiters.splice(0)) w();
-    });
+    };
+    this.queue.on('written', relieve);
+    this.queue.on('durable', relieve);
     this.link = new ServerLink(config, this.queue, {
       hello: () => ({
         protocol: config.protocolVersion,

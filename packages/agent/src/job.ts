@@ -19,7 +19,7 @@ export interface JobContext {
   emit(item: AgentItem): number;
   /** Calls back once the item with this sequence (and all before it) is on disk. */
   afterDurable(seq: number, cb: () => void): void;
-  /** True while the queue has too much not yet on disk: output pipes pause (backpressure). */
+  /** True while the queue has too much not yet written: output pipes pause (backpressure). */
   backlogged(): boolean;
   onRelief(cb: () => void): void;
 }

@@ -18,6 +18,12 @@ export interface LinkHandlers {
   activeRuns(): number[];
 }
 
+/**
+ * Protocol 3: the durable watermark is reported at most this often (a frame each side per sync round was ~2 frames
+ * a run more, e2e-true); it only lets the server acknowledge, which frees the queue, and sending never waits for it.
+ */
+const DURABLE_REPORT_MS = 10;
+
 /** Bytes sent and not yet written to the socket; acks (after the server's commit) do not gate sending. */
 const MAX_IN_FLIGHT = 8 * 1024 * 1024;
 
@@ -41,9 +47,35 @@ export class ServerLink {
   private connectedOnce = false;
   private rejectedHead = 0;
   private rejections = 0;
+  /** The durable watermark last reported on this connection (protocol 3). */
+  private durableSent = -1;
+  private pumpScheduled = false;
+  private durableTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly config: AgentConfig, private readonly queue: DiskQueue, private readonly handlers: LinkHandlers, private readonly log: Log) {
-    queue.on('durable', () => this.pump());
+    if (this.sendsAhead) {
+      // Protocol 3: items go out as soon as they are appended, before their fsync; the server acknowledges only up
+      // to the durable watermark reported here, so the fsync no longer delays sending (docs/protocol.md).
+      queue.on('appended', () => this.pumpSoon());
+      queue.on('durable', () => {
+        this.durableTimer ??= setTimeout(() => {
+          this.durableTimer = undefined;
+          this.reportDurable();
+        }, DURABLE_REPORT_MS).unref();
+      });
+    } else {
+      queue.on('durable', () => this.pump());
+    }
+  }
+
+  /** Whether items are sent before they are durable (protocol 3 and later). */
+  private get sendsAhead(): boolean {
+    return this.config.protocolVersion >= 3;
+  }
+
+  /** What may be sent: every appended item in protocol 3, only durable ones before. */
+  private get sendLimit(): number {
+    return this.sendsAhead ? this.queue.lastSeq : this.queue.durableSeq;
   }
 
   get connected(): boolean {
@@ -58,6 +90,7 @@ export class ServerLink {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.retry);
+    clearTimeout(this.durableTimer);
     clearInterval(this.heartbeat);
     this.ws?.close(CLOSE.goingAway, 'agent stopping');
   }
@@ -117,10 +150,12 @@ export class ServerLink {
         this.heartbeatMs = m.heartbeatMs;
         this.cursor = this.queue.firstUnacked();
         this.inFlight = 0;
+        this.durableSent = -1;
         this.log.info(`${this.connectedOnce ? 'reconnected' : 'connected'} to ${url} as ${this.config.name}`, { clockOffsetMs: m.serverTime - Date.now(), queued: this.queue.length });
         this.connectedOnce = true;
         clearInterval(this.heartbeat);
         this.heartbeat = setInterval(() => this.beat(ws), this.heartbeatMs);
+        if (this.sendsAhead) this.reportDurable(); // what became durable while disconnected (or before a restart)
         this.pump();
         return;
       case 'ack':
@@ -151,7 +186,25 @@ export class ServerLink {
     ws.send(encode({ type: 'heartbeat', at: Date.now(), activeRuns: this.handlers.activeRuns() }));
   }
 
-  /** Sends durable items in sequence order while the socket's buffer has room. */
+  /** Protocol 3: tells the server how far the queue is on disk (it acknowledges nothing beyond). */
+  private reportDurable(): void {
+    const seq = this.queue.durableSeq;
+    if (!this.ready || seq <= this.durableSent || this.ws?.readyState !== WebSocket.OPEN) return;
+    this.durableSent = seq;
+    this.ws.send(encode({ type: 'durable', seq }));
+  }
+
+  /** Items appended in one turn of the event loop leave together (one cork, one write). */
+  private pumpSoon(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  /** Sends sendable items (see sendLimit) in sequence order while the socket's buffer has room. */
   private pump(): void {
     const ws = this.ws;
     if (!this.ready || !ws || ws.readyState !== WebSocket.OPEN) return;
@@ -167,10 +220,11 @@ export class ServerLink {
   }
 
   private pumpFrames(ws: WebSocket): void {
-    while (this.inFlight < MAX_IN_FLIGHT && this.cursor <= this.queue.durableSeq) {
-      const seq = this.queue.nextAtOrAfter(this.cursor);
+    const limit = this.sendLimit;
+    while (this.inFlight < MAX_IN_FLIGHT && this.cursor <= limit) {
+      const seq = this.queue.nextAtOrAfter(this.cursor, limit);
       if (seq === undefined) break;
-      const entry = this.queue.get(seq);
+      const entry = this.queue.get(seq, limit);
       this.cursor = seq + 1;
       if (!entry) continue;
       const frame = this.frame(seq, entry.item);

@@ -22,12 +22,15 @@ export type AgentItem = Exclude<QueueItem, { kind: 'output' }> | (Omit<WireOutpu
  * neither base64-encoded nor JSON-escaped (lines with base64 `data`, written by earlier versions, still load).
  * A torn last record (crash while writing) is cut off at start.
  *
- * Group commit: items appended while a batch is written and fsynced (both in the thread pool, so the event loop
- * keeps reading job output and sending) are written and fsynced together by the next one. Writes are positional
+ * Group commit: items appended while a batch is written (in the thread pool, so the event loop keeps reading job
+ * output and sending) are written together by the next one; writes that landed while an fdatasync ran are
+ * fsynced together by the next sync round, which runs beside the writes (commitAsync, sync). Writes are positional
  * (each batch at the offset reserved for it), one batch at a time, so a segment never has a hole. `durableSeq`
- * only moves after an fsync returned, and only items up to it are sent, so nothing the server acknowledged can be
- * lost by a crash. An item's bytes stay in memory until the link sent them (within the memory budget), so that a
- * steady stream is never read back from disk.
+ * only moves after an fsync returned. Protocol 1–2 links send only items up to it; a protocol-3 link sends every
+ * appended item at once (`lastSeq`) and reports `durableSeq` to the server, which acknowledges nothing beyond it,
+ * and `ack` never forgets beyond it either: so nothing the server acknowledged can be lost by a crash, and no
+ * sequence number the server took can be lost from this disk and reused. An item's bytes stay in memory until the
+ * link sent them (within the memory budget), so that a steady stream is never read back from disk.
  */
 interface Entry {
   seq: number;
@@ -121,6 +124,10 @@ interface Batch {
   parts: Buffer[];
   position: number;
   upTo: number;
+  /** Its items (a protocol-3 link may need one again before the write has landed: the bytes are not in the file yet). */
+  items: AgentItem[];
+  /** Bytes of the batch (still counted as backlog until written). */
+  bytes: number;
   /** The queue directory must be fsynced too (the batch starts a new segment) before its items are durable. */
   syncDir: boolean;
 }
@@ -140,11 +147,20 @@ export class DiskQueue extends EventEmitter {
   private fd = -1;
   private size = 0;
   private segmentMax = new Map<number, number>();
-  private pending: { seq: number; item: AgentItem; parts: Buffer[]; length: number }[] = [];
+  /** Appended, not yet handed to a write; contiguous sequences. `released`: the link sent it before its write. */
+  private pending: { seq: number; item: AgentItem; parts: Buffer[]; length: number; released?: boolean }[] = [];
   private pendingSize = 0;
   private flushScheduled = false;
-  /** The batch being written and fsynced in the thread pool. */
+  /** The batch being written in the thread pool (one at a time, so that a segment never has a hole). */
   private inflight: Batch | undefined;
+  /** Highest sequence whose write has landed (maybe not yet fsynced). */
+  private landed = 0;
+  /** Segment descriptors with landed writes not yet fsynced, and whether the directory needs it too. */
+  private unsynced = new Set<number>();
+  private unsyncedDir = false;
+  /** The sync round running in the thread pool. */
+  private syncing: { fds: number[]; dir: boolean; upTo: number } | undefined;
+  /** Descriptors of earlier segments, closed once the thread pool is done with them. */
   private closeAfterSync: number[] = [];
   /** A segment was created whose directory entry is not yet fsynced. */
   private dirDirty = false;
@@ -168,6 +184,7 @@ export class DiskQueue extends EventEmitter {
     this.load();
     this.durable = this.nextSeq - 1;
     this.written = this.durable;
+    this.landed = this.durable;
   }
 
   static open(dir: string, memoryBudget = 8 * 1024 * 1024): DiskQueue {
@@ -176,6 +193,7 @@ export class DiskQueue extends EventEmitter {
 
   private load(): void {
     const segs = readdirSync(this.dir).filter((f) => /^\d{8}\.log$/.test(f)).sort();
+    let loadedAny = false;
     for (const f of segs) {
       const n = Number(f.slice(0, 8));
       const path = join(this.dir, f);
@@ -195,15 +213,24 @@ export class DiskQueue extends EventEmitter {
         this.nextSeq = Math.max(this.nextSeq, r.seq + 1);
         offset = r.end;
       }
-      if (offset < buf.length) {
+      if (buf.length > 0) {
         // A torn or garbled tail from a crash mid-write: cut it so that appends continue on a clean record.
+        // And sync what was found: a killed process may have left records in the page cache that it never
+        // fsynced; they count as durable from here on (reported to a protocol-3 server, which then acknowledges
+        // them), so they must survive a power failure after this restart.
         const fd = openSync(path, 'r+');
-        ftruncateSync(fd, offset);
-        closeSync(fd);
+        try {
+          if (offset < buf.length) ftruncateSync(fd, offset);
+          fsyncSync(fd);
+        } finally {
+          closeSync(fd);
+        }
+        loadedAny = true;
       }
       this.segmentMax.set(n, max);
       this.segment = n;
     }
+    if (loadedAny) fsyncDirectorySync(this.dir); // the segments' directory entries, for the same reason
     this.openSegment(segs.length ? this.segment : 1);
     this.dropAckedSegments();
   }
@@ -211,7 +238,7 @@ export class DiskQueue extends EventEmitter {
   private openSegment(n: number): void {
     if (this.fd >= 0) {
       // Closing an fd while the thread pool writes or fsyncs it could write to (or fsync) an unrelated reused fd.
-      if (this.fd === this.inflight?.fd) this.closeAfterSync.push(this.fd);
+      if (this.fdBusy(this.fd)) this.closeAfterSync.push(this.fd);
       else closeSync(this.fd);
     }
     this.segment = n;
@@ -232,11 +259,12 @@ export class DiskQueue extends EventEmitter {
     this.pending.push({ seq, item, parts, length });
     this.pendingSize += length;
     this.schedule();
+    this.emit('appended', seq);
     return seq;
   }
 
   private schedule(): void {
-    if (this.flushScheduled || this.inflight) return; // a running batch schedules the next one when its fsync returns
+    if (this.flushScheduled || this.inflight) return; // a running write schedules the next one when it returns
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
@@ -244,9 +272,9 @@ export class DiskQueue extends EventEmitter {
     });
   }
 
-  /** Bytes appended but not yet on disk: job output pauses while this is high (backpressure). */
+  /** Bytes appended but not yet written: job output pauses while this is high (backpressure). */
   get pendingBytes(): number {
-    return this.pendingSize;
+    return this.pendingSize + (this.inflight?.bytes ?? 0);
   }
 
   /** Calls `cb` once every item up to `seq` is durable (at once when it is already). */
@@ -259,13 +287,14 @@ export class DiskQueue extends EventEmitter {
   private takePending(): Batch {
     const batch = this.pending;
     this.pending = [];
+    const bytes = this.pendingSize;
     this.pendingSize = 0;
     if (this.size > SEGMENT_BYTES) this.openSegment(this.segment + 1);
     const parts: Buffer[] = [];
     for (const b of batch) parts.push(...b.parts);
     const position = this.size;
     for (const b of batch) {
-      const keep = this.memBytes + b.length <= this.memoryBudget;
+      const keep = !b.released && this.memBytes + b.length <= this.memoryBudget;
       if (keep) this.memBytes += b.length;
       this.entries.push({ seq: b.seq, runId: b.item.runId, item: keep ? b.item : null, segment: this.segment, offset: this.size, length: b.length });
       this.size += b.length;
@@ -274,24 +303,84 @@ export class DiskQueue extends EventEmitter {
     this.written = batch[batch.length - 1]!.seq;
     const syncDir = this.dirDirty;
     this.dirDirty = false;
-    return { fd: this.fd, parts, position, upTo: this.written, syncDir };
+    return { fd: this.fd, parts, position, upTo: this.written, items: batch.map((b) => b.item), bytes, syncDir };
   }
 
-  /** One group commit: write what is pending and fsync it in the thread pool, then make it sendable. */
+  /**
+   * Writes what is pending in the thread pool, one batch at a time; each write that lands is fsynced by the next
+   * sync round (sync). Writes go on while a round's fdatasync runs, so the fsync neither holds back the next
+   * write nor, through the backlog, the job's output pipes (output-stream: the pipes were paused half the time).
+   */
   private commitAsync(): void {
     if (this.pending.length === 0 || this.inflight || this.fd < 0) return;
     const batch = this.takePending();
     this.inflight = batch;
-    const done = (err: Error | null) => {
+    writeAll(batch.fd, batch.parts, batch.position, (err) => {
       this.inflight = undefined;
-      for (const c of this.closeAfterSync.splice(0)) closeSync(c);
-      if (err) throw err; // the disk failed: nothing written since the last fsync may be sent; the agent stops
-      this.markDurable(batch.upTo);
+      if (err) {
+        this.closeIdle();
+        throw err; // the disk failed: nothing written since the last fsync may be acknowledged; the agent stops
+      }
+      this.landed = Math.max(this.landed, batch.upTo);
+      if (batch.upTo > this.durable) {
+        this.unsynced.add(batch.fd);
+        this.unsyncedDir ||= batch.syncDir;
+        this.sync();
+      } else {
+        // flush() already wrote these bytes at this offset and fsynced them: this late write put the same bytes
+        // there again, so the file on disk already holds them. Its descriptor may be waiting to be closed.
+        this.closeIdle();
+      }
+      this.emit('written', batch.upTo);
       if (this.pending.length) this.schedule();
+    });
+  }
+
+  /**
+   * One sync round at a time: fdatasync every segment written since the last round (and the directory when a
+   * segment is new), then everything whose write had landed when the round began is durable. A write that lands
+   * during a round is covered by the next one, never counted by this one.
+   */
+  private sync(): void {
+    if (this.syncing || (this.unsynced.size === 0 && !this.unsyncedDir)) return;
+    const round = { fds: [...this.unsynced], dir: this.unsyncedDir, upTo: this.landed };
+    this.unsynced.clear();
+    this.unsyncedDir = false;
+    this.syncing = round;
+    let i = 0;
+    let dirDone = !round.dir;
+    const finish = (err: Error | null) => {
+      this.syncing = undefined;
+      this.closeIdle();
+      if (err) throw err; // as above
+      this.markDurable(round.upTo);
+      this.sync();
     };
-    // fdatasync: the records and the file's size, not its times (one journal commit less per batch on ext4).
-    const synced = (err: Error | null) => (err || !batch.syncDir ? done(err) : fsyncDirectory(this.dir, done));
-    writeAll(batch.fd, batch.parts, batch.position, (err) => (err ? done(err) : fdatasync(batch.fd, synced)));
+    // fdatasync: the records and the file's size, not its times (one journal commit less per round on ext4).
+    const next = (err: Error | null): void => {
+      if (err) return finish(err);
+      if (i < round.fds.length) return fdatasync(round.fds[i++]!, next);
+      if (!dirDone) {
+        dirDone = true;
+        return fsyncDirectory(this.dir, next);
+      }
+      finish(null);
+    };
+    next(null);
+  }
+
+  /** Whether the thread pool may still write or fsync this descriptor (closing it could hit a reused number). */
+  private fdBusy(fd: number): boolean {
+    return this.inflight?.fd === fd || this.unsynced.has(fd) || (this.syncing?.fds.includes(fd) ?? false);
+  }
+
+  private closeIdle(): void {
+    if (this.closeAfterSync.length === 0) return;
+    this.closeAfterSync = this.closeAfterSync.filter((fd) => {
+      if (this.fdBusy(fd)) return true;
+      closeSync(fd);
+      return false;
+    });
   }
 
   /** Writes and fsyncs everything appended so far, synchronously (at a run's end when needed, drain, close). */
@@ -300,20 +389,25 @@ export class DiskQueue extends EventEmitter {
     if (this.pending.length === 0 && this.written === this.durable) return;
     // The batch in the thread pool may not be written yet: write it again (same bytes at the same offset, so
     // whichever write lands last leaves the same file) and fsync it here, before anything after it.
-    const running = this.inflight && this.inflight.upTo > this.durable ? this.inflight : undefined;
+    const running = this.inflight;
     if (running) writeAllSync(running.fd, running.parts, running.position);
-    let upTo = this.written;
-    let syncDir = running?.syncDir ?? false;
+    let syncDir = (running?.syncDir ?? false) || this.unsyncedDir || (this.syncing?.dir ?? false);
     if (this.pending.length) {
-      const batch = this.takePending(); // may start a new segment: the running batch's fd stays open until it returns
+      const batch = this.takePending(); // may start a new segment: the older descriptors stay open until idle
       writeAllSync(batch.fd, batch.parts, batch.position);
-      upTo = batch.upTo;
       syncDir ||= batch.syncDir;
     }
-    if (running && running.fd !== this.fd) fsyncSync(running.fd);
-    fsyncSync(this.fd);
+    // Every descriptor with writes not known to be fsynced: a round in the thread pool may not have reached them.
+    const fds = new Set([...this.unsynced, ...(this.syncing?.fds ?? [])]);
+    if (running) fds.add(running.fd);
+    if (this.fd >= 0) fds.add(this.fd);
+    for (const fd of fds) fsyncSync(fd);
     if (syncDir) fsyncDirectorySync(this.dir);
-    this.markDurable(upTo);
+    this.unsynced.clear();
+    this.unsyncedDir = false;
+    this.landed = Math.max(this.landed, this.written);
+    this.closeIdle();
+    this.markDurable(this.written);
   }
 
   private markDurable(upTo: number): void {
@@ -330,6 +424,11 @@ export class DiskQueue extends EventEmitter {
   /** The highest sequence that is on disk. */
   get durableSeq(): number {
     return this.durable;
+  }
+
+  /** The highest sequence appended (maybe not yet written or fsynced). */
+  get lastSeq(): number {
+    return this.nextSeq - 1;
   }
 
   get acked(): number {
@@ -357,22 +456,49 @@ export class DiskQueue extends EventEmitter {
     return lo;
   }
 
-  /** The durable item with this sequence, read back from disk when it is not in memory; undefined when acked or not durable. */
-  get(seq: number): { seq: number; item: AgentItem } | undefined {
-    if (seq > this.durable) return undefined;
+  /**
+   * The item with this sequence up to `limit` (the durable sequence unless the link may send ahead of the fsync),
+   * read back from disk when it is not in memory; undefined when acked or beyond the limit.
+   */
+  get(seq: number, limit = this.durable): { seq: number; item: AgentItem } | undefined {
+    if (seq > limit) return undefined;
+    const p = this.pendingAt(seq);
+    if (p) return { seq, item: p.item };
     const e = this.entries[this.indexAtOrAfter(seq)];
     if (!e || e.seq !== seq) return undefined;
-    return { seq, item: e.item ?? this.readBack(e) };
+    return { seq, item: e.item ?? this.inflightItem(seq) ?? this.readBack(e) };
   }
 
-  /** The first durable sequence ≥ seq, or undefined. */
-  nextAtOrAfter(seq: number): number | undefined {
+  /** An item of the batch in the thread pool, whose bytes may not be in the file yet. */
+  private inflightItem(seq: number): AgentItem | undefined {
+    const b = this.inflight;
+    if (!b || seq > b.upTo) return undefined;
+    return b.items[b.items.length - 1 - (b.upTo - seq)];
+  }
+
+  /** The first unacknowledged sequence ≥ seq up to `limit` (default: durable), or undefined. */
+  nextAtOrAfter(seq: number, limit = this.durable): number | undefined {
     const e = this.entries[this.indexAtOrAfter(seq)];
-    return e && e.seq <= this.durable ? e.seq : undefined;
+    if (e) return e.seq <= limit ? e.seq : undefined;
+    const first = this.pending[0]?.seq;
+    if (first === undefined) return undefined;
+    const s = Math.max(seq, first);
+    return s <= limit && s < this.nextSeq ? s : undefined;
+  }
+
+  /** A pending (appended, not yet written) item: pending sequences are contiguous. */
+  private pendingAt(seq: number): { seq: number; item: AgentItem; released?: boolean } | undefined {
+    const first = this.pending[0]?.seq;
+    return first !== undefined && seq >= first ? this.pending[seq - first] : undefined;
   }
 
   /** The link sent this item: its bytes are read back from disk if it must be sent again (after a reconnect). */
   release(seq: number): void {
+    const p = this.pendingAt(seq);
+    if (p) {
+      p.released = true; // not kept in memory once written
+      return;
+    }
     const e = this.entries[this.indexAtOrAfter(seq)];
     if (!e || e.seq !== seq || !e.item) return;
     e.item = null;
@@ -471,7 +597,7 @@ export class DiskQueue extends EventEmitter {
     if (this.ackedFd >= 0) closeSync(this.ackedFd);
     this.ackedFd = -1;
     if (this.fd >= 0) {
-      if (this.fd === this.inflight?.fd) this.closeAfterSync.push(this.fd);
+      if (this.fdBusy(this.fd)) this.closeAfterSync.push(this.fd);
       else closeSync(this.fd);
     }
     this.fd = -1;

@@ -29,6 +29,8 @@ export function agentFast(raw: unknown): AgentMessage | undefined {
     const started = { kind: 'started' as const, runId: item.runId as number, attempt: item.attempt as number, at: item.at as number };
     return { type: 'report', seq: o.seq as number, item: Object.hasOwn(item, 'pid') ? { ...started, pid: item.pid as number } : started };
   }
+  // Protocol 3: one after every fsync batch of the agent's queue (~2 a run in e2e-true).
+  if (o.type === 'durable') return onlyKeys(o, DURABLE) && nonNegative(o.seq) ? { type: 'durable', seq: o.seq as number } : undefined;
   return undefined;
 }
 
@@ -105,6 +107,7 @@ function stringRecord(v: unknown): boolean {
 }
 
 const ACK = new Set(['type', 'seq']);
+const DURABLE = ACK;
 const ACCEPTED = new Set(['type', 'runId', 'attempt']);
 const REPORT = new Set(['type', 'seq', 'item']);
 const STARTED = new Set(['kind', 'runId', 'attempt', 'at', 'pid']);

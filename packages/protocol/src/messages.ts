@@ -6,7 +6,7 @@ import { z } from 'zod';
  * Version rules: see docs/protocol.md. Bump PROTOCOL_VERSION on any incompatible change; the server accepts
  * agents speaking MIN_PROTOCOL_VERSION…PROTOCOL_VERSION.
  */
-export const PROTOCOL_VERSION: number = 2;
+export const PROTOCOL_VERSION: number = 3;
 export const MIN_PROTOCOL_VERSION: number = 1;
 /** Largest frame either side accepts (ws maxPayload). An output chunk (binary, 512 KiB) fits with room to spare. */
 export const MAX_FRAME_BYTES = 1024 * 1024;
@@ -105,9 +105,15 @@ export const acceptedMessage = z.strictObject({ type: z.literal('accepted'), run
 export const rejectedMessage = z.strictObject({ type: z.literal('rejected'), runId, attempt, reason: text(1024) });
 export const killResultMessage = z.strictObject({ type: z.literal('kill-result'), runId, found: z.boolean() });
 export const drainingMessage = z.strictObject({ type: z.literal('draining') });
+/**
+ * Protocol 3: every queue item up to `seq` is on the agent's disk (fsynced). The agent sends items before their
+ * fsync; the server acknowledges (and records as the agent's acknowledged sequence) only up to this watermark,
+ * so that a host crash cannot make the agent reuse a sequence number the server already holds (docs/protocol.md).
+ */
+export const durableMessage = z.strictObject({ type: z.literal('durable'), seq: z.number().int().nonnegative() });
 
 export const agentMessage = z.discriminatedUnion('type', [
-  helloMessage, authMessage, heartbeatMessage, reportMessage, acceptedMessage, rejectedMessage, killResultMessage, drainingMessage,
+  helloMessage, authMessage, heartbeatMessage, reportMessage, acceptedMessage, rejectedMessage, killResultMessage, drainingMessage, durableMessage,
 ]);
 export type AgentMessage = z.output<typeof agentMessage>;
 export type HelloMessage = z.output<typeof helloMessage>;

@@ -43,7 +43,8 @@ function frames(): string[] {
   for (let i = 0; i < 20_000; i++) {
     const kind = r();
     let v: unknown;
-    if (kind < 0.3) v = mutate({ type: 'accepted', runId: 7, attempt: 1 }, r);
+    if (kind < 0.25) v = mutate({ type: 'accepted', runId: 7, attempt: 1 }, r);
+    else if (kind < 0.35) v = mutate({ type: 'durable', seq: r() < 0.5 ? 0 : 3 }, r);
     else {
       const item = r() < 0.5
         ? mutate({ kind: r() < 0.9 ? 'started' : 'finished', runId: 7, attempt: 2, at: 1_700_000_000_000, ...(r() < 0.5 ? { pid: 4242 } : {}) }, r)
@@ -82,7 +83,9 @@ describe('agent frames by the quick path', () => {
     expect(agentFast({ type: 'accepted', runId: 1, attempt: 1 })).toEqual({ type: 'accepted', runId: 1, attempt: 1 });
     expect(agentFast({ type: 'report', seq: 1, item: { kind: 'started', runId: 1, attempt: 1, at: 0, pid: -3 } }))
       .toEqual({ type: 'report', seq: 1, item: { kind: 'started', runId: 1, attempt: 1, at: 0, pid: -3 } });
-    for (const bad of ['{"type":"accepted","runId":0,"attempt":1}', '{"type":"accepted","runId":1,"attempt":1,"__proto__":{}}',
+    expect(agentFast({ type: 'durable', seq: 0 })).toEqual({ type: 'durable', seq: 0 });
+    for (const bad of ['{"type":"durable","seq":-1}', '{"type":"durable","seq":1.5}', '{"type":"durable"}', '{"type":"durable","seq":1,"x":1}',
+      '{"type":"accepted","runId":0,"attempt":1}', '{"type":"accepted","runId":1,"attempt":1,"__proto__":{}}',
       '{"type":"report","seq":1,"item":{"kind":"started","runId":1,"attempt":1,"at":-1}}', '{"type":"report","seq":1,"item":{"kind":"started","runId":1,"attempt":1,"at":0,"pid":1.5}}']) {
       expect(agentFast(JSON.parse(bad)), bad).toBeUndefined();
       expect(parseAgentMessage(bad)).toMatchObject({ ok: false, error: { code: 'invalid' } });

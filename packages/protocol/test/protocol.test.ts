@@ -18,6 +18,15 @@ describe('protocol messages', () => {
     expect(parseServerMessage('{"type":"ack","seq":9}')).toEqual({ ok: true, message: { type: 'ack', seq: 9 } });
   });
 
+  it('protocol 3: the agent\'s durable watermark, a non-negative integer and nothing else', () => {
+    expect(parseAgentMessage('{"type":"durable","seq":12}')).toEqual({ ok: true, message: { type: 'durable', seq: 12 } });
+    expect(parseAgentMessage('{"seq":0,"type":"durable"}')).toEqual({ ok: true, message: { type: 'durable', seq: 0 } });
+    for (const bad of ['{"type":"durable","seq":-1}', '{"type":"durable","seq":1.5}', '{"type":"durable","seq":"1"}', '{"type":"durable"}',
+      '{"type":"durable","seq":1,"x":1}', '{"type":"durable","seq":1,"__proto__":{}}', `{"type":"durable","seq":${2 ** 53}}`]) {
+      expect(parseAgentMessage(bad), bad).toMatchObject({ ok: false, error: { code: 'invalid' } });
+    }
+  });
+
   it('takes an ack by its quick path only in the exact shape the schema accepts', () => {
     expect(parseServerMessage('{"seq":0,"type":"ack"}')).toEqual({ ok: true, message: { type: 'ack', seq: 0 } });
     for (const bad of ['{"type":"ack","seq":-1}', '{"type":"ack","seq":1.5}', '{"type":"ack","seq":"1"}', '{"type":"ack"}', '{"type":"ack","seq":1,"x":1}',

@@ -47,6 +47,12 @@ export class AgentSession {
   /** Highest sequence committed on this connection, and the highest acknowledged to the agent. */
   private committedSeq = 0;
   private ackedSeq = 0;
+  /**
+   * Protocol 3: the highest sequence the agent reported durable (fsynced on its disk). Acks and the hub's record of
+   * the agent's acknowledged sequence never pass it (see ackable). Before protocol 3 an agent sends only durable
+   * items, so everything it sends counts as durable.
+   */
+  private agentDurable = 0;
   private ackTimer: NodeJS.Timeout | undefined;
   private paused = false;
   private readonly ownership = new Map<string, Ownership>();
@@ -169,6 +175,7 @@ export class AgentSession {
     this.connectedAt = Date.now();
     this.draining = hello.draining;
     this.activeRuns = new Set(hello.activeRuns);
+    this.agentDurable = hello.protocol >= 3 ? 0 : Number.MAX_SAFE_INTEGER;
     // Welcome first: dispatches that follow agent:connected must reach an agent that knows it is connected.
     this.send({ type: 'welcome', serverTime: Date.now(), heartbeatMs: this.hub.config.heartbeatMs });
     await this.hub.online(this);
@@ -208,6 +215,8 @@ export class AgentSession {
         w.resolve(m.found);
         return;
       }
+      case 'durable':
+        return this.onDurable(m.seq);
       case 'draining':
         if (!this.draining) {
           this.draining = true;
@@ -294,13 +303,35 @@ export class AgentSession {
     }
   }
 
-  /** Acknowledges everything committed so far (only ever after the commit: brief §12). */
+  /**
+   * Protocol 3: the agent's queue is fsynced up to `seq`. Reports are committed as they arrive, but acknowledged
+   * and recorded as taken (hub.setAcceptedSeq, which makes later sequences at or below it replays) only up to the
+   * agent's durable watermark: a sequence number the agent could lose in a power failure is never one the server
+   * would take a new report with that number for a replay of. The agent numbers on after its durable items, which
+   * are at or above everything recorded here.
+   */
+  private onDurable(seq: number): void {
+    if ((this.hello?.protocol ?? 1) < 3) return this.offend(`durable from an agent speaking protocol ${this.hello?.protocol}`);
+    if (seq <= this.agentDurable) return;
+    this.agentDurable = seq;
+    const upTo = this.ackable();
+    if (upTo > this.hub.acceptedSeq(this)) this.hub.setAcceptedSeq(this, upTo);
+    this.ackSoon();
+  }
+
+  /** What may be acknowledged: committed, and (protocol 3) durable on the agent's disk. */
+  private ackable(): number {
+    return Math.min(this.committedSeq, this.agentDurable);
+  }
+
+  /** Acknowledges everything committed (and durable on the agent) so far (only ever after the commit: brief §12). */
   private ackNow(): void {
     clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
-    if (this.committedSeq > this.ackedSeq) {
-      this.send({ type: 'ack', seq: this.committedSeq });
-      this.ackedSeq = this.committedSeq;
+    const upTo = this.ackable();
+    if (upTo > this.ackedSeq) {
+      this.send({ type: 'ack', seq: upTo });
+      this.ackedSeq = upTo;
       this.lastAckAt = performance.now();
     }
   }
@@ -310,7 +341,7 @@ export class AgentSession {
    * both processes a send or a receive, a parse and the agent's queue bookkeeping each time (e2e-true: two a run).
    */
   private ackSoon(): void {
-    if (this.committedSeq <= this.ackedSeq || this.ackTimer !== undefined || this.state !== 'ready') return;
+    if (this.ackable() <= this.ackedSeq || this.ackTimer !== undefined || this.state !== 'ready') return;
     this.ackTimer = setTimeout(() => this.ackNow(), this.hub.config.ackDelayMs);
   }
 
@@ -355,7 +386,9 @@ export class AgentSession {
     }
     // What came before an offending report is committed and acknowledged; nothing from the offending one.
     if (chunks.length) await this.hub.deliverOutput(this, chunks);
-    if (upTo > accepted) this.hub.setAcceptedSeq(this, upTo);
+    // Recorded only up to what the agent has on disk (protocol 3, onDurable): the rest follows its `durable`.
+    const taken = Math.min(upTo, this.agentDurable);
+    if (taken > accepted) this.hub.setAcceptedSeq(this, taken);
     return { upTo, offense };
   }
 
