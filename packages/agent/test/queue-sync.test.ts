@@ -14,7 +14,7 @@ vi.mock('node:fs', async (importOriginal) => {
 const { DiskQueue } = await import('../src/queue.js');
 
 const output = (chunk: number, data: Buffer) => ({ kind: 'output' as const, runId: 7, attempt: 1, at: chunk, stream: 'stdout' as const, chunk, data });
-const written = (q: InstanceType<typeof DiskQueue>, seq: number) => new Promise<void>((r) => {
+const written = (q: ReturnType<typeof DiskQueue.open>, seq: number) => new Promise<void>((r) => {
   const on = (s: number) => s >= seq && (q.off('written', on), r());
   q.on('written', on);
 });
