@@ -91,6 +91,7 @@ export class ServerLink {
     this.stopped = true;
     clearTimeout(this.retry);
     clearTimeout(this.durableTimer);
+    this.durableTimer = undefined;
     clearInterval(this.heartbeat);
     this.ws?.close(CLOSE.goingAway, 'agent stopping');
   }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
-  close, closeSync, constants, existsSync, fstatSync, fdatasync, fsync, fsyncSync, ftruncateSync, mkdirSync, open, openSync, readdirSync, readFileSync, readSync, rm, writeFileSync, writeSync, writev,
+  close, closeSync, constants, existsSync, fstatSync, fdatasync, fdatasyncSync, fsync, fsyncSync, ftruncateSync, mkdirSync, open, openSync, readdirSync, readFileSync, readSync, rm, writeSync, writev,
   writevSync,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -13,8 +13,9 @@ export type AgentItem = Exclude<QueueItem, { kind: 'output' }> | (Omit<WireOutpu
 
 /**
  * The agent's disk-backed outbound queue (brief §8): every item gets a sequence number, is appended to a
- * segment file and fsynced before it may be sent, and is forgotten only once the server acknowledged its
- * sequence. After a reconnect or a restart the unacknowledged items are sent again, in order.
+ * segment file and fsynced — before it may be sent in protocols 1–2; in protocol 3 it is sent at once and the
+ * server acknowledges nothing beyond the reported durable sequence — and is forgotten only once the server
+ * acknowledged its sequence (and it is durable). After a reconnect or a restart the unacknowledged items are sent again, in order.
  *
  * Layout in `<data>/queue/`: `id` (the queue id, new when the directory is new), `acked` (highest acked
  * sequence), `NNNNNNNN.log` segments of records. A record is a JSON line `{"seq":n,"item":{…}}`; an output
@@ -169,14 +170,30 @@ export class DiskQueue extends EventEmitter {
   private ackedTimer: NodeJS.Timeout | undefined;
   private ackedOnDisk: number;
   private ackedFd = -1;
+  /** The `acked` value last fdatasynced, and whether the file was created by this process (its entry not synced). */
+  private ackedSynced = -1;
+  private ackedNew = false;
 
   private constructor(dir: string, private readonly memoryBudget: number) {
     super();
     this.dir = dir;
     mkdirSync(dir, { recursive: true });
     const idFile = join(dir, 'id');
-    if (!existsSync(idFile)) writeFileSync(idFile, randomUUID());
-    this.queueId = readFileSync(idFile, 'utf8').trim();
+    // An empty id (a power loss right after the first start left the file but not its bytes) would fail every hello:
+    // a new id is a new queue for the server, which is what an agent whose queue was lost is.
+    let id = existsSync(idFile) ? readFileSync(idFile, 'utf8').trim() : '';
+    if (id === '') {
+      id = randomUUID();
+      const fd = openSync(idFile, 'w');
+      try {
+        writeSync(fd, id);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      fsyncDirectorySync(dir);
+    }
+    this.queueId = id;
     const ackedFile = join(dir, 'acked');
     this.ackedSeq = existsSync(ackedFile) ? Number(readFileSync(ackedFile, 'utf8').trim()) || 0 : 0;
     this.ackedOnDisk = this.ackedSeq;
@@ -232,6 +249,17 @@ export class DiskQueue extends EventEmitter {
     }
     if (loadedAny) fsyncDirectorySync(this.dir); // the segments' directory entries, for the same reason
     this.openSegment(segs.length ? this.segment : 1);
+    // `acked` may be in the page cache only (a killed process wrote it): it must be on disk before the segments it
+    // makes droppable go, or a power loss would bring back an older `acked` with those segments gone (see ack()).
+    if (this.hasAckedSegment() && existsSync(join(this.dir, 'acked'))) {
+      const fd = openSync(join(this.dir, 'acked'), 'r+');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      fsyncDirectorySync(this.dir);
+    }
     this.dropAckedSegments();
   }
 
@@ -251,7 +279,7 @@ export class DiskQueue extends EventEmitter {
     if (!this.segmentMax.has(n)) this.segmentMax.set(n, 0);
   }
 
-  /** Assigns the next sequence number; the item is durable (and sendable) after the next group commit. */
+  /** Assigns the next sequence number; the item is durable after the next group commit (and sendable then in protocols 1–2, at once in 3). */
   append(item: AgentItem): number {
     const seq = this.nextSeq++;
     const parts = encodeRecord(seq, item);
@@ -534,8 +562,9 @@ export class DiskQueue extends EventEmitter {
     if (rotate || this.hasAckedSegment()) {
       // `acked` reaches the file before any segment goes: after a crash the next sequence number follows the
       // highest one found in the segments and `acked`, and must never fall back to numbers the server already
-      // holds (it would acknowledge new reports as replays and store nothing).
-      this.writeAcked();
+      // holds (it would acknowledge new reports as replays and store nothing). Synced, not only written: a power
+      // loss could otherwise keep the unlink of a segment and lose the overwrite of `acked` (once per segment).
+      this.writeAcked(true);
       if (rotate) this.openSegment(this.segment + 1);
       this.dropAckedSegments();
     } else {
@@ -550,15 +579,26 @@ export class DiskQueue extends EventEmitter {
     return false;
   }
 
-  private writeAcked(): void {
+  private writeAcked(sync = false): void {
     clearTimeout(this.ackedTimer);
     this.ackedTimer = undefined;
-    if (this.ackedOnDisk === this.ackedSeq) return;
-    // Overwritten in place, fixed width: one small write within a sector, no temporary file or rename (metadata
-    // operations wait for the file system journal, milliseconds on a busy disk). Leading spaces parse as a number.
-    if (this.ackedFd < 0) this.ackedFd = openSync(join(this.dir, 'acked'), existsSync(join(this.dir, 'acked')) ? 'r+' : 'w+');
-    writeSync(this.ackedFd, String(this.ackedSeq).padStart(20), 0);
-    this.ackedOnDisk = this.ackedSeq;
+    if (this.ackedOnDisk !== this.ackedSeq) {
+      // Overwritten in place, fixed width: one small write within a sector, no temporary file or rename (metadata
+      // operations wait for the file system journal, milliseconds on a busy disk). Leading spaces parse as a number.
+      if (this.ackedFd < 0) {
+        const path = join(this.dir, 'acked');
+        this.ackedNew = !existsSync(path);
+        this.ackedFd = openSync(path, this.ackedNew ? 'w+' : 'r+');
+      }
+      writeSync(this.ackedFd, String(this.ackedSeq).padStart(20), 0);
+      this.ackedOnDisk = this.ackedSeq;
+    }
+    if (sync && this.ackedFd >= 0 && this.ackedSynced !== this.ackedOnDisk) {
+      fdatasyncSync(this.ackedFd);
+      if (this.ackedNew) fsyncDirectorySync(this.dir); // a file created since start: its directory entry too
+      this.ackedNew = false;
+      this.ackedSynced = this.ackedOnDisk;
+    }
   }
 
   private dropAckedSegments(): void {

@@ -29,7 +29,7 @@ export function agentFast(raw: unknown): AgentMessage | undefined {
     const started = { kind: 'started' as const, runId: item.runId as number, attempt: item.attempt as number, at: item.at as number };
     return { type: 'report', seq: o.seq as number, item: Object.hasOwn(item, 'pid') ? { ...started, pid: item.pid as number } : started };
   }
-  // Protocol 3: one after every fsync batch of the agent's queue (~2 a run in e2e-true).
+  // Protocol 3: when the agent queue's durable watermark moves, at most one every 10 ms (~2 a run in e2e-true).
   if (o.type === 'durable') return onlyKeys(o, DURABLE) && nonNegative(o.seq) ? { type: 'durable', seq: o.seq as number } : undefined;
   return undefined;
 }
