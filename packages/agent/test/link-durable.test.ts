@@ -36,9 +36,11 @@ function blockThreadPool(): { release: () => Promise<void> } {
   const opened = Array.from({ length: threads }, () => new Promise<void>((r) => open(fifo, 'r', (err, fd) => (err ? r() : closeSync(fd), r()))));
   return {
     release: async () => {
-      const w = openSync(fifo, 'w'); // the blocked readers are there: returns at once and lets them all go
-      closeSync(w);
+      // Returns once a reader is there; the write end stays open until every reader got through: a pool thread that
+      // reaches its open() only after a close would wait for a writer forever (and with it the queue's writes).
+      const w = openSync(fifo, 'w');
       await Promise.all(opened);
+      closeSync(w);
     },
   };
 }
