@@ -49,6 +49,22 @@ describe('jobs on the agent (brief §3, §8)', () => {
     expect((await store.readOutput(id, 'stderr')).toString()).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\n$/);
   });
 
+  it('starts jobs with the native spawner by default and with child_process under --spawner node, alike (docs/agent.md "Spawning")', async () => {
+    for (const [args, says] of [[[], /jobs are spawned with posix_spawn/], [['--spawner', 'node'], /jobs are spawned with child_process \(--spawner node\)/]] as const) {
+      const { server, agent, store, ended } = await setup([...args]);
+      await agent.waitOutput(says);
+      const id = await server.run('a1', { shell: 'echo "$GREETING $(pwd)"; echo err >&2; exit 3' }, { env: { GREETING: 'hi' }, cwd: '/tmp' });
+      const run = await ended(id);
+      expect([run.state, run.exitCode]).toEqual(['failed', 3]);
+      expect((await store.readOutput(id, 'stdout')).toString()).toBe('hi /tmp\n');
+      expect((await store.readOutput(id, 'stderr')).toString()).toBe('err\n');
+      const missing = await ended(await server.run('a1', { command: ['/no/such/program'] }));
+      expect(missing.endReason).toBe('cannot start: spawn /no/such/program ENOENT');
+      await agent.kill9();
+      await server.stop();
+    }
+  });
+
   it('keeps the head and the tail of output beyond the cap and records the truncation', async () => {
     const { server, store, ended } = await setup();
     const id = await server.run('a1', { command: [process.execPath, '-e', 'for (let i = 0; i < 5000; i++) console.log(String(i).padStart(9, "0"))'] }, { maxOutputBytes: 8000 });

@@ -7,6 +7,7 @@ import { processStartTicks, RunJournal } from './journal.js';
 import { ServerLink } from './link.js';
 import type { Log } from './log.js';
 import { type AgentItem, DiskQueue } from './queue.js';
+import { resolveSpawner } from './spawner.js';
 import { AGENT_VERSION } from './version.js';
 
 /** Above this many bytes not yet written to the queue's segment, job output pipes pause. */
@@ -24,8 +25,10 @@ export class Agent {
   private readonly runs = new Map<number, JobRun>();
   private draining = false;
   private reliefWaiters: (() => void)[] = [];
+  private readonly spawner: { native: boolean; note: string };
 
   constructor(readonly config: AgentConfig, readonly log: Log) {
+    this.spawner = resolveSpawner(config.spawner);
     this.queue = DiskQueue.open(join(config.dataDir, 'queue'), config.queueMemoryBytes);
     this.journal = new RunJournal(join(config.dataDir, 'running'));
     // The backlog is what is not yet written (the page cache takes it); the fsync runs beside the writes and does
@@ -57,6 +60,7 @@ export class Agent {
   }
 
   start(): void {
+    this.log.info(this.spawner.note);
     this.recover();
     this.link.start();
   }
@@ -104,6 +108,7 @@ export class Agent {
       config: this.config,
       log: this.log,
       journal: this.journal,
+      nativeSpawn: this.spawner.native,
       emit: (item: AgentItem) => this.queue.append(item),
       afterDurable: (seq, cb) => this.queue.onDurable(seq, cb),
       backlogged: () => this.queue.pendingBytes > BACKLOG_BYTES,

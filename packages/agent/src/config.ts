@@ -4,6 +4,8 @@ import { AGENT_PATH, MAX_CHUNK_BYTES, PROTOCOL_VERSION } from '@batchalyzer/prot
 import { globToRegExp } from './glob.js';
 import type { LogLevel } from './log.js';
 
+export type SpawnerChoice = 'auto' | 'native' | 'node';
+
 /**
  * The agent's configuration, compiled once from flags > environment > JSON config file > defaults (brief §8).
  * Only the CLI entry reads process.env and passes it in here.
@@ -31,6 +33,8 @@ export interface AgentConfig {
   queueMemoryBytes: number;
   /** The minimal environment every job starts from (docs/agent.md "Environment"). */
   baseEnv: Record<string, string>;
+  /** How jobs are started (docs/agent.md "Spawning"): auto = the native spawner when it loads, else child_process. */
+  spawner: SpawnerChoice;
   /** Only for testing version refusals. */
   protocolVersion: number;
   logLevel: LogLevel;
@@ -50,6 +54,7 @@ export interface AgentFlags {
   reconnectMax?: string;
   flushInterval?: string;
   logLevel?: string;
+  spawner?: string;
   protocolVersion?: string;
   config?: string;
 }
@@ -68,6 +73,7 @@ export const AGENT_ENV: Record<string, string> = {
   refuse: 'BATCHALYZER_AGENT_REFUSE',
   drainTimeout: 'BATCHALYZER_AGENT_DRAIN_TIMEOUT',
   logLevel: 'BATCHALYZER_AGENT_LOG_LEVEL',
+  spawner: 'BATCHALYZER_AGENT_SPAWNER',
 };
 const LIST_KEYS = new Set(['server', 'allow', 'deny', 'refuse']);
 const REFUSE_KINDS = ['jobs', 'command', 'shell', 'node', 'checks', 'check-builtin', 'check-plugin', 'check-node'];
@@ -170,6 +176,8 @@ export function compileAgentConfig(input: AgentConfigInput): AgentConfig {
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) throw new AgentConfigError(`--log-level: "${logLevel}" is debug, info, warn, error or silent`);
   const baseEnv: Record<string, string> = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' };
   for (const n of BASE_ENV_NAMES) if (input.env[n]) baseEnv[n] = input.env[n]!;
+  const spawner = (pick('spawner') ?? 'auto') as SpawnerChoice;
+  if (!['auto', 'native', 'node'].includes(spawner)) throw new AgentConfigError(`--spawner: "${spawner}" is auto, native or node`);
   const pv = pick('protocolVersion');
   return {
     name,
@@ -193,6 +201,7 @@ export function compileAgentConfig(input: AgentConfigInput): AgentConfig {
     flushIntervalMs: parseDurationMs(pick('flushInterval') ?? '200ms', '--flush-interval'),
     queueMemoryBytes: 8 * 1024 * 1024,
     baseEnv,
+    spawner,
     protocolVersion: pv !== undefined ? Number(pv) : PROTOCOL_VERSION,
     logLevel,
   };

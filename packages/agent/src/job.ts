@@ -1,4 +1,4 @@
-import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import { realpathSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { DispatchPayloadMessage } from '@batchalyzer/protocol';
@@ -9,12 +9,15 @@ import { processStartTicks, type RunJournal } from './journal.js';
 import type { Log } from './log.js';
 import { Masker, RunOutput } from './output.js';
 import type { AgentItem } from './queue.js';
+import { type JobChild, spawnNative } from './spawner.js';
 
 /** What a running job needs from the agent. */
 export interface JobContext {
   config: AgentConfig;
   log: Log;
   journal: RunJournal;
+  /** Start command and shell jobs with the native spawner (spawner.ts). */
+  nativeSpawn: boolean;
   /** Appends an item to the disk queue; returns its sequence. */
   emit(item: AgentItem): number;
   /** Calls back once the item with this sequence (and all before it) is on disk. */
@@ -38,7 +41,7 @@ export class JobRun {
   readonly attempt: number;
   readonly done: Promise<void>;
   private resolveDone!: () => void;
-  private child: ChildProcess | undefined;
+  private child: JobChild | undefined;
   private output: RunOutput;
   private masker: Masker;
   private flushTimer: NodeJS.Timeout | undefined;
@@ -125,7 +128,10 @@ export class JobRun {
       this.child = fork(exe, r.args ?? [], { ...common, stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: [], serialization: 'json' });
     } else {
       const [file, args] = 'command' in r ? [exe, r.command.slice(1)] : ['/bin/sh', ['-c', r.shell]];
-      this.child = spawn(file, args, { ...common, stdio: ['ignore', 'pipe', 'pipe'] });
+      // The native spawner cannot switch user: run-as jobs keep child_process.
+      this.child = this.ctx.nativeSpawn && !user
+        ? spawnNative(file, args, env, cwd)
+        : spawn(file, args, { ...common, stdio: ['ignore', 'pipe', 'pipe'] });
     }
     this.wire(this.child, 'node' in r ? r.config : undefined);
   }
@@ -147,7 +153,7 @@ export class JobRun {
     }
   }
 
-  private wire(child: ChildProcess, nodeConfig: unknown): void {
+  private wire(child: JobChild, nodeConfig: unknown): void {
     const p = this.payload;
     child.on('error', (err) => {
       if (child.pid === undefined) this.finish({ error: `cannot start: ${err.message}` });
@@ -205,7 +211,7 @@ export class JobRun {
     const msg = m as Record<string, unknown>;
     if ('result' in msg) {
       this.result = this.maskValue(msg.result);
-      if (this.child?.connected) this.child.disconnect();
+      if (this.child?.connected) this.child.disconnect?.();
       return;
     }
     const stepKind = 'progress' in msg ? 'progress' : 'message' in msg ? 'message' : undefined;

@@ -15,10 +15,11 @@ export const AGENT_USAGE = `usage: batchalyzer agent --server URL [--server URLâ
   --drain-timeout DUR    on SIGTERM, wait this long for running jobs (default 5m)
   --reconnect-max DUR    longest reconnect back-off (default 30s)
   --log-level LEVEL      debug, info, warn, error or silent (default info)
+  --spawner KIND         auto (default), native or node: how jobs are started (docs/agent.md "Spawning")
   --config FILE          JSON file with any of these options (server, name, keyFile, data, allow, deny, refuse, â€¦)
 
 Environment: BATCHALYZER_AGENT_SERVER (comma-separated), BATCHALYZER_AGENT_NAME, BATCHALYZER_AGENT_KEY_FILE,
-BATCHALYZER_AGENT_KEY, BATCHALYZER_AGENT_DATA, BATCHALYZER_AGENT_CONFIG. See docs/agent.md.
+BATCHALYZER_AGENT_KEY, BATCHALYZER_AGENT_DATA, BATCHALYZER_AGENT_SPAWNER, BATCHALYZER_AGENT_CONFIG. See docs/agent.md.
 `;
 
 /** Parses the agent's command line (without the program name) into flags; throws AgentConfigError. */
@@ -39,6 +40,7 @@ export function parseAgentArgs(args: string[]): AgentFlags & { help?: boolean } 
         'reconnect-max': { type: 'string' },
         'flush-interval': { type: 'string' },
         'log-level': { type: 'string' },
+        spawner: { type: 'string' },
         'protocol-version': { type: 'string' },
         config: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -62,6 +64,7 @@ export function parseAgentArgs(args: string[]): AgentFlags & { help?: boolean } 
   if (v['reconnect-max']) flags.reconnectMax = v['reconnect-max'];
   if (v['flush-interval']) flags.flushInterval = v['flush-interval'];
   if (v['log-level']) flags.logLevel = v['log-level'];
+  if (v.spawner) flags.spawner = v.spawner;
   if (v['protocol-version']) flags.protocolVersion = v['protocol-version'];
   if (v.config) flags.config = v.config;
   if (v.help) flags.help = true;

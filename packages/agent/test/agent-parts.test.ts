@@ -295,6 +295,9 @@ describe('agent configuration', () => {
     expect(() => compileAgentConfig({ ...base, flags: { server: ['http://h'] } })).toThrow(/--name is required/);
     expect(() => compileAgentConfig({ ...base, flags: { name: 'a', server: ['http://h'], refuse: ['everything'] } })).toThrow(/unknown kind "everything"/);
     expect(() => compileAgentConfig({ ...base, flags: { name: 'a', server: ['http://h'], drainTimeout: 'soon' } })).toThrow(/not a duration/);
+    expect(() => compileAgentConfig({ ...base, flags: { name: 'a', server: ['http://h'], spawner: 'fork' } })).toThrow('--spawner: "fork" is auto, native or node');
+    expect(compileAgentConfig({ ...base, flags: { name: 'a', server: ['http://h'] } }).spawner).toBe('auto');
+    expect(compileAgentConfig({ ...base, flags: { name: 'a', server: ['http://h'] }, env: { ...base.env, BATCHALYZER_AGENT_SPAWNER: 'node' } }).spawner).toBe('node');
     expect(() => agentUrl('ftp://x')).toThrow(/must be http/);
   });
 });

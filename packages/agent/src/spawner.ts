@@ -1,0 +1,115 @@
+/**
+ * How the agent starts job processes (docs/agent.md "Spawning").
+ *
+ * Node's child_process (libuv 1.46) starts every process with a plain `fork`, whose cost grows with the agent's
+ * mapped memory: page tables copied, then torn down again by the child's `exec` — about 1.3–1.8 ms of CPU per
+ * spawn here, most of the agent's cost per `/bin/true` run. The native spawner (native/spawn.c) uses glibc's
+ * `posix_spawn` (clone with CLONE_VM|CLONE_VFORK: nothing copied) and learns of the exit through a pidfd watched
+ * by the event loop: about 0.6 ms per spawn, child included. It is built at `npm install` when a C toolchain is
+ * there; without it, or for what it cannot do (switching user, Node scripts with their IPC channel), the agent
+ * uses child_process.
+ */
+
+import type { Serializable } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
+import { Socket } from 'node:net';
+import { constants } from 'node:os';
+import type { Readable } from 'node:stream';
+import { AgentConfigError, type SpawnerChoice } from './config.js';
+
+/** What JobRun needs of a started process; child_process's ChildProcess has all of it too. */
+export interface JobChild {
+  readonly pid?: number | undefined;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  on(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+  on(event: 'message', listener: (message: unknown) => void): this;
+  /** Only for Node scripts (child_process.fork): their IPC channel. */
+  send?: ((message: Serializable, callback: (err: Error | null) => void) => boolean) | undefined;
+  readonly connected?: boolean;
+  disconnect?: () => void;
+}
+
+interface Addon {
+  spawn(file: string, argv: string[], envp: string[], cwd: string, onExit: (code: number | null, signal: number) => void): [number, number, number];
+  supported(): boolean;
+}
+
+let loaded: { addon?: Addon; why?: string } | undefined;
+
+/** Loads the native spawner once; `why` says why it is not available. */
+export function nativeSpawner(): { addon?: Addon; why?: string } {
+  if (loaded) return loaded;
+  if (process.platform !== 'linux') return (loaded = { why: 'the native spawner is for Linux only' });
+  try {
+    const addon = createRequire(import.meta.url)('../build/Release/spawn.node') as Addon;
+    loaded = addon.supported() ? { addon } : { why: 'pidfd_open is not available (it needs Linux 5.3 or later)' };
+  } catch (err) {
+    loaded = { why: `build/Release/spawn.node did not load (${(err as Error).message.split('\n')[0]}); run \`npm rebuild @batchalyzer/agent\` with a C compiler, make and python3 installed` };
+  }
+  return loaded;
+}
+
+/** Which spawner the agent uses, from --spawner; throws when `native` is asked for and cannot load. */
+export function resolveSpawner(choice: SpawnerChoice): { native: boolean; note: string } {
+  if (choice === 'node') return { native: false, note: 'jobs are spawned with child_process (--spawner node)' };
+  const { addon, why } = nativeSpawner();
+  if (addon) return { native: true, note: 'jobs are spawned with posix_spawn (native spawner)' };
+  if (choice === 'native') throw new AgentConfigError(`--spawner native: ${why}; use --spawner auto or node`);
+  return { native: false, note: `jobs are spawned with child_process, which is slower: ${why}` };
+}
+
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+
+/** A process started by the native spawner, shaped like a ChildProcess without IPC. */
+class NativeChild extends EventEmitter {
+  readonly pid: number;
+  readonly stdout: Socket;
+  readonly stderr: Socket;
+  constructor(pid: number, out: number, err: number) {
+    super();
+    this.pid = pid;
+    this.stdout = new Socket({ fd: out, readable: true, writable: false });
+    this.stderr = new Socket({ fd: err, readable: true, writable: false });
+  }
+}
+
+/**
+ * Starts `file` with `args` in its own session (so a process group, like child_process's `detached`), stdin from
+ * /dev/null, stdout and stderr to pipes, every signal at its default. Throws like a failed spawn: the message is
+ * `spawn FILE CODE` (e.g. ENOENT, EACCES).
+ */
+export function spawnNative(file: string, args: readonly string[], env: Record<string, string | undefined>, cwd: string): JobChild {
+  const { addon, why } = nativeSpawner();
+  if (!addon) throw new Error(`native spawner unavailable: ${why}`);
+  const argv = [file, ...args];
+  const envp: string[] = [];
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) envp.push(`${k}=${v}`);
+  // C strings end at a NUL: a value holding one would run something other than what was asked (child_process refuses it too).
+  for (const [what, list] of [['argument', argv], ['environment entry', envp], ['working directory', [cwd]]] as const) {
+    const i = list.findIndex((s) => s.includes('\0'));
+    if (i >= 0) throw new Error(`cannot start: ${what} ${list === argv ? i : JSON.stringify(list[i]!.slice(0, 40))} contains a NUL byte`);
+  }
+  let child: NativeChild | undefined;
+  let early: [number | null, number] | undefined;
+  let pid: number;
+  let out: number;
+  let err: number;
+  try {
+    [pid, out, err] = addon.spawn(file, argv, envp, cwd, (code, sig) => {
+      // The exit can only be seen from a later loop turn, so `child` is set by then; `early` is belt and braces.
+      if (child) child.emit('exit', code, sig ? (SIGNAL_NAMES.get(sig) ?? null) : null);
+      else early = [code, sig];
+    });
+  } catch (e) {
+    throw new Error(`cannot start: spawn ${file} ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  child = new NativeChild(pid, out, err);
+  if (early) {
+    const [code, sig] = early;
+    queueMicrotask(() => child!.emit('exit', code, sig ? (SIGNAL_NAMES.get(sig) ?? null) : null));
+  }
+  return child;
+}
