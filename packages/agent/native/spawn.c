@@ -105,7 +105,9 @@ static void on_exit_ready(uv_poll_t *poll, int status, int events) {
   do r = waitid(P_PID, (id_t)w->pid, &info, WEXITED | WNOHANG);
   while (r < 0 && errno == EINTR);
   if (status == 0 && r == 0 && info.si_pid == 0) return;  // woken without an exit (should not happen): wait on
-  uv_poll_stop(poll);
+  // Closed before any JS runs: JS could open a descriptor that takes the pidfd's number, and libuv's close
+  // removes "that number" from epoll. The handle's memory lives until on_closed, after this callback.
+  uv_close((uv_handle_t *)poll, on_closed);
   close(w->pidfd);
   napi_env env = w->env;
   napi_handle_scope scope;
@@ -124,11 +126,15 @@ static void on_exit_ready(uv_poll_t *poll, int status, int events) {
     napi_get_null(env, &argv[0]);
     napi_create_int32(env, info.si_status, &argv[1]);
   }
-  napi_make_callback(env, w->async, recv, cb, 2, argv, &result);
+  if (napi_make_callback(env, w->async, recv, cb, 2, argv, &result) == napi_pending_exception) {
+    // A throwing listener is an uncaught exception, as it would be for a child_process 'exit' listener.
+    napi_value exception;
+    napi_get_and_clear_last_exception(env, &exception);
+    napi_fatal_exception(env, exception);
+  }
   napi_close_handle_scope(env, scope);
   napi_delete_reference(env, w->callback);
   napi_async_destroy(env, w->async);
-  uv_close((uv_handle_t *)poll, on_closed);
 }
 
 // spawn(file, argv[], envp[], cwd, onExit(code|null, signal)) -> [pid, stdoutFd, stderrFd]
@@ -217,11 +223,11 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
     // Cannot watch it: end it now rather than leave an unwatched job running.
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
-    close(pidfd);
     napi_delete_reference(env, w->callback);
     napi_async_destroy(env, w->async);
     if (initialized) uv_close((uv_handle_t *)&w->poll, on_closed);  // frees w once the loop let go of it
     else free(w);
+    close(pidfd);
     e = -rc, failed = "uv_poll";
     goto done;
   }

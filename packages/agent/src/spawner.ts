@@ -61,7 +61,9 @@ export function resolveSpawner(choice: SpawnerChoice): { native: boolean; note: 
   return { native: false, note: `jobs are spawned with child_process, which is slower: ${why}` };
 }
 
-const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+// The first name of a number wins (SIGABRT, not SIGIOT; SIGIO, not SIGPOLL), as child_process reports them.
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>();
+for (const [name, n] of Object.entries(constants.signals)) if (!SIGNAL_NAMES.has(n)) SIGNAL_NAMES.set(n, name as NodeJS.Signals);
 
 /** A process started by the native spawner, shaped like a ChildProcess without IPC. */
 class NativeChild extends EventEmitter {

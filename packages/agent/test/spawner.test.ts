@@ -55,6 +55,7 @@ describe('native spawner', () => {
       it('reports exit codes and signals', async () => {
         expect(await run(start('/bin/sh', ['-c', 'exit 7'], { PATH }, '/'))).toMatchObject({ code: 7, signal: null });
         expect(await run(start('/bin/sh', ['-c', 'kill -TERM $$'], { PATH }, '/'))).toMatchObject({ code: null, signal: 'SIGTERM' });
+        expect(await run(start('/bin/sh', ['-c', 'kill -s IO $$'], { PATH }, '/'))).toMatchObject({ code: null, signal: 'SIGIO' });
         expect(await run(start('/bin/true', [], { PATH }, '/'))).toMatchObject({ code: 0, signal: null });
       });
 
