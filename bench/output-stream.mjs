@@ -1,10 +1,11 @@
 // output-stream: 256 MB of job stdout stored end to end: one real agent process runs `cat FILE` (a 256 MB file),
 // streams the output in chunks through its disk-backed queue and the WebSocket link; the server commits every
 // chunk to the store (SQLite). Measured: MB/s from dispatch to the run's end with every byte stored (checked),
-// and the growth of the server process's RSS meanwhile (sampled every 50 ms).
-// Baseline in the same run: a Node spawn of `cat FILE` piped to a file on the same disk.
-import { spawn } from 'node:child_process';
-import { createWriteStream, openSync, closeSync, writeSync, statSync } from 'node:fs';
+// the median of three runs after a warm-up, and the growth of the server process's RSS meanwhile (sampled every
+// 50 ms). Baseline in the same run: a Node spawn of `cat FILE` piped to a file on the same disk (median of three).
+// Each measurement starts after a `sync`, so none pays for the previous one's writeback.
+import { execFileSync, spawn } from 'node:child_process';
+import { createWriteStream, openSync, closeSync, writeSync, statSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { applyYaml, figure, gc, log, median, now, registerAgents, startServer, tempDir } from './lib.mjs';
@@ -25,9 +26,16 @@ const file = join(dir, 'out.bin');
   closeSync(fd);
 }
 
+// Every measurement, baseline or ours, starts with no dirty pages: the previous one's writeback would otherwise
+// compete with it for the disk (1 GB of baseline copies slowed the agent's queue fsyncs that followed them).
+function settle() {
+  execFileSync('sync');
+}
+
 // ── Baseline: spawn cat, pipe to a file ──
 async function rawCopy(i) {
   const dest = join(dir, `copy-${i}.bin`);
+  settle();
   const t = now();
   await new Promise((resolve, reject) => {
     const p = spawn('cat', [file], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -38,6 +46,7 @@ async function rawCopy(i) {
   });
   const ms = now() - t;
   if (statSync(dest).size !== SIZE) throw new Error('raw copy incomplete');
+  unlinkSync(dest);
   return (SIZE / MB) / (ms / 1000);
 }
 await rawCopy(-1);
@@ -74,29 +83,42 @@ let peak = rss0;
 const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
 // The bench must end within 60 s: when the whole output is not stored after DEADLINE_MS, the rate is the bytes
 // committed so far over the time spent (an honest lower bound of the steady state), and the run is killed.
-const DEADLINE_MS = Number(process.env.BENCH_OUTPUT_DEADLINE_MS ?? 35_000);
+const DEADLINE_MS = Number(process.env.BENCH_OUTPUT_DEADLINE_MS ?? 30_000);
+const deadline = now() + DEADLINE_MS;
 let committed = 0;
 server.events.on('run:output', (p) => (committed += p.bytes));
-const t = now();
-const ended = server.events.once('run:ended', (p) => p.jobName === 'cat');
-const [run] = await server.actions.runNow('cat', 'bench');
-const end = await Promise.race([ended, new Promise((r) => setTimeout(() => r(null), DEADLINE_MS))]);
-const ms = now() - t;
-const bytes = end ? (await server.store.getRun(run.id)).outputBytes : committed;
-clearInterval(sampler);
-if (!end) {
-  log(`deadline: ${(bytes / MB).toFixed(0)} of ${SIZE / MB} MB stored after ${ms.toFixed(0)} ms; killing the run`);
-  await server.actions.kill(run.id, 'bench').catch(() => undefined);
+
+/** One measured run of `cat`: MB/s from "run now" to its end with every byte stored. */
+async function endToEnd(i) {
+  settle();
+  committed = 0;
+  const t = now();
+  const ended = server.events.once('run:ended', (p) => p.jobName === 'cat');
+  const [run] = await server.actions.runNow('cat', 'bench');
+  const end = await Promise.race([ended, new Promise((r) => setTimeout(() => r(null), Math.max(1000, deadline - now())))]);
+  const ms = now() - t;
+  const bytes = end ? (await server.store.getRun(run.id)).outputBytes : committed;
+  if (!end) {
+    log(`deadline: ${(bytes / MB).toFixed(0)} of ${SIZE / MB} MB stored after ${ms.toFixed(0)} ms; killing the run`);
+    await server.actions.kill(run.id, 'bench').catch(() => undefined);
+  }
+  const stored = await server.store.getRun(run.id);
+  log(`end to end #${i}: ${end ? end.state : 'stopped at the deadline'}, ${bytes} bytes stored in ${ms.toFixed(0)} ms`);
+  const complete = Boolean(end) && stored.outputBytes === SIZE && !stored.outputTruncated;
+  if (end && !complete) log(`WARNING: stored ${stored.outputBytes} of ${SIZE} bytes (truncated: ${stored.outputTruncated})`);
+  return { rate: (bytes / MB) / (ms / 1000), complete, ms, bytes };
 }
-const stored = await server.store.getRun(run.id);
-log(`end to end: ${end ? end.state : 'stopped at the deadline'}, ${bytes} bytes stored in ${ms.toFixed(0)} ms; RSS ${(rss0 / MB).toFixed(0)} → peak ${(peak / MB).toFixed(0)} MB`);
-if (end && (stored.outputBytes !== SIZE || stored.outputTruncated)) log(`WARNING: stored ${stored.outputBytes} of ${SIZE} bytes (truncated: ${stored.outputTruncated})`);
-const rate = (bytes / MB) / (ms / 1000);
+const runs = [];
+for (let i = 0; i < 3 && (i === 0 || now() < deadline); i++) runs.push(await endToEnd(i));
+clearInterval(sampler);
+log(`end to end: ${runs.map((r) => r.rate.toFixed(0)).join(', ')} MB/s; RSS ${(rss0 / MB).toFixed(0)} → peak ${(peak / MB).toFixed(0)} MB`);
+const rate = median(runs.map((r) => r.rate));
 const b = median(raw);
+const allComplete = runs.every((r) => r.complete);
 figure({
   bench: BENCH, metric: `${SIZE / MB} MB stdout stored end to end`, value: rate, unit: 'MB/s', baseline: 'Node spawn of cat piped to a file', baselineValue: b,
-  target: '≥ 0.5× baseline', met: Boolean(end) && rate >= 0.5 * b && stored.outputBytes === SIZE,
-  ...(end ? {} : { note: `stopped after ${(ms / 1000).toFixed(0)} s with ${(bytes / MB).toFixed(0)} MB stored (the 60 s limit); rate = stored / elapsed` }),
+  target: '≥ 0.5× baseline', met: allComplete && rate >= 0.5 * b,
+  ...(allComplete ? {} : { note: `not every run stored all ${SIZE / MB} MB within the 60 s limit; rate = stored / elapsed` }),
 });
 figure({ bench: BENCH, metric: 'server RSS growth', value: (peak - rss0) / MB, unit: 'MB', baseline: null, baselineValue: null, target: '≤ 64 MB', met: (peak - rss0) / MB <= 64 });
 agent.kill('SIGTERM');
