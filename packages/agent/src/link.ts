@@ -24,6 +24,12 @@ export interface LinkHandlers {
  */
 const DURABLE_REPORT_MS = 10;
 
+/**
+ * A connection that stayed up this long proved the server works: the reconnect back-off starts over. A welcome alone
+ * does not (see scheduleReconnect).
+ */
+export const STABLE_LINK_MS = 5_000;
+
 /** Bytes sent and not yet written to the socket; acks (after the server's commit) do not gate sending. */
 const MAX_IN_FLIGHT = 8 * 1024 * 1024;
 
@@ -45,6 +51,8 @@ export class ServerLink {
   private lastFrameAt = 0;
   private heartbeatMs = 10_000;
   private connectedOnce = false;
+  /** When the current connection was welcomed (0: not welcomed). */
+  private welcomedAt = 0;
   /** Rejections (4002 closes) charged to each queued item, by sequence number; three and it is skipped. */
   private readonly rejections = new Map<number, number>();
   /**
@@ -138,6 +146,7 @@ export class ServerLink {
       if (this.ws === ws) {
         this.ready = false;
         clearInterval(this.heartbeat);
+        if (wasReady && Date.now() - this.welcomedAt >= STABLE_LINK_MS) this.failures = 0;
       }
       if (code === CLOSE.protocolError && wasReady) this.onRejected(reason.toString());
       if (refusal) this.log.warn(`refused by ${url}: ${refusal}; retrying with back-off`);
@@ -153,7 +162,7 @@ export class ServerLink {
         return;
       case 'welcome':
         this.ready = true;
-        this.failures = 0;
+        this.welcomedAt = Date.now();
         this.heartbeatMs = m.heartbeatMs;
         this.cursor = this.queue.firstUnacked();
         this.inFlight = 0;
@@ -165,11 +174,14 @@ export class ServerLink {
         if (this.sendsAhead) this.reportDurable(); // what became durable while disconnected (or before a restart)
         this.pump();
         return;
-      case 'ack':
+      case 'ack': {
+        const before = this.queue.acked;
         this.queue.ack(m.seq);
+        if (this.queue.acked > before) this.failures = 0; // the server commits again: back-off starts over
         this.settleSkipped();
         this.pump();
         return;
+      }
       case 'dispatch': {
         const why = this.handlers.dispatch(m.payload);
         const { runId, attempt } = m.payload;
@@ -311,10 +323,15 @@ export class ServerLink {
     }
   }
 
+  /**
+   * Exponential back-off with jitter in [50%, 100%] of the step, capped. It starts over only once a connection proved
+   * useful: the server acknowledged something new, or the connection stayed up STABLE_LINK_MS. A welcome alone does
+   * not: a server whose store fails welcomes the agent and closes with 1011 at its first report, and resetting on
+   * the welcome had every agent reconnect (and re-send its queue) every 200 ms for as long as the store was down.
+   */
   private scheduleReconnect(): void {
     if (this.stopped) return;
     this.urlIndex++;
-    // Exponential back-off with full jitter in [50%, 100%] of the step, capped.
     const step = Math.min(this.config.reconnect.maxMs, this.config.reconnect.minMs * 2 ** Math.min(this.failures, 20));
     this.failures++;
     const delay = Math.round(step * (0.5 + Math.random() * 0.5));
