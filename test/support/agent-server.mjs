@@ -64,7 +64,8 @@ const routes = {
       env: b.env ?? {}, secrets: b.secrets ?? [], killGraceMs: b.killGraceMs ?? 2000, maxOutputBytes: b.maxOutputBytes ?? 1024 * 1024,
       ...(b.timeoutMs ? { timeoutMs: b.timeoutMs } : {}), ...(b.cwd ? { cwd: b.cwd } : {}),
     };
-    await hub.dispatch(b.agent, payload);
+    // noSend: the run is dispatched to the agent in the store only (a test that writes the agent's queue itself).
+    if (!b.noSend) await hub.dispatch(b.agent, payload);
     return { runId: run.id };
   },
   async '/test/kill'(b) {

@@ -2,8 +2,8 @@ import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import {
-  CLOSE, type DispatchPayloadMessage, encode, encodeOutputFrame, type HelloMessage, MAX_FRAME_BYTES, parseServerMessage, type QueueItem, type ServerMessage,
-  signChallenge,
+  CLOSE, type DispatchPayloadMessage, encode, encodeOutputFrame, type HelloMessage, MAX_FRAME_BYTES, parseRejectionReason, parseServerMessage, type QueueItem,
+  type ServerMessage, signChallenge,
 } from '@batchalyzer/protocol';
 import type { AgentConfig } from './config.js';
 import type { Log } from './log.js';
@@ -23,6 +23,12 @@ export interface LinkHandlers {
  * a run more, e2e-true); it only lets the server acknowledge, which frees the queue, and sending never waits for it.
  */
 const DURABLE_REPORT_MS = 10;
+
+/**
+ * A connection that stayed up this long proved the server works: the reconnect back-off starts over. A welcome alone
+ * does not (see scheduleReconnect).
+ */
+export const STABLE_LINK_MS = 5_000;
 
 /** Bytes sent and not yet written to the socket; acks (after the server's commit) do not gate sending. */
 const MAX_IN_FLIGHT = 8 * 1024 * 1024;
@@ -45,8 +51,15 @@ export class ServerLink {
   private lastFrameAt = 0;
   private heartbeatMs = 10_000;
   private connectedOnce = false;
-  private rejectedHead = 0;
-  private rejections = 0;
+  /** When the current connection was welcomed (0: not welcomed). */
+  private welcomedAt = 0;
+  /** Rejections (4002 closes) charged to each queued item, by sequence number; three and it is skipped. */
+  private readonly rejections = new Map<number, number>();
+  /**
+   * Items moved to rejected.log and not acknowledged yet: never sent again, and acknowledged here once they are the
+   * head of the queue (settleSkipped), unless the server's ack of a later item passes them first.
+   */
+  private readonly skipped = new Set<number>();
   /** The durable watermark last reported on this connection (protocol 3). */
   private durableSent = -1;
   private pumpScheduled = false;
@@ -66,6 +79,7 @@ export class ServerLink {
     } else {
       queue.on('durable', () => this.pump());
     }
+    queue.on('durable', () => this.settleSkipped());
   }
 
   /** Whether items are sent before they are durable (protocol 3 and later). */
@@ -132,6 +146,7 @@ export class ServerLink {
       if (this.ws === ws) {
         this.ready = false;
         clearInterval(this.heartbeat);
+        if (wasReady && Date.now() - this.welcomedAt >= STABLE_LINK_MS) this.failures = 0;
       }
       if (code === CLOSE.protocolError && wasReady) this.onRejected(reason.toString());
       if (refusal) this.log.warn(`refused by ${url}: ${refusal}; retrying with back-off`);
@@ -147,7 +162,7 @@ export class ServerLink {
         return;
       case 'welcome':
         this.ready = true;
-        this.failures = 0;
+        this.welcomedAt = Date.now();
         this.heartbeatMs = m.heartbeatMs;
         this.cursor = this.queue.firstUnacked();
         this.inFlight = 0;
@@ -159,10 +174,14 @@ export class ServerLink {
         if (this.sendsAhead) this.reportDurable(); // what became durable while disconnected (or before a restart)
         this.pump();
         return;
-      case 'ack':
+      case 'ack': {
+        const before = this.queue.acked;
         this.queue.ack(m.seq);
+        if (this.queue.acked > before) this.failures = 0; // the server commits again: back-off starts over
+        this.settleSkipped();
         this.pump();
         return;
+      }
       case 'dispatch': {
         const why = this.handlers.dispatch(m.payload);
         const { runId, attempt } = m.payload;
@@ -225,8 +244,9 @@ export class ServerLink {
     while (this.inFlight < MAX_IN_FLIGHT && this.cursor <= limit) {
       const seq = this.queue.nextAtOrAfter(this.cursor, limit);
       if (seq === undefined) break;
-      const entry = this.queue.get(seq, limit);
       this.cursor = seq + 1;
+      if (this.skipped.has(seq)) continue; // rejected three times (onRejected); the server does not need sequences without gaps
+      const entry = this.queue.get(seq, limit);
       if (!entry) continue;
       const frame = this.frame(seq, entry.item);
       this.queue.release(seq); // the frame holds the bytes now; a re-send after a reconnect reads them back
@@ -247,28 +267,71 @@ export class ServerLink {
   }
 
   /**
-   * The server closed the connection over one of our reports (e.g. a run deleted by retention while we were
-   * away). It commits in order, so the culprit is the first unacknowledged item. Rather than block the queue
-   * forever, an item rejected three times in a row is moved to DATA/queue/rejected.log and skipped.
+   * The server closed the connection with 4002. A server of this release names the report it rejected (`[seq N] …`,
+   * protocol close.ts); that item is charged. Under protocol 3 the server acknowledges only up to min(committed, our
+   * durable watermark), and it closes on an invalid frame before it commits the reports received before it, so the
+   * first unacknowledged item is often a good one: charging it would move good reports (a run's `finished`) to
+   * rejected.log while the bad one is sent again forever. A reason without a sequence (a server of an earlier
+   * release, or a violation that is no single report's fault) keeps the old rule: the first unacknowledged item.
+   *
+   * An item rejected three times is appended to DATA/queue/rejected.log and skipped, also when it is not the head:
+   * - the items before it are not touched: they are sent again after the reconnect as usual, and acknowledged when
+   *   committed;
+   * - the server only requires that sequence numbers increase on a connection (a repeat is a replay), never that
+   *   they are consecutive, so a connection that goes ..., N-1, N+1 is accepted; its cumulative ack for N+1 or later
+   *   covers N too, and the queue forgets N with it;
+   * - if nothing after N is acknowledged first, N is acknowledged here once it is the head and on disk
+   *   (settleSkipped), which is what the old rule did at once: the queue's `acked` never passes an unacknowledged
+   *   item before N, and never passes the durable watermark.
+   * Numbering is the agent's and never reused, so a gap cannot make the server take a new report for a replay. The
+   * skip is kept in memory only: an agent restarted before N is acknowledged sends N again, and the server rejects
+   * it three more times (one more line in rejected.log), nothing worse.
    */
-  private onRejected(reason: string): void {
+  private onRejected(text: string): void {
+    const { seq: named, reason } = parseRejectionReason(text);
     const head = this.queue.firstUnacked();
-    if (head > this.queue.durableSeq) return;
-    this.rejections = head === this.rejectedHead ? this.rejections + 1 : 1;
-    this.rejectedHead = head;
-    if (this.rejections < 3) return;
-    const entry = this.queue.get(head);
+    for (const s of this.rejections.keys()) if (s < head) this.rejections.delete(s);
+    let seq: number;
+    if (named === undefined) {
+      if (head > this.queue.durableSeq) return;
+      seq = head;
+    } else if (named < head || named > this.queue.lastSeq || this.skipped.has(named) || !this.queue.get(named, this.queue.lastSeq)) {
+      this.log.warn(`the server rejected report ${named}, which is not in the queue (first unacknowledged ${head}); nothing is charged`);
+      return;
+    } else seq = named;
+    const count = (this.rejections.get(seq) ?? 0) + 1;
+    this.rejections.set(seq, count);
+    if (count < 3) return;
+    this.rejections.delete(seq);
+    const entry = this.queue.get(seq, this.queue.lastSeq);
     const item = entry?.item.kind === 'output' ? { ...entry.item, data: entry.item.data.toString('base64') } : entry?.item;
-    appendFileSync(join(this.config.dataDir, 'queue', 'rejected.log'), `${JSON.stringify({ at: new Date().toISOString(), reason, seq: head, item })}\n`);
-    this.queue.ack(head);
-    this.rejections = 0;
-    this.log.error(`the server rejected queued report ${head} three times (${reason}); it was moved to rejected.log and skipped`);
+    appendFileSync(join(this.config.dataDir, 'queue', 'rejected.log'), `${JSON.stringify({ at: new Date().toISOString(), reason, seq, item })}\n`);
+    this.skipped.add(seq);
+    this.settleSkipped();
+    this.log.error(`the server rejected queued report ${seq} three times (${reason}); it was moved to rejected.log and skipped`);
   }
 
+  /** Acknowledges skipped items that are the head of the queue and on disk (see onRejected). */
+  private settleSkipped(): void {
+    if (this.skipped.size === 0) return;
+    for (const s of this.skipped) if (s <= this.queue.acked) this.skipped.delete(s);
+    for (;;) {
+      const head = this.queue.firstUnacked();
+      if (!this.skipped.has(head) || head > this.queue.durableSeq) return;
+      this.queue.ack(head);
+      this.skipped.delete(head);
+    }
+  }
+
+  /**
+   * Exponential back-off with jitter in [50%, 100%] of the step, capped. It starts over only once a connection proved
+   * useful: the server acknowledged something new, or the connection stayed up STABLE_LINK_MS. A welcome alone does
+   * not: a server whose store fails welcomes the agent and closes with 1011 at its first report, and resetting on
+   * the welcome had every agent reconnect (and re-send its queue) every 200 ms for as long as the store was down.
+   */
   private scheduleReconnect(): void {
     if (this.stopped) return;
     this.urlIndex++;
-    // Exponential back-off with full jitter in [50%, 100%] of the step, capped.
     const step = Math.min(this.config.reconnect.maxMs, this.config.reconnect.minMs * 2 ** Math.min(this.failures, 20));
     this.failures++;
     const delay = Math.round(step * (0.5 + Math.random() * 0.5));

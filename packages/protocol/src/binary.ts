@@ -1,5 +1,5 @@
 import { MAX_BINARY_CHUNK_BYTES, MAX_FRAME_BYTES, type OutputHeader, outputHeader } from './messages.js';
-import type { Parsed } from './parse.js';
+import { failedReportSeq, type Parsed } from './parse.js';
 
 /**
  * Protocol 2 binary frame for job output (docs/protocol.md): `u32 BE header length`, the header (UTF-8 JSON,
@@ -62,9 +62,11 @@ export function parseOutputFrame(frame: Buffer, maxBytes = MAX_FRAME_BYTES): Par
   if (!r.success) {
     const issue = r.error.issues[0];
     const where = issue?.path.length ? issue.path.join('.') : 'header';
-    return { ok: false, error: { code: 'invalid', message: `invalid output ${where}: ${issue?.message ?? 'bad header'}`.slice(0, 120) } };
+    const message = `invalid output ${where}: ${issue?.message ?? 'bad header'}`.slice(0, 120);
+    const seq = failedReportSeq(raw, 'output');
+    return { ok: false, error: seq === undefined ? { code: 'invalid', message } : { code: 'invalid', message, seq } };
   }
   const data = frame.subarray(4 + len);
-  if (data.length > MAX_BINARY_CHUNK_BYTES) return { ok: false, error: { code: 'invalid', message: `output chunk of ${data.length} bytes exceeds ${MAX_BINARY_CHUNK_BYTES}` } };
+  if (data.length > MAX_BINARY_CHUNK_BYTES) return { ok: false, error: { code: 'invalid', message: `output chunk of ${data.length} bytes exceeds ${MAX_BINARY_CHUNK_BYTES}`, seq: r.data.seq } };
   return { ok: true, message: { header: r.data, data } };
 }

@@ -2,8 +2,19 @@ import type { z } from 'zod';
 import { agentFast, serverFast } from './fast.js';
 import { type AgentMessage, agentMessage, MAX_FRAME_BYTES, type ServerMessage, serverMessage } from './messages.js';
 
-/** Why a frame was not accepted; `message` is short enough for a WebSocket close reason (≤ 123 bytes). */
-export type ParseError = { code: 'too-large' | 'not-json' | 'invalid'; message: string };
+/**
+ * Why a frame was not accepted; `message` is short enough for a WebSocket close reason (≤ 123 bytes). `seq`: the
+ * frame is a report (or a binary output frame) that failed validation and carries a usable sequence number, so the
+ * server can name the queued item it rejects (close.ts).
+ */
+export type ParseError = { code: 'too-large' | 'not-json' | 'invalid'; message: string; seq?: number };
+
+/** The sequence number of a `report` (or binary `output` header) that failed validation, when it has a usable one. */
+export function failedReportSeq(raw: unknown, type: 'report' | 'output'): number | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const r = raw as { type?: unknown; seq?: unknown };
+  return r.type === type && typeof r.seq === 'number' && Number.isSafeInteger(r.seq) && r.seq > 0 ? r.seq : undefined;
+}
 export type Parsed<T> = { ok: true; message: T } | { ok: false; error: ParseError };
 
 function parseWith<T>(schema: z.ZodType<T>, frame: string | Buffer, maxBytes: number, fast?: (raw: unknown) => T | undefined): Parsed<T> {
@@ -23,7 +34,9 @@ function parseWith<T>(schema: z.ZodType<T>, frame: string | Buffer, maxBytes: nu
   if (r.success) return { ok: true, message: r.data };
   const issue = r.error.issues[0];
   const where = issue?.path.length ? issue.path.join('.') : 'frame';
-  return { ok: false, error: { code: 'invalid', message: `invalid ${where}: ${issue?.message ?? 'bad message'}`.slice(0, 120) } };
+  const seq = failedReportSeq(raw, 'report');
+  const message = `invalid ${where}: ${issue?.message ?? 'bad message'}`.slice(0, 120);
+  return { ok: false, error: seq === undefined ? { code: 'invalid', message } : { code: 'invalid', message, seq } };
 }
 
 /** Validates a frame from an agent. Never throws. */

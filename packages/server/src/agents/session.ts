@@ -1,13 +1,15 @@
 import type { IncomingMessage } from 'node:http';
 import type { WebSocket } from 'ws';
 import {
-  CLOSE, type AgentMessage, encode, type HelloMessage, MIN_PROTOCOL_VERSION, newNonce, parseAgentMessage, parseOutputFrame,
-  PROTOCOL_VERSION, type QueueItem, type RefusalReason, type ServerMessage, verifyChallenge,
+  CLOSE, type AgentMessage, encode, fitCloseReason, type HelloMessage, MIN_PROTOCOL_VERSION, newNonce, parseAgentMessage, parseOutputFrame,
+  PROTOCOL_VERSION, type QueueItem, type RefusalReason, rejectionReason, type ServerMessage, verifyChallenge,
 } from '@batchalyzer/protocol';
 import type { OutputReport } from '../link.js';
 import type { HubContext } from './context.js';
 
 type Ownership = 'ok' | 'stale' | { offense: string };
+/** Why a report breaks the protocol, and its sequence number (named in the close reason: the agent charges that item). */
+type Offense = { reason: string; seq: number };
 type WireOutput = Extract<QueueItem, { kind: 'output' }>;
 /** A received report item; output bytes are raw whether they came in a binary frame or as base64. */
 type Received = Exclude<QueueItem, { kind: 'output' }> | (Omit<WireOutput, 'data'> & { data: Buffer });
@@ -84,7 +86,7 @@ export class AgentSession {
     this.state = 'closed';
     clearTimeout(this.handshakeTimer);
     try {
-      this.ws.close(code, reason.slice(0, 120));
+      this.ws.close(code, fitCloseReason(reason)); // bytes, not characters: a longer reason made ws throw (no 4002 at all)
     } catch {
       this.ws.terminate();
     }
@@ -92,9 +94,23 @@ export class AgentSession {
     setTimeout(() => this.ws.terminate(), 2_000).unref();
   }
 
-  private offend(reason: string): void {
-    this.hub.logger.warn({ agent: this.name || undefined, remote: this.remote, reason }, 'agent connection closed: protocol violation');
-    this.close(CLOSE.protocolError, reason);
+  /**
+   * Closes with 4002. `seq`: the violation is one queued report's (invalid, or for a run the agent does not hold), whose
+   * sequence number the close reason names (`[seq N] …`, protocol close.ts), so that the agent charges that item and
+   * not the first one it has not seen acknowledged (docs/protocol.md, Hostile input).
+   */
+  private offend(reason: string, seq?: number): void {
+    this.hub.logger.warn({ agent: this.name || undefined, remote: this.remote, reason, seq }, 'agent connection closed: protocol violation');
+    this.close(CLOSE.protocolError, rejectionReason(reason, seq));
+  }
+
+  /**
+   * The sequence number of a report frame that failed validation, when it is one the agent's queue holds: the next
+   * in order on this connection (a sequence at or below the last one would be a replay, an agent fault and not the
+   * item's, so it names none).
+   */
+  private badReportSeq(seq: number | undefined): number | undefined {
+    return this.state === 'ready' && seq !== undefined && seq > this.lastSeq ? seq : undefined;
   }
 
   private refuse(reason: RefusalReason, message: string): void {
@@ -108,7 +124,7 @@ export class AgentSession {
     if (this.state === 'closed') return;
     this.lastFrameAt = Date.now();
     const r = parseAgentMessage(data, this.hub.config.maxFrameBytes);
-    if (!r.ok) return this.offend(r.error.message);
+    if (!r.ok) return this.offend(r.error.message, this.badReportSeq(r.error.seq));
     const m = r.message;
     if (this.state === 'hello') {
       if (m.type !== 'hello') return this.offend(`expected hello, got ${m.type}`);
@@ -135,7 +151,7 @@ export class AgentSession {
     if (this.state !== 'ready') return this.offend('binary frame before the handshake completed');
     if ((this.hello?.protocol ?? 1) < 2) return this.offend(`binary frame from an agent speaking protocol ${this.hello?.protocol}`);
     const r = parseOutputFrame(data, this.hub.config.maxFrameBytes);
-    if (!r.ok) return this.offend(r.error.message);
+    if (!r.ok) return this.offend(r.error.message, this.badReportSeq(r.error.seq));
     this.hub.seen(this);
     const { type: _type, seq, ...item } = r.message.header;
     this.onReport(seq, { kind: 'output', ...item, data: r.message.data });
@@ -263,7 +279,7 @@ export class AgentSession {
         this.ackNow();
         await turn;
       }
-      let offense: string | null = null;
+      let offense: Offense | null = null;
       let batch: { seq: number; item: Received }[] = [];
       try {
         if (this.state !== 'ready' || this.inbox.length === 0) break;
@@ -288,7 +304,7 @@ export class AgentSession {
       }
       if (offense !== null) {
         this.ackNow(); // what was committed before it stays committed
-        this.offend(offense);
+        this.offend(offense.reason, offense.seq);
         break;
       }
       if (this.paused && this.inbox.length < this.hub.config.maxPendingReports / 2 && this.pendingBytes < MAX_PENDING_BYTES / 2) {
@@ -363,10 +379,10 @@ export class AgentSession {
    * Commits a batch; `upTo` is the last sequence number committed (or committed before a reconnect), `offense`
    * why a report breaks the protocol (nothing from it on is stored).
    */
-  private async commit(batch: { seq: number; item: Received }[]): Promise<{ upTo: number; offense: string | null }> {
+  private async commit(batch: { seq: number; item: Received }[]): Promise<{ upTo: number; offense: Offense | null }> {
     const accepted = this.hub.acceptedSeq(this);
     let upTo = 0;
-    let offense: string | null = null;
+    let offense: Offense | null = null;
     const chunks: OutputReport[] = [];
     for (const { seq, item } of batch) {
       if (seq <= accepted) {
@@ -375,7 +391,7 @@ export class AgentSession {
       }
       const own = await this.owns(item);
       if (typeof own === 'object') {
-        offense = own.offense;
+        offense = { reason: own.offense, seq };
         break;
       }
       if (own === 'stale') this.hub.logger.info({ agent: this.name, runId: item.runId, attempt: item.attempt, kind: item.kind }, 'late report of an earlier attempt ignored');

@@ -1,0 +1,186 @@
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  encodeOutputFrame, fitCloseReason, generateAgentKey, parseAgentMessage, parseOutputFrame, parseRejectionReason, rejectionReason,
+} from '@batchalyzer/protocol';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { compileAgentConfig } from '../src/config.js';
+import { ServerLink } from '../src/link.js';
+import { createLog } from '../src/log.js';
+import { DiskQueue } from '../src/queue.js';
+
+const cleanup: (() => void)[] = [];
+afterEach(() => {
+  for (const c of cleanup.splice(0).reverse()) c();
+});
+
+async function until<T>(what: string, f: () => T | undefined | false): Promise<T> {
+  for (let i = 0; i < 2000; i++) {
+    const v = f();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('the close reason of a rejected report (protocol close.ts)', () => {
+  it('names the sequence number in front of the reason; the agent reads it back', () => {
+    expect(rejectionReason('run 7 is not dispatched to agent web2', 17)).toBe('[seq 17] run 7 is not dispatched to agent web2');
+    expect(parseRejectionReason('[seq 17] run 7 is not dispatched to agent web2')).toEqual({ seq: 17, reason: 'run 7 is not dispatched to agent web2' });
+    expect(parseRejectionReason(rejectionReason('x', Number.MAX_SAFE_INTEGER))).toEqual({ seq: Number.MAX_SAFE_INTEGER, reason: 'x' });
+    // Without a sequence (a violation that is no single report's fault): the reason as it was.
+    expect(rejectionReason('sequence replay: 5 after 5 on this connection')).toBe('sequence replay: 5 after 5 on this connection');
+    expect(rejectionReason('bad', 0)).toBe('bad');
+    expect(rejectionReason('bad', 1.5)).toBe('bad');
+  });
+
+  it('a reason without a sequence (a server of an earlier release) or with garbage in its place names none', () => {
+    for (const text of [
+      'run 7 is not dispatched to agent web2', '', 'invalid item.stepKind: Invalid option', '[seq] x', '[seq abc] x', '[seq 0] x', '[seq -3] x',
+      '[seq 1.5] x', '[seq 99999999999999999] x', '[seq 9999999999999999] x', '[SEQ 5] x', ' [seq 5] x', 'seq 5: x', '[seq 5 x', 'x [seq 5] y',
+    ]) {
+      expect(parseRejectionReason(text), text).toEqual({ seq: undefined, reason: text });
+    }
+    expect(parseRejectionReason('[seq 5]')).toEqual({ seq: 5, reason: '' });
+  });
+
+  it('fits in a close frame (123 bytes of UTF-8) with the sequence intact, also with multi-byte characters', () => {
+    for (const reason of ['x'.repeat(300), 'é'.repeat(200), '🙂'.repeat(100), `a${'€'.repeat(100)}`]) {
+      const text = rejectionReason(reason, 123456789);
+      expect(Buffer.byteLength(text)).toBeLessThanOrEqual(123);
+      expect(Buffer.from(text).toString()).toBe(text); // cut on a character boundary: no replacement character
+      expect(parseRejectionReason(text).seq).toBe(123456789);
+      expect(reason.startsWith(parseRejectionReason(text).reason)).toBe(true);
+    }
+    expect(fitCloseReason('short')).toBe('short');
+  });
+
+  it('a report frame that fails validation carries its sequence number when it has a usable one', () => {
+    const bad = { kind: 'step', runId: 1, attempt: 1, at: 1, step: 1, stepKind: 'bogus', text: 'x' };
+    const r = parseAgentMessage(JSON.stringify({ type: 'report', seq: 9, item: bad }));
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error).toMatchObject({ code: 'invalid', seq: 9 });
+    for (const frame of [{ type: 'report', seq: 'x', item: bad }, { type: 'report', seq: 0, item: bad }, { type: 'report', item: bad }, { type: 'heartbeat', seq: 9 }]) {
+      const p = parseAgentMessage(JSON.stringify(frame));
+      expect(p.ok).toBe(false);
+      if (!p.ok) expect(p.error.seq).toBeUndefined();
+    }
+    const o = parseOutputFrame(encodeOutputFrame({ type: 'output', seq: 12, runId: 1, attempt: 1, at: 1, stream: 'stdnot', chunk: 1 } as never, Buffer.from('x')));
+    expect(o.ok).toBe(false);
+    if (!o.ok) expect(o.error).toMatchObject({ code: 'invalid', seq: 12 });
+  });
+});
+
+/**
+ * A server that welcomes the agent, records the reports of each connection and closes it with 4002 and `reason`
+ * once it received report `closeAfter`, acknowledging nothing: as the real server does when it reads an invalid
+ * report before it committed the ones before it.
+ */
+async function rejectingServer(closeAfter: number, reason: string) {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  cleanup.push(() => wss.close());
+  await new Promise((r) => wss.once('listening', r));
+  const connections: number[][] = [];
+  let reject = true;
+  let current: WebSocket | undefined;
+  wss.on('connection', (ws) => {
+    const seqs: number[] = [];
+    current = ws;
+    connections.push(seqs);
+    ws.on('message', (d: Buffer) => {
+      const m = JSON.parse(d.toString()) as { type: string; seq?: number };
+      if (m.type === 'hello') ws.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(16), serverTime: Date.now() }));
+      if (m.type === 'auth') ws.send(JSON.stringify({ type: 'welcome', serverTime: Date.now(), heartbeatMs: 60_000 }));
+      if (m.type !== 'report' || ws.readyState !== ws.OPEN) return; // what follows the close is not read
+      seqs.push(m.seq!);
+      if (reject && m.seq === closeAfter) ws.close(4002, reason);
+    });
+  });
+  return {
+    port: (wss.address() as AddressInfo).port,
+    connections,
+    /** From now on the server takes everything (the bad item no longer arrives). */
+    accept: () => (reject = false),
+    ack: (seq: number) => current!.send(JSON.stringify({ type: 'ack', seq })),
+  };
+}
+
+async function agentLink(port: number) {
+  const data = mkdtempSync(join(tmpdir(), 'bz-link-rejected-'));
+  const config = compileAgentConfig({
+    env: { BATCHALYZER_AGENT_KEY: generateAgentKey().key }, cwd: data,
+    flags: { name: 'a1', server: [`http://127.0.0.1:${port}`], data, reconnectMax: '50ms' },
+  });
+  const queue = DiskQueue.open(join(data, 'queue'));
+  const link = new ServerLink(config, queue, { hello: () => ({ name: 'a1' }) as never, dispatch: () => null, kill: () => false, activeRuns: () => [] }, createLog('silent'));
+  cleanup.push(() => link.stop(), () => queue.close());
+  const rejectedLog = join(data, 'queue', 'rejected.log');
+  const rejected = () => (existsSync(rejectedLog) ? readFileSync(rejectedLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { seq: number; reason: string; item: { step: number } }) : []);
+  return { link, queue, rejected };
+}
+
+const step = (n: number) => ({ kind: 'step' as const, runId: 5, attempt: 1, at: 1, step: n, stepKind: 'message' as const, text: `step ${n}` });
+
+describe('the agent charges the report the server names', () => {
+  it('a named item after unacknowledged ones is skipped after three rejections; the ones before and after it are still sent', async () => {
+    const server = await rejectingServer(3, rejectionReason('invalid item.text: too long', 3));
+    const { link, queue, rejected } = await agentLink(server.port);
+    for (let n = 1; n <= 4; n++) queue.append(step(n));
+    queue.flush();
+    link.start();
+    await until('rejected.log', () => rejected().length > 0);
+    expect(rejected()).toEqual([expect.objectContaining({ seq: 3, reason: 'invalid item.text: too long', item: step(3) })]);
+    expect(server.connections.slice(0, 3)).toEqual([[1, 2, 3], [1, 2, 3], [1, 2, 3]]);
+    // The next connection sends the items before and after it, not it (a gap the server takes).
+    await until('fourth connection', () => server.connections[3]?.length === 3);
+    expect(server.connections[3]).toEqual([1, 2, 4]);
+    expect(queue.acked).toBe(0); // nothing before it is forgotten until the server acknowledges it
+    server.ack(4); // cumulative: covers the skipped item too
+    await until('acked', () => queue.acked === 4);
+    expect(queue.length).toBe(0);
+  });
+
+  it('a skipped item with nothing after it is forgotten once the items before it are acknowledged', async () => {
+    const server = await rejectingServer(3, rejectionReason('run 5 does not exist', 3));
+    const { link, queue, rejected } = await agentLink(server.port);
+    for (let n = 1; n <= 3; n++) queue.append(step(n));
+    queue.flush();
+    link.start();
+    await until('rejected.log', () => rejected().length > 0);
+    await until('fourth connection', () => server.connections[3]?.length === 2);
+    expect(server.connections[3]).toEqual([1, 2]);
+    expect(queue.acked).toBe(0);
+    server.ack(2);
+    await until('skipped item acknowledged here', () => queue.acked === 3);
+    expect(queue.length).toBe(0);
+    expect(rejected().map((r) => r.seq)).toEqual([3]);
+  });
+
+  it('a reason without a sequence (a server of an earlier release): the first unacknowledged item is charged, as before', async () => {
+    const server = await rejectingServer(3, 'invalid item.text: too long');
+    const { link, queue, rejected } = await agentLink(server.port);
+    for (let n = 1; n <= 3; n++) queue.append(step(n));
+    queue.flush();
+    link.start();
+    await until('rejected.log', () => rejected().length > 0);
+    expect(rejected()).toEqual([expect.objectContaining({ seq: 1, reason: 'invalid item.text: too long', item: step(1) })]);
+    await until('head skipped', () => queue.acked === 1);
+    server.accept();
+    await until('fourth connection', () => server.connections[3]?.length === 2);
+    expect(server.connections[3]).toEqual([2, 3]);
+  });
+
+  it('a sequence that is not in the queue (garbage from the server) charges nothing', async () => {
+    const server = await rejectingServer(2, rejectionReason('confused', 77));
+    const { link, queue, rejected } = await agentLink(server.port);
+    for (let n = 1; n <= 2; n++) queue.append(step(n));
+    queue.flush();
+    link.start();
+    await until('five connections', () => server.connections.length >= 5 && server.connections[4]!.length === 2);
+    expect(rejected()).toEqual([]);
+    expect(queue.acked).toBe(0);
+  });
+});
