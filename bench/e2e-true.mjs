@@ -94,6 +94,11 @@ const v = median(e2e);
 const b = median(raw);
 figure({ bench: BENCH, metric: `/bin/true runs/s (concurrency ${C})`, value: v, unit: 'runs/s', baseline: `raw spawn loop, concurrency ${C}`, baselineValue: b, target: '≥ 0.7× raw', met: v >= 0.7 * b });
 
-agent.kill('SIGTERM');
+// Let the agent drain and exit by itself (a --cpu-prof profile is written only then), at most 5 s.
+await new Promise((resolve) => {
+  agent.once('exit', resolve);
+  agent.kill('SIGTERM');
+  setTimeout(resolve, 5000).unref();
+});
 await server.stop();
 process.exit(0);
