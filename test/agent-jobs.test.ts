@@ -50,14 +50,15 @@ describe('jobs on the agent (brief §3, §8)', () => {
   });
 
   it('starts jobs with the native spawner by default and with child_process under --spawner node, alike (docs/agent.md "Spawning")', async () => {
-    for (const [args, says] of [[[], /jobs are spawned with posix_spawn/], [['--spawner', 'node'], /jobs are spawned with child_process \(--spawner node\)/]] as const) {
-      const { server, agent, store, ended } = await setup([...args]);
+    for (const [args, says, how] of [[[], /jobs are spawned with posix_spawn/, 'posix_spawn'], [['--spawner', 'node'], /jobs are spawned with child_process \(--spawner node\)/, 'child_process']] as const) {
+      const { server, agent, store, ended } = await setup([...args, '--log-level', 'debug']);
       await agent.waitOutput(says);
       const id = await server.run('a1', { shell: 'echo "$GREETING $(pwd)"; echo err >&2; exit 3' }, { env: { GREETING: 'hi' }, cwd: '/tmp' });
       const run = await ended(id);
       expect([run.state, run.exitCode]).toEqual(['failed', 3]);
       expect((await store.readOutput(id, 'stdout')).toString()).toBe('hi /tmp\n');
       expect((await store.readOutput(id, 'stderr')).toString()).toBe('err\n');
+      await agent.waitOutput(new RegExp(`run ${id}: pid \\d+ \\(${how}\\)`));
       const missing = await ended(await server.run('a1', { command: ['/no/such/program'] }));
       expect(missing.endReason).toBe('cannot start: spawn /no/such/program ENOENT');
       await agent.kill9();

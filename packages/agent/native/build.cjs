@@ -1,8 +1,10 @@
 // `npm install` hook of @batchalyzer/agent: builds the native spawner (native/spawn.c, docs/agent.md "Spawning").
 // It is optional: without a C toolchain (or off Linux) the agent spawns jobs with child_process, which is slower;
-// so a failed build warns and never fails the install.
+// so a failed build never fails the install (npm shows this script's output only with --foreground-scripts; the
+// agent itself warns at start when the spawner is missing).
 'use strict';
 const { spawnSync } = require('node:child_process');
+const { existsSync } = require('node:fs');
 const { join } = require('node:path');
 
 const root = join(__dirname, '..');
@@ -11,7 +13,12 @@ if (process.platform !== 'linux') {
   process.exit(0);
 }
 const gyp = process.env.npm_config_node_gyp || join(process.execPath, '..', '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
-const r = spawnSync(process.execPath, [gyp, 'rebuild'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+// Node's own headers when they are installed beside it (Debian's nodejs, the official tarballs): node-gyp would
+// otherwise download them, which fails or hangs without network.
+const prefix = join(process.execPath, '..', '..');
+const args = [gyp, 'rebuild'];
+if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
+const r = spawnSync(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 5 * 60_000 });
 if (r.status === 0) {
   console.log('@batchalyzer/agent: native spawner built (build/Release/spawn.node)');
 } else {

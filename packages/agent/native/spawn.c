@@ -21,10 +21,11 @@
 #define SYS_pidfd_open 434
 #endif
 
-extern char **environ;
-
 typedef struct {
   uv_poll_t poll;
+  uv_timer_t timer;
+  int open_handles;  // freed when both handles are closed
+  unsigned delay_ms;
   napi_env env;
   napi_ref callback;
   napi_async_context async;
@@ -44,7 +45,7 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
   char msg[256];
   snprintf(msg, sizeof msg, "%s: %s", syscall, strerror(err));
   napi_value code, message, error, errnum, sc;
-  const char *name = err == ENOENT ? "ENOENT" : err == EACCES ? "EACCES" : err == ENOEXEC ? "ENOEXEC" : err == E2BIG ? "E2BIG" : err == ENOTDIR ? "ENOTDIR" : err == EMFILE ? "EMFILE" : err == ENOSYS ? "ENOSYS" : err == EAGAIN ? "EAGAIN" : err == ENOMEM ? "ENOMEM" : "EUNKNOWN";
+  const char *name = uv_err_name(-err);  // ENOENT, ELOOP, ETXTBSY…: the names child_process reports
   napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
   napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
   napi_create_error(env, code, message, &error);
@@ -93,22 +94,36 @@ static void free_strv(char **v) {
 }
 
 static void on_closed(uv_handle_t *h) {
-  free(h->data);
+  watch_t *w = h->data;
+  if (--w->open_handles == 0) free(w);
 }
 
-static void on_exit_ready(uv_poll_t *poll, int status, int events) {
-  (void)events;
-  watch_t *w = poll->data;
+static void close_watch(watch_t *w) {
+  // Closed before any JS runs: JS could open a descriptor that takes the pidfd's number, and libuv's close
+  // removes "that number" from epoll. The memory lives until both close callbacks ran.
+  uv_close((uv_handle_t *)&w->poll, on_closed);
+  uv_close((uv_handle_t *)&w->timer, on_closed);
+  close(w->pidfd);
+}
+
+static void on_timer(uv_timer_t *timer);
+
+// Reaps the job if it exited, and reports the exit to JS.
+static void check_exit(watch_t *w) {
   siginfo_t info;
   memset(&info, 0, sizeof info);
   int r;
   do r = waitid(P_PID, (id_t)w->pid, &info, WEXITED | WNOHANG);
   while (r < 0 && errno == EINTR);
-  if (status == 0 && r == 0 && info.si_pid == 0) return;  // woken without an exit (should not happen): wait on
-  // Closed before any JS runs: JS could open a descriptor that takes the pidfd's number, and libuv's close
-  // removes "that number" from epoll. The handle's memory lives until on_closed, after this callback.
-  uv_close((uv_handle_t *)poll, on_closed);
-  close(w->pidfd);
+  if (r == 0 && info.si_pid == 0) {
+    // Readable but nothing to reap: a tracer (gdb, strace) holds the exit. The pidfd stays readable, so polling it
+    // would spin; look again later, backing off to once a second.
+    uv_poll_stop(&w->poll);
+    w->delay_ms = w->delay_ms ? (w->delay_ms >= 500 ? 1000 : w->delay_ms * 2) : 5;
+    uv_timer_start(&w->timer, on_timer, w->delay_ms, 0);
+    return;
+  }
+  close_watch(w);
   napi_env env = w->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
@@ -137,12 +152,23 @@ static void on_exit_ready(uv_poll_t *poll, int status, int events) {
   napi_async_destroy(env, w->async);
 }
 
+// Any wake-up, even with an error status, only leads to a look: the job is reported ended only once reaped.
+static void on_exit_ready(uv_poll_t *poll, int status, int events) {
+  check_exit(poll->data);
+}
+
+static void on_timer(uv_timer_t *timer) {
+  check_exit(timer->data);
+}
+
 // spawn(file, argv[], envp[], cwd, onExit(code|null, signal)) -> [pid, stdoutFd, stderrFd]
 static napi_value Spawn(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value args[5];
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
-  if (argc < 5) {
+  napi_valuetype cb_type = napi_undefined;
+  if (argc == 5) napi_typeof(env, args[4], &cb_type);
+  if (cb_type != napi_function) {
     napi_throw_type_error(env, NULL, "spawn(file, argv, envp, cwd, onExit)");
     return NULL;
   }
@@ -181,10 +207,33 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   sigset_t all, none;
   sigfillset(&all);
   sigemptyset(&none);
+#ifdef __GLIBC__
+  // glibc's sigfillset leaves out its two internal signals (32, 33), and its posix_spawn then leaves them ignored
+  // in the child, which exec keeps. The child has every signal blocked until exec, so defaulting them is safe.
+  for (int sig = 32; sig <= 33; sig++) {
+    const size_t bits = 8 * sizeof all.__val[0];
+    all.__val[(sig - 1) / bits] |= 1UL << ((sig - 1) % bits);
+  }
+#endif
   if ((e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK)) ||
       (e = posix_spawnattr_setsigdefault(&attr, &all)) || (e = posix_spawnattr_setsigmask(&attr, &none)))
     goto done;
-  if ((e = posix_spawn(&pid, file, &fa, &attr, argv, envp))) {
+  e = posix_spawn(&pid, file, &fa, &attr, argv, envp);
+  if (e == ENOEXEC) {
+    // A file without a #! line: like execvp (which child_process uses), run it with /bin/sh.
+    size_t n = 0;
+    while (argv[n]) n++;
+    char **sh_argv = calloc(n + 2, sizeof(char *));
+    if (!sh_argv) e = ENOMEM;
+    else {
+      sh_argv[0] = "/bin/sh";
+      sh_argv[1] = file;
+      for (size_t i = 1; i < n; i++) sh_argv[i + 1] = argv[i];
+      e = posix_spawn(&pid, "/bin/sh", &fa, &attr, sh_argv, envp);
+      free(sh_argv);
+    }
+  }
+  if (e) {
     failed = "posix_spawn";
     goto done;
   }
@@ -216,17 +265,22 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   napi_create_string_utf8(env, "batchalyzer:spawn", NAPI_AUTO_LENGTH, &resource_name);
   napi_async_init(env, NULL, resource_name, &w->async);
   w->poll.data = w;
+  w->timer.data = w;
+  uv_timer_init(loop, &w->timer);
+  w->open_handles = 1;
   int rc = uv_poll_init(loop, &w->poll, pidfd);
-  int initialized = rc == 0;
-  if (rc == 0) rc = uv_poll_start(&w->poll, UV_READABLE, on_exit_ready);
+  if (rc == 0) {
+    w->open_handles = 2;
+    rc = uv_poll_start(&w->poll, UV_READABLE, on_exit_ready);
+  }
   if (rc) {
     // Cannot watch it: end it now rather than leave an unwatched job running.
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     napi_delete_reference(env, w->callback);
     napi_async_destroy(env, w->async);
-    if (initialized) uv_close((uv_handle_t *)&w->poll, on_closed);  // frees w once the loop let go of it
-    else free(w);
+    if (w->open_handles == 2) uv_close((uv_handle_t *)&w->poll, on_closed);
+    uv_close((uv_handle_t *)&w->timer, on_closed);  // the last close frees w
     close(pidfd);
     e = -rc, failed = "uv_poll";
     goto done;
@@ -266,6 +320,12 @@ static napi_value Supported(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
+  // Watches live on the event loop they were made on; a worker's loop is closed under them when it ends.
+  uv_loop_t *loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop != uv_default_loop()) {
+    napi_throw_error(env, NULL, "the native spawner runs only on the main thread");
+    return NULL;
+  }
   napi_value fn;
   napi_create_function(env, "spawn", NAPI_AUTO_LENGTH, Spawn, NULL, &fn);
   napi_set_named_property(env, exports, "spawn", fn);

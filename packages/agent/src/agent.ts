@@ -25,7 +25,7 @@ export class Agent {
   private readonly runs = new Map<number, JobRun>();
   private draining = false;
   private reliefWaiters: (() => void)[] = [];
-  private readonly spawner: { native: boolean; note: string };
+  private readonly spawner: { native: boolean; note: string; warn: boolean };
 
   constructor(readonly config: AgentConfig, readonly log: Log) {
     this.spawner = resolveSpawner(config.spawner);
@@ -60,7 +60,8 @@ export class Agent {
   }
 
   start(): void {
-    this.log.info(this.spawner.note);
+    if (this.spawner.warn) this.log.warn(this.spawner.note);
+    else this.log.info(this.spawner.note);
     this.recover();
     this.link.start();
   }

@@ -1,4 +1,4 @@
-import { fork, spawn } from 'node:child_process';
+import { ChildProcess, fork, spawn } from 'node:child_process';
 import { realpathSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { DispatchPayloadMessage } from '@batchalyzer/protocol';
@@ -161,6 +161,7 @@ export class JobRun {
     });
     if (child.pid === undefined) return;
     this.ctx.journal.writeProcess(this.runId, child.pid, processStartTicks(child.pid));
+    this.ctx.log.debug(`run ${this.runId}: pid ${child.pid} (${child instanceof ChildProcess ? 'child_process' : 'posix_spawn'})`);
     this.item({ kind: 'started', pid: child.pid });
     // Finish once the process exited and both pipes closed (not on 'close': it never fires for a forked
     // child whose IPC channel the agent disconnected).

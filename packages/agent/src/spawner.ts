@@ -23,7 +23,7 @@ export interface JobChild {
   readonly pid?: number | undefined;
   readonly stdout: Readable | null;
   readonly stderr: Readable | null;
-  on(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  on(event: 'exit', listener: (code: number | null, signal: string | null) => void): this;
   on(event: 'error', listener: (err: Error) => void): this;
   on(event: 'message', listener: (message: unknown) => void): this;
   /** Only for Node scripts (child_process.fork): their IPC channel. */
@@ -53,17 +53,23 @@ export function nativeSpawner(): { addon?: Addon; why?: string } {
 }
 
 /** Which spawner the agent uses, from --spawner; throws when `native` is asked for and cannot load. */
-export function resolveSpawner(choice: SpawnerChoice): { native: boolean; note: string } {
-  if (choice === 'node') return { native: false, note: 'jobs are spawned with child_process (--spawner node)' };
+export function resolveSpawner(choice: SpawnerChoice): { native: boolean; note: string; warn: boolean } {
+  if (choice === 'node') return { native: false, note: 'jobs are spawned with child_process (--spawner node)', warn: false };
   const { addon, why } = nativeSpawner();
-  if (addon) return { native: true, note: 'jobs are spawned with posix_spawn (native spawner)' };
+  if (addon) return { native: true, note: 'jobs are spawned with posix_spawn (native spawner)', warn: false };
   if (choice === 'native') throw new AgentConfigError(`--spawner native: ${why}; use --spawner auto or node`);
-  return { native: false, note: `jobs are spawned with child_process, which is slower: ${why}` };
+  // On Linux the native spawner is expected: its absence is a broken build worth a warning.
+  return { native: false, note: `jobs are spawned with child_process, which is slower: ${why}`, warn: process.platform === 'linux' };
 }
 
 // The first name of a number wins (SIGABRT, not SIGIOT; SIGIO, not SIGPOLL), as child_process reports them.
-const SIGNAL_NAMES = new Map<number, NodeJS.Signals>();
-for (const [name, n] of Object.entries(constants.signals)) if (!SIGNAL_NAMES.has(n)) SIGNAL_NAMES.set(n, name as NodeJS.Signals);
+const SIGNAL_NAMES = new Map<number, string>();
+for (const [name, n] of Object.entries(constants.signals)) if (!SIGNAL_NAMES.has(n)) SIGNAL_NAMES.set(n, name);
+
+/** The name of a signal number; real-time signals, which have none in Node, as glibc numbers them (SIGRTMIN is 34). */
+export function signalName(n: number): string {
+  return SIGNAL_NAMES.get(n) ?? (n >= 34 && n <= 64 ? `SIGRTMIN+${n - 34}` : `SIG${n}`);
+}
 
 /** A process started by the native spawner, shaped like a ChildProcess without IPC. */
 class NativeChild extends EventEmitter {
@@ -95,23 +101,15 @@ export function spawnNative(file: string, args: readonly string[], env: Record<s
     if (i >= 0) throw new Error(`cannot start: ${what} ${list === argv ? i : JSON.stringify(list[i]!.slice(0, 40))} contains a NUL byte`);
   }
   let child: NativeChild | undefined;
-  let early: [number | null, number] | undefined;
   let pid: number;
   let out: number;
   let err: number;
   try {
-    [pid, out, err] = addon.spawn(file, argv, envp, cwd, (code, sig) => {
-      // The exit can only be seen from a later loop turn, so `child` is set by then; `early` is belt and braces.
-      if (child) child.emit('exit', code, sig ? (SIGNAL_NAMES.get(sig) ?? null) : null);
-      else early = [code, sig];
-    });
+    // The exit is seen on a later turn of the event loop at the earliest, so `child` is set by then.
+    [pid, out, err] = addon.spawn(file, argv, envp, cwd, (code, sig) => child!.emit('exit', code, sig ? signalName(sig) : null));
   } catch (e) {
     throw new Error(`cannot start: spawn ${file} ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   child = new NativeChild(pid, out, err);
-  if (early) {
-    const [code, sig] = early;
-    queueMicrotask(() => child!.emit('exit', code, sig ? (SIGNAL_NAMES.get(sig) ?? null) : null));
-  }
   return child;
 }
