@@ -159,7 +159,7 @@ describe('hostile agent frames (brief §8)', () => {
       frames++;
       const closed = await c.closed;
       closes.push(closed);
-      expect(closed.reason).toMatch(/binary frame from an agent speaking protocol 1/);
+      expect(closed.reason).toMatch(/^\[seq -\] binary frame from an agent speaking protocol 1/); // no queued item's fault: the agent charges nothing
     }
     // A durable watermark from an agent that said it speaks protocol 2.
     {
@@ -169,7 +169,7 @@ describe('hostile agent frames (brief §8)', () => {
       frames++;
       const closed = await c.closed;
       closes.push(closed);
-      expect(closed.reason).toMatch(/durable from an agent speaking protocol 2/);
+      expect(closed.reason).toMatch(/^\[seq -\] durable from an agent speaking protocol 2/);
     }
     // Huge frames, before and after authentication.
     for (let i = 0; i < 4; i++) await oneConnection(i % 2 === 1, JSON.stringify({ type: 'heartbeat', at: 1, activeRuns: [], pad: 'x'.repeat(1024 * 1024 + 10) }));
@@ -194,7 +194,11 @@ describe('hostile agent frames (brief §8)', () => {
     }
     expect(closes.filter((c) => c.code === 1009)).toHaveLength(4);
     // A close over one report names its sequence number (the agent charges that item); a replay is the agent's fault, not an item's.
-    expect(closes.some((c) => /^sequence replay: 1 after 1/.test(c.reason))).toBe(true);
+    expect(closes.some((c) => /^\[seq -\] sequence replay: 1 after 1/.test(c.reason))).toBe(true);
+    // Answers nobody asked for and frames out of place are no queued item's fault either (`[seq -]`: nothing charged).
+    expect(closes.some((c) => new RegExp(`^\\[seq -\\] kill-result for run ${victim}, which was not asked to be killed$`).test(c.reason))).toBe(true);
+    expect(closes.some((c) => new RegExp(`^\\[seq -\\] accepted for run ${victim} attempt 1, which was not dispatched`).test(c.reason))).toBe(true);
+    expect(closes.some((c) => /^\[seq -\] unexpected hello after the handshake$/.test(c.reason))).toBe(true);
     expect(closes.some((c) => new RegExp(`^\\[seq \\d+\\] run ${victim} is not dispatched to agent evil2$`).test(c.reason))).toBe(true);
     expect(closes.some((c) => /^\[seq \d+\] run 987654 does not exist$/.test(c.reason))).toBe(true);
     expect(closes.some((c) => /^\[seq 5000\] invalid item/.test(c.reason))).toBe(true);

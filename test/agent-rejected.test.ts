@@ -22,7 +22,7 @@ const HUB = { ...FAST_HUB, staleAfterMs: 60_000, missingAfterMs: 120_000 };
 
 type Item = Record<string, unknown>;
 
-async function setup(items: (runIds: number[]) => Item[]) {
+async function setup(items: (runIds: number[]) => Item[], args: string[] = []) {
   const data = tempDir();
   const keyFile = await registerAgent(data, 'a1');
   const server = await new TestServer(data, HUB).start();
@@ -36,7 +36,7 @@ async function setup(items: (runIds: number[]) => Item[]) {
   mkdirSync(queue, { recursive: true });
   writeFileSync(join(queue, 'id'), randomUUID());
   writeFileSync(join(queue, '00000001.log'), items(runIds).map((item, i) => `${JSON.stringify({ seq: i + 1, item })}\n`).join(''));
-  const agent = new TestAgent({ name: 'a1', url: server.url, keyFile, data: agentData }).start();
+  const agent = new TestAgent({ name: 'a1', url: server.url, keyFile, data: agentData, args }).start();
   cleanup.push(() => agent.kill9());
   return { server, store, agent, runIds, rejectedLog: join(queue, 'rejected.log') };
 }
@@ -81,5 +81,38 @@ describe('a report the server rejects is charged to the item that was bad (brief
     const lines = rejected(rejectedLog);
     expect(lines.map((l) => l.seq)).toEqual([1]);
     expect(lines[0]!.item).toEqual(invalid(r1!));
+  });
+});
+
+describe('closes that must not cost the agent time or reports (brief §8)', () => {
+  it('reports for a run that no longer exists, then good ones: each rejection is retried at once, not after a growing back-off', async () => {
+    // Four reports for a run retention deleted (the server names each: "[seq N] run … does not exist"), then a run's
+    // reports. With a back-off grown by each rejection, the 12 closes waited 0.2+0.4+0.8+1.6+3.2+5×7 s ≈ 41 s.
+    const { store, agent, runIds: [r1], rejectedLog } = await setup(([r1]) => [
+      step(987654, 1), step(987654, 2), step(987654, 3), step(987654, 4), started(r1!), finished(r1!),
+    ], ['--reconnect-max', '5s']);
+    const t0 = performance.now();
+    await succeeded(store, r1!);
+    expect(performance.now() - t0).toBeLessThan(12_000);
+    expect(rejected(rejectedLog).map((l) => l.seq)).toEqual([1, 2, 3, 4]);
+    expect(agent.output()).toMatch(/rejected queued report 4 three times \(run 987654 does not exist\)/);
+  }, 60_000);
+
+  it('two concurrent kills of one run both get the answer; the agent link is not closed', async () => {
+    const data = tempDir();
+    const keyFile = await registerAgent(data, 'a1');
+    const server = await new TestServer(data, HUB).start();
+    const store = await openTestStore(data);
+    cleanup.push(() => server.stop(), () => store.close());
+    const agent = new TestAgent({ name: 'a1', url: server.url, keyFile, data: tempDir('batchalyzer-agent-') }).start();
+    cleanup.push(() => agent.kill9());
+    await agent.waitOutput(/connected to/);
+    const { runId } = await server.post<{ runId: number }>('/test/run', { agent: 'a1', run: { command: ['sleep', '30'] } });
+    await until('running', async () => ((await store.getRun(runId))?.state === 'running' ? true : undefined), 10_000);
+    const kills = await Promise.allSettled([server.post('/test/kill', { agent: 'a1', runId }), server.post('/test/kill', { agent: 'a1', runId })]);
+    expect(kills.map((k) => k.status)).toEqual(['fulfilled', 'fulfilled']);
+    await until('run failed', async () => ((await store.getRun(runId))?.state === 'failed' ? true : undefined), 10_000);
+    await new Promise((r) => setTimeout(r, 300)); // a second kill-result would arrive by now
+    expect(agent.output()).not.toMatch(/disconnected from|4002/);
   });
 });

@@ -2,7 +2,7 @@ import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import {
-  CLOSE, type DispatchPayloadMessage, encode, encodeOutputFrame, type HelloMessage, MAX_FRAME_BYTES, parseRejectionReason, parseServerMessage, type QueueItem,
+  CLOSE, type DispatchPayloadMessage, encode, encodeOutputFrame, fitCloseReason, type HelloMessage, MAX_FRAME_BYTES, parseRejectionReason, parseServerMessage, type QueueItem,
   type ServerMessage, signChallenge,
 } from '@batchalyzer/protocol';
 import type { AgentConfig } from './config.js';
@@ -51,7 +51,7 @@ export class ServerLink {
   private lastFrameAt = 0;
   private heartbeatMs = 10_000;
   private connectedOnce = false;
-  /** When the current connection was welcomed (0: not welcomed). */
+  /** When the current connection was welcomed, by performance.now() (monotonic: a wall-clock step is no uptime). */
   private welcomedAt = 0;
   /** Rejections (4002 closes) charged to each queued item, by sequence number; three and it is skipped. */
   private readonly rejections = new Map<number, number>();
@@ -121,6 +121,8 @@ export class ServerLink {
     const ws = new WebSocket(url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...maskOption(url) });
     this.ws = ws;
     let refusal: string | undefined;
+    /** This side started the close (a frame it could not read): the 4002 that ws hands back is no rejection. */
+    let closedHere = false;
     ws.on('open', () => {
       this.lastFrameAt = Date.now();
       ws.send(encode({ type: 'hello', ...this.handlers.hello(), clock: Date.now() }));
@@ -130,7 +132,14 @@ export class ServerLink {
       const r = parseServerMessage(data);
       if (!r.ok) {
         this.log.warn(`invalid frame from ${url}: ${r.error.message}`);
-        ws.close(CLOSE.protocolError, r.error.message);
+        closedHere = true;
+        try {
+          // At most 123 bytes of UTF-8 (close.ts): the message can quote the server's multi-byte text, and a longer
+          // reason makes ws throw here, inside the listener, which killed the agent.
+          ws.close(CLOSE.protocolError, fitCloseReason(r.error.message));
+        } catch {
+          ws.terminate();
+        }
         return;
       }
       const m = r.message;
@@ -146,9 +155,11 @@ export class ServerLink {
       if (this.ws === ws) {
         this.ready = false;
         clearInterval(this.heartbeat);
-        if (wasReady && Date.now() - this.welcomedAt >= STABLE_LINK_MS) this.failures = 0;
+        if (wasReady && performance.now() - this.welcomedAt >= STABLE_LINK_MS) this.failures = 0;
       }
-      if (code === CLOSE.protocolError && wasReady) this.onRejected(reason.toString());
+      // A 4002 over an item the queue holds proves the server works (it read, checked and looked up the report):
+      // the back-off starts over, or each rejected item of a run of them waited up to --reconnect-max.
+      if (code === CLOSE.protocolError && wasReady && !closedHere && this.onRejected(reason.toString()) && this.ws === ws) this.failures = 0;
       if (refusal) this.log.warn(`refused by ${url}: ${refusal}; retrying with back-off`);
       else if (wasReady) this.log.warn(`disconnected from ${url} (${code}${reason.length ? ` ${reason.toString()}` : ''}); reconnecting`);
       if (this.ws === ws) this.scheduleReconnect();
@@ -162,7 +173,7 @@ export class ServerLink {
         return;
       case 'welcome':
         this.ready = true;
-        this.welcomedAt = Date.now();
+        this.welcomedAt = performance.now();
         this.heartbeatMs = m.heartbeatMs;
         this.cursor = this.queue.firstUnacked();
         this.inFlight = 0;
@@ -271,8 +282,14 @@ export class ServerLink {
    * protocol close.ts); that item is charged. Under protocol 3 the server acknowledges only up to min(committed, our
    * durable watermark), and it closes on an invalid frame before it commits the reports received before it, so the
    * first unacknowledged item is often a good one: charging it would move good reports (a run's `finished`) to
-   * rejected.log while the bad one is sent again forever. A reason without a sequence (a server of an earlier
-   * release, or a violation that is no single report's fault) keeps the old rule: the first unacknowledged item.
+   * rejected.log while the bad one is sent again forever. `[seq -] …` (a violation that is no queued report's fault:
+   * a second or late answer, a replay) charges nothing. A reason without a prefix (a server of an earlier release)
+   * keeps the old rule: the first unacknowledged item. A 4002 this agent started itself (a server frame it could not
+   * read; ws hands the code back) is never a rejection and does not get here. A named item that is not on disk yet
+   * is not charged: a crash could give its number to another item, and rejected.log would name the wrong report.
+   *
+   * Returns true when the server named an item the queue holds: it read and checked the report, so it works, and
+   * the reconnect back-off starts over (a run of rejected items no longer waits up to --reconnect-max each).
    *
    * An item rejected three times is appended to DATA/queue/rejected.log and skipped, also when it is not the head:
    * - the items before it are not touched: they are sent again after the reconnect as usual, and acknowledged when
@@ -287,21 +304,30 @@ export class ServerLink {
    * skip is kept in memory only: an agent restarted before N is acknowledged sends N again, and the server rejects
    * it three more times (one more line in rejected.log), nothing worse.
    */
-  private onRejected(text: string): void {
-    const { seq: named, reason } = parseRejectionReason(text);
+  private onRejected(text: string): boolean {
+    const { seq: named, reason, noItem } = parseRejectionReason(text);
     const head = this.queue.firstUnacked();
     for (const s of this.rejections.keys()) if (s < head) this.rejections.delete(s);
+    if (noItem) {
+      this.log.warn(`the server closed the connection over a protocol violation that is no queued report's fault (${reason}); nothing is charged`);
+      return false;
+    }
     let seq: number;
     if (named === undefined) {
-      if (head > this.queue.durableSeq) return;
+      if (head > this.queue.durableSeq) return false;
       seq = head;
     } else if (named < head || named > this.queue.lastSeq || this.skipped.has(named) || !this.queue.get(named, this.queue.lastSeq)) {
       this.log.warn(`the server rejected report ${named}, which is not in the queue (first unacknowledged ${head}); nothing is charged`);
-      return;
+      return false;
+    } else if (named > this.queue.durableSeq) {
+      // Not on disk yet: a crash now could give its number to another item after the restart, and rejected.log would
+      // name a sequence that is not the rejected report's. It is sent again after the reconnect, when it is on disk.
+      this.log.warn(`the server rejected report ${named}, which is not on disk yet; it is charged once it is`);
+      return true;
     } else seq = named;
     const count = (this.rejections.get(seq) ?? 0) + 1;
     this.rejections.set(seq, count);
-    if (count < 3) return;
+    if (count < 3) return named !== undefined;
     this.rejections.delete(seq);
     const entry = this.queue.get(seq, this.queue.lastSeq);
     const item = entry?.item.kind === 'output' ? { ...entry.item, data: entry.item.data.toString('base64') } : entry?.item;
@@ -309,6 +335,7 @@ export class ServerLink {
     this.skipped.add(seq);
     this.settleSkipped();
     this.log.error(`the server rejected queued report ${seq} three times (${reason}); it was moved to rejected.log and skipped`);
+    return named !== undefined;
   }
 
   /** Acknowledges skipped items that are the head of the queue and on disk (see onRejected). */

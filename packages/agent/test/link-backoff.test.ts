@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { generateAgentKey } from '@batchalyzer/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { compileAgentConfig } from '../src/config.js';
@@ -96,5 +96,26 @@ describe('reconnect back-off after closes that follow the welcome (brief §8)', 
     const g = gaps(s.welcomed);
     expect(g[3]).toBeGreaterThanOrEqual(750); // grown: 1600 ms step
     expect(g[4]! - (STABLE_LINK_MS + 300)).toBeLessThan(1000); // after the long connection: a 200 ms step, not 3.2 s
+  }, 30_000);
+
+  it('a wall-clock step during a short connection is no uptime: the back-off still grows', async () => {
+    // The wall clock jumps 10 s forward (NTP, a suspended VM) while each connection is up for 20 ms.
+    const realNow = Date.now.bind(Date);
+    let offset = 0;
+    vi.spyOn(Date, 'now').mockImplementation(() => realNow() + offset);
+    cleanup.push(() => vi.restoreAllMocks());
+    const welcomed: number[] = [];
+    const s = await server((ws) => {
+      welcomed.push(performance.now());
+      setTimeout(() => {
+        offset += 10_000;
+        ws.close(1011, 'report not stored; reconnect and re-send');
+      }, 20);
+    });
+    start(s.port);
+    for (let i = 0; i < 3000 && welcomed.length < 6; i++) await new Promise((r) => setTimeout(r, 5)); // no Date.now deadline
+    expect(welcomed.length).toBeGreaterThanOrEqual(6);
+    const g = gaps(welcomed);
+    expect(g[4]).toBeGreaterThanOrEqual(1500); // grown as in the first test; it was reset to 100–200 ms by the clock step
   }, 30_000);
 });

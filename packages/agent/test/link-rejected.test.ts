@@ -37,6 +37,14 @@ describe('the close reason of a rejected report (protocol close.ts)', () => {
     expect(rejectionReason('bad', 1.5)).toBe('bad');
   });
 
+  it('`[seq -]` marks a violation that is no queued item\'s fault', () => {
+    expect(rejectionReason('kill-result for run 1, which was not asked to be killed', null)).toBe('[seq -] kill-result for run 1, which was not asked to be killed');
+    expect(parseRejectionReason('[seq -] kill-result for run 1, which was not asked to be killed')).toEqual({ seq: undefined, reason: 'kill-result for run 1, which was not asked to be killed', noItem: true });
+    expect(parseRejectionReason('[seq 5] x').noItem).toBeUndefined();
+    expect(parseRejectionReason('x').noItem).toBeUndefined();
+    expect(Buffer.byteLength(rejectionReason('é'.repeat(200), null))).toBeLessThanOrEqual(123);
+  });
+
   it('a reason without a sequence (a server of an earlier release) or with garbage in its place names none', () => {
     for (const text of [
       'run 7 is not dispatched to agent web2', '', 'invalid item.stepKind: Invalid option', '[seq] x', '[seq abc] x', '[seq 0] x', '[seq -3] x',
@@ -108,11 +116,11 @@ async function rejectingServer(closeAfter: number, reason: string) {
   };
 }
 
-async function agentLink(port: number) {
+async function agentLink(port: number, reconnectMax = '50ms') {
   const data = mkdtempSync(join(tmpdir(), 'bz-link-rejected-'));
   const config = compileAgentConfig({
     env: { BATCHALYZER_AGENT_KEY: generateAgentKey().key }, cwd: data,
-    flags: { name: 'a1', server: [`http://127.0.0.1:${port}`], data, reconnectMax: '50ms' },
+    flags: { name: 'a1', server: [`http://127.0.0.1:${port}`], data, reconnectMax },
   });
   const queue = DiskQueue.open(join(data, 'queue'));
   const link = new ServerLink(config, queue, { hello: () => ({ name: 'a1' }) as never, dispatch: () => null, kill: () => false, activeRuns: () => [] }, createLog('silent'));
@@ -182,5 +190,117 @@ describe('the agent charges the report the server names', () => {
     await until('five connections', () => server.connections.length >= 5 && server.connections[4]!.length === 2);
     expect(rejected()).toEqual([]);
     expect(queue.acked).toBe(0);
+  });
+});
+
+describe('what the agent does not charge, and how fast it retries (brief §8)', () => {
+  it('a run of items the server rejects by name does not grow the back-off: the good report behind them is acknowledged in seconds', async () => {
+    // Every item of run 5 is rejected by name, as the server does for a run retention deleted (owns: "does not exist").
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    cleanup.push(() => wss.close());
+    await new Promise((r) => wss.once('listening', r));
+    let closes = 0;
+    wss.on('connection', (ws) => {
+      ws.on('message', (d: Buffer) => {
+        const m = JSON.parse(d.toString()) as { type: string; seq: number; item: { runId: number } };
+        if (m.type === 'hello') ws.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(16), serverTime: Date.now() }));
+        if (m.type === 'auth') ws.send(JSON.stringify({ type: 'welcome', serverTime: Date.now(), heartbeatMs: 60_000 }));
+        if (m.type !== 'report' || ws.readyState !== ws.OPEN) return;
+        if (m.item.runId === 5) {
+          closes++;
+          ws.close(4002, rejectionReason('run 5 does not exist', m.seq));
+          return;
+        }
+        ws.send(JSON.stringify({ type: 'ack', seq: m.seq }));
+      });
+    });
+    // A long cap: with the back-off growing over the 12 rejections, the waits alone were 0.2+0.4+0.8+1.6+3.2+5×7 s ≈ 41 s.
+    const { link, queue, rejected } = await agentLink((wss.address() as AddressInfo).port, '5s');
+    for (let n = 1; n <= 4; n++) queue.append(step(n));
+    queue.append({ ...step(1), runId: 6 });
+    queue.flush();
+    const t0 = performance.now();
+    link.start();
+    await until('all acknowledged', () => queue.acked === 5);
+    expect(closes).toBe(12);
+    expect(rejected().map((r) => r.seq)).toEqual([1, 2, 3, 4]);
+    expect(performance.now() - t0).toBeLessThan(8_000); // 12 reconnects of the 200 ms step (100–200 ms each)
+  }, 20_000);
+
+  it('a 4002 the agent sends itself (a server frame it cannot read) charges nothing', async () => {
+    // A newer server's field in an ack: the agent closes with 4002, and ws hands that code back to its close handler.
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    cleanup.push(() => wss.close());
+    await new Promise((r) => wss.once('listening', r));
+    const closes: { code: number; reason: string }[] = [];
+    wss.on('connection', (ws) => {
+      ws.on('close', (code, reason) => closes.push({ code, reason: reason.toString() }));
+      ws.on('message', (d: Buffer) => {
+        const m = JSON.parse(d.toString()) as { type: string };
+        if (m.type === 'hello') ws.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(16), serverTime: Date.now() }));
+        if (m.type === 'auth') ws.send(JSON.stringify({ type: 'welcome', serverTime: Date.now(), heartbeatMs: 60_000 }));
+        if (m.type === 'report') ws.send(JSON.stringify({ type: 'ack', seq: 0, newField: 1 }));
+      });
+    });
+    const { link, queue, rejected } = await agentLink((wss.address() as AddressInfo).port);
+    queue.append({ kind: 'finished', runId: 5, attempt: 1, at: 1, exitCode: 0, signal: null, timedOut: false });
+    queue.flush();
+    link.start();
+    await until('five closes', () => closes.length >= 5);
+    expect(closes.every((c) => c.code === 4002)).toBe(true);
+    expect(rejected()).toEqual([]); // it was: the good report in rejected.log and acknowledged here (lost)
+    expect(queue.acked).toBe(0);
+  });
+
+  it('the agent\'s own close reason fits in a close frame also when it quotes multi-byte text (ws threw, and the agent died)', async () => {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    cleanup.push(() => wss.close());
+    await new Promise((r) => wss.once('listening', r));
+    const closes: { code: number; reason: string }[] = [];
+    wss.on('connection', (ws) => {
+      ws.on('close', (code, reason) => closes.push({ code, reason: reason.toString() }));
+      ws.on('message', (d: Buffer) => {
+        const m = JSON.parse(d.toString()) as { type: string };
+        if (m.type === 'hello') ws.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(16), serverTime: Date.now() }));
+        if (m.type === 'auth') {
+          ws.send(JSON.stringify({ type: 'welcome', serverTime: Date.now(), heartbeatMs: 60_000 }));
+          ws.send(JSON.stringify({ type: 'ack', seq: 1, ['é'.repeat(100)]: 1 }));
+        }
+      });
+    });
+    const { link } = await agentLink((wss.address() as AddressInfo).port);
+    link.start();
+    const first = await until('a close', () => closes[0]);
+    expect(first.code).toBe(4002);
+    expect(Buffer.byteLength(first.reason)).toBeLessThanOrEqual(123);
+    expect(Buffer.from(first.reason).toString()).toBe(first.reason);
+    await until('reconnected', () => closes.length >= 2); // still alive, and retrying
+  });
+
+  it('`[seq -]` (no queued item\'s fault: a second or late answer, a replay) charges nothing', async () => {
+    const server = await rejectingServer(2, rejectionReason('kill-result for run 1, which was not asked to be killed', null));
+    const { link, queue, rejected } = await agentLink(server.port);
+    for (let n = 1; n <= 2; n++) queue.append(step(n));
+    queue.flush();
+    link.start();
+    await until('five connections', () => server.connections.length >= 5 && server.connections[4]!.length === 2);
+    expect(rejected()).toEqual([]);
+    expect(queue.acked).toBe(0);
+  });
+
+  it('a named item that is not on disk yet is not charged; once it is, it is', async () => {
+    const server = await rejectingServer(2, rejectionReason('invalid item.text: too long', 2));
+    const { link, queue, rejected } = await agentLink(server.port);
+    for (let n = 1; n <= 2; n++) queue.append(step(n));
+    queue.flush();
+    // As if the fsync of item 2 had not completed: it is sent (protocol 3 sends ahead) but not durable.
+    let durable = 1;
+    Object.defineProperty(queue, 'durableSeq', { get: () => durable, configurable: true });
+    link.start();
+    await until('five connections', () => server.connections.length >= 5 && server.connections[4]!.length === 2);
+    expect(rejected()).toEqual([]);
+    durable = 2;
+    await until('rejected.log', () => rejected().length > 0);
+    expect(rejected().map((r) => r.seq)).toEqual([2]);
   });
 });

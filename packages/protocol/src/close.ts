@@ -10,6 +10,11 @@
  * and keeps its head rule (a frame of a type it does not know would itself be a protocol error to it), and an agent
  * talking to a server of an earlier release finds no prefix and falls back to the head rule. The prefix comes first
  * so that cutting a long reason to 123 bytes never cuts the number.
+ *
+ * A 4002 that is no queued item's fault (a sequence replay, an answer to a dispatch or kill that was not asked for or
+ * came after its time-out, a frame out of place) starts with `[seq -] `: the agent then charges nothing. Without either
+ * prefix (a server of an earlier release, or a frame this server could not read far enough to tell) the agent charges
+ * its first unacknowledged item, as agents always did.
  */
 
 export const MAX_CLOSE_REASON_BYTES = 123;
@@ -29,9 +34,14 @@ export function fitCloseReason(text: string, max = MAX_CLOSE_REASON_BYTES): stri
 }
 
 const SEQ_PREFIX = /^\[seq (\d{1,16})\] ?/;
+const NO_ITEM_PREFIX = /^\[seq -\] ?/;
 
-/** The close reason for a protocol error; with `seq` when one queued report (that sequence number) caused it. */
-export function rejectionReason(reason: string, seq?: number): string {
+/**
+ * The close reason for a protocol error: with `seq` when one queued report (that sequence number) caused it, with
+ * `null` when the violation is known to be no queued item's fault (`[seq -] …`), unmarked when undefined.
+ */
+export function rejectionReason(reason: string, seq?: number | null): string {
+  if (seq === null) return fitCloseReason(`[seq -] ${reason}`);
   const named = seq !== undefined && Number.isSafeInteger(seq) && seq > 0;
   return fitCloseReason(named ? `[seq ${seq}] ${reason}` : reason);
 }
@@ -40,8 +50,11 @@ export function rejectionReason(reason: string, seq?: number): string {
  * Reads a 4002 close reason: `seq` is the sequence number of the report the server rejected, undefined when the
  * reason names none (a server of an earlier release, a violation that is no single report's fault) or names one
  * that is not a sequence number (garbage: 0, not an integer, beyond 2^53); `reason` is the text after the prefix.
+ * `noItem` (present only when true): the reason starts with `[seq -]`, the violation is no queued item's fault.
  */
-export function parseRejectionReason(text: string): { seq: number | undefined; reason: string } {
+export function parseRejectionReason(text: string): { seq: number | undefined; reason: string; noItem?: true } {
+  const none = NO_ITEM_PREFIX.exec(text);
+  if (none) return { seq: undefined, reason: text.slice(none[0].length), noItem: true };
   const m = SEQ_PREFIX.exec(text);
   if (!m) return { seq: undefined, reason: text };
   const seq = Number(m[1]);

@@ -58,6 +58,7 @@ export class AgentSession {
   private ackTimer: NodeJS.Timeout | undefined;
   private paused = false;
   private readonly ownership = new Map<string, Ownership>();
+  /** Requests waiting for their answer, by key; callers of the same key share one frame and one answer (request). */
   private readonly waits = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private readonly handshakeTimer: NodeJS.Timeout;
 
@@ -97,9 +98,11 @@ export class AgentSession {
   /**
    * Closes with 4002. `seq`: the violation is one queued report's (invalid, or for a run the agent does not hold), whose
    * sequence number the close reason names (`[seq N] …`, protocol close.ts), so that the agent charges that item and
-   * not the first one it has not seen acknowledged (docs/protocol.md, Hostile input).
+   * not the first one it has not seen acknowledged (docs/protocol.md, Hostile input). `null`: the violation is known to
+   * be no queued item's fault (`[seq -] …`: a replay, an unasked or late answer, a frame out of place), and the agent
+   * charges nothing; undefined (a frame that could not be read far enough to tell): no prefix, the agent's old rule.
    */
-  private offend(reason: string, seq?: number): void {
+  private offend(reason: string, seq?: number | null): void {
     this.hub.logger.warn({ agent: this.name || undefined, remote: this.remote, reason, seq }, 'agent connection closed: protocol violation');
     this.close(CLOSE.protocolError, rejectionReason(reason, seq));
   }
@@ -107,10 +110,11 @@ export class AgentSession {
   /**
    * The sequence number of a report frame that failed validation, when it is one the agent's queue holds: the next
    * in order on this connection (a sequence at or below the last one would be a replay, an agent fault and not the
-   * item's, so it names none).
+   * item's, so it is marked as no item's: null).
    */
-  private badReportSeq(seq: number | undefined): number | undefined {
-    return this.state === 'ready' && seq !== undefined && seq > this.lastSeq ? seq : undefined;
+  private badReportSeq(seq: number | undefined): number | null | undefined {
+    if (this.state !== 'ready' || seq === undefined) return undefined;
+    return seq > this.lastSeq ? seq : null;
   }
 
   private refuse(reason: RefusalReason, message: string): void {
@@ -149,7 +153,7 @@ export class AgentSession {
     if (this.state === 'closed') return;
     this.lastFrameAt = Date.now();
     if (this.state !== 'ready') return this.offend('binary frame before the handshake completed');
-    if ((this.hello?.protocol ?? 1) < 2) return this.offend(`binary frame from an agent speaking protocol ${this.hello?.protocol}`);
+    if ((this.hello?.protocol ?? 1) < 2) return this.offend(`binary frame from an agent speaking protocol ${this.hello?.protocol}`, null);
     const r = parseOutputFrame(data, this.hub.config.maxFrameBytes);
     if (!r.ok) return this.offend(r.error.message, this.badReportSeq(r.error.seq));
     this.hub.seen(this);
@@ -158,7 +162,7 @@ export class AgentSession {
   }
 
   private onReport(seq: number, item: Received): void {
-    if (seq <= this.lastSeq) return this.offend(`sequence replay: ${seq} after ${this.lastSeq} on this connection`);
+    if (seq <= this.lastSeq) return this.offend(`sequence replay: ${seq} after ${this.lastSeq} on this connection`, null);
     this.lastSeq = seq;
     this.enqueue(seq, item);
   }
@@ -214,7 +218,7 @@ export class AgentSession {
       case 'rejected': {
         const key = `d:${m.runId}:${m.attempt}`;
         const w = this.waits.get(key);
-        if (!w) return this.offend(`${m.type} for run ${m.runId} attempt ${m.attempt}, which was not dispatched on this connection`);
+        if (!w) return this.offend(`${m.type} for run ${m.runId} attempt ${m.attempt}, which was not dispatched on this connection`, null);
         this.waits.delete(key);
         clearTimeout(w.timer);
         if (m.type === 'accepted') {
@@ -225,7 +229,7 @@ export class AgentSession {
       }
       case 'kill-result': {
         const w = this.waits.get(`k:${m.runId}`);
-        if (!w) return this.offend(`kill-result for run ${m.runId}, which was not asked to be killed`);
+        if (!w) return this.offend(`kill-result for run ${m.runId}, which was not asked to be killed`, null);
         this.waits.delete(`k:${m.runId}`);
         clearTimeout(w.timer);
         w.resolve(m.found);
@@ -240,7 +244,7 @@ export class AgentSession {
         }
         return;
       default:
-        return this.offend(`unexpected ${m.type} after the handshake`);
+        return this.offend(`unexpected ${m.type} after the handshake`, null);
     }
   }
 
@@ -327,7 +331,7 @@ export class AgentSession {
    * are at or above everything recorded here.
    */
   private onDurable(seq: number): void {
-    if ((this.hello?.protocol ?? 1) < 3) return this.offend(`durable from an agent speaking protocol ${this.hello?.protocol}`);
+    if ((this.hello?.protocol ?? 1) < 3) return this.offend(`durable from an agent speaking protocol ${this.hello?.protocol}`, null);
     if (seq <= this.agentDurable) return;
     this.agentDurable = seq;
     const upTo = this.ackable();
@@ -430,13 +434,32 @@ export class AgentSession {
     return verdict;
   }
 
-  /** Sends a frame and waits for its answer (accepted/rejected, kill-result). */
+  /**
+   * Sends a frame and waits for its answer (accepted/rejected, kill-result). A request whose key is already waiting
+   * (a second kill of the same run while the first is unanswered) sends nothing and gets the first one's answer: the
+   * agent answers each frame, and a second frame's answer found no waiter once the first answer had taken the only
+   * one, which closed the connection as a protocol violation.
+   */
   request<T>(key: string, m: ServerMessage, timeoutMs: number): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.state !== 'ready') return reject(new Error(`agent ${this.name} is not connected`));
+      const pending = this.waits.get(key);
+      if (pending) {
+        const { resolve: r0, reject: j0 } = pending;
+        pending.resolve = (v) => {
+          r0(v);
+          resolve(v as T);
+        };
+        pending.reject = (e) => {
+          j0(e);
+          reject(e);
+        };
+        return;
+      }
       const timer = setTimeout(() => {
+        const w = this.waits.get(key);
         this.waits.delete(key);
-        reject(new Error(`agent ${this.name} did not answer within ${timeoutMs} ms`));
+        w?.reject(new Error(`agent ${this.name} did not answer within ${timeoutMs} ms`));
       }, timeoutMs);
       this.waits.set(key, { resolve: resolve as (v: unknown) => void, reject, timer });
       this.send(m);
