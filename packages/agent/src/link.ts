@@ -124,11 +124,11 @@ export class ServerLink {
     /** This side started the close (a frame it could not read): the 4002 that ws hands back is no rejection. */
     let closedHere = false;
     ws.on('open', () => {
-      this.lastFrameAt = Date.now();
+      this.lastFrameAt = performance.now();
       ws.send(encode({ type: 'hello', ...this.handlers.hello(), clock: Date.now() }));
     });
     ws.on('message', (data: Buffer) => {
-      this.lastFrameAt = Date.now();
+      this.lastFrameAt = performance.now();
       const r = parseServerMessage(data);
       if (!r.ok) {
         this.log.warn(`invalid frame from ${url}: ${r.error.message}`);
@@ -208,8 +208,9 @@ export class ServerLink {
   }
 
   private beat(ws: WebSocket): void {
-    // A server silent for three heartbeats is gone (half-open TCP): drop the socket and reconnect.
-    if (Date.now() - this.lastFrameAt > 3 * this.heartbeatMs) {
+    // A server silent for three heartbeats is gone (half-open TCP): drop the socket and reconnect. Monotonic time:
+    // a wall-clock step (NTP) must not drop a healthy link.
+    if (performance.now() - this.lastFrameAt > 3 * this.heartbeatMs) {
       this.log.warn('no answer from the server for three heartbeats; reconnecting');
       ws.terminate();
       return;

@@ -118,4 +118,33 @@ describe('reconnect back-off after closes that follow the welcome (brief §8)', 
     const g = gaps(welcomed);
     expect(g[4]).toBeGreaterThanOrEqual(1500); // grown as in the first test; it was reset to 100–200 ms by the clock step
   }, 30_000);
+
+  it('a wall-clock step is no silence: the heartbeat check keeps a healthy link', async () => {
+    const realNow = Date.now.bind(Date);
+    let offset = 0;
+    vi.spyOn(Date, 'now').mockImplementation(() => realNow() + offset);
+    cleanup.push(() => vi.restoreAllMocks());
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    cleanup.push(() => wss.close());
+    await new Promise((r) => wss.once('listening', r));
+    let connections = 0;
+    let beats = 0;
+    wss.on('connection', (ws) => {
+      connections++;
+      ws.on('message', (d: Buffer) => {
+        const m = JSON.parse(d.toString()) as { type: string };
+        if (m.type === 'hello') ws.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(16), serverTime: realNow() }));
+        if (m.type === 'auth') ws.send(JSON.stringify({ type: 'welcome', serverTime: realNow(), heartbeatMs: 50 }));
+        if (m.type === 'heartbeat') {
+          beats++;
+          offset += 60_000; // the wall clock leaps a minute between every two frames
+          ws.send(JSON.stringify({ type: 'ack', seq: 0 }));
+        }
+      });
+    });
+    start((wss.address() as AddressInfo).port);
+    for (let i = 0; i < 3000 && beats < 10; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(beats).toBeGreaterThanOrEqual(10);
+    expect(connections).toBe(1); // with Date.now the second beat saw "three heartbeats of silence" and reconnected
+  }, 30_000);
 });
