@@ -137,8 +137,8 @@ describe('reconnect back-off after closes that follow the welcome (brief §8)', 
         if (m.type === 'auth') ws.send(JSON.stringify({ type: 'welcome', serverTime: realNow(), heartbeatMs: 50 }));
         if (m.type === 'heartbeat') {
           beats++;
-          offset += 60_000; // the wall clock leaps a minute between every two frames
           ws.send(JSON.stringify({ type: 'ack', seq: 0 }));
+          setTimeout(() => (offset += 60_000), 10); // the wall clock leaps a minute after every answer, before the next beat
         }
       });
     });
