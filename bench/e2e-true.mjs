@@ -3,7 +3,7 @@
 // Baseline in the same run: a raw `child_process.spawn('/bin/true')` loop at the same concurrency, in a fresh
 // Node process (like the agent), on the same machine.
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyYaml, countEvents, figure, log, median, now, registerAgents, startServer, tempDir } from './lib.mjs';
 
@@ -15,13 +15,23 @@ const ROOT = new URL('..', import.meta.url).pathname;
 const AGENT_BIN = join(ROOT, 'packages', 'agent', 'dist', 'main.js');
 
 // ── Baseline: raw spawn loop in a fresh Node process ──
+// With NATIVE set, the same loop through the agent's native spawner (posix_spawn, docs/agent.md "Spawning"), which
+// the stack uses: printed for context, the target is against child_process as the issue defines it.
 const RAW = `
 const { spawn } = require('node:child_process');
 const [c, n, warm] = process.argv.slice(1).map(Number);
+const native = process.env.NATIVE ? require(process.env.NATIVE) : undefined;
+const start = (done) => {
+  if (!native) return spawn('/bin/true').on('close', done);
+  let open = 3;
+  const fin = () => { if (--open === 0) done(); };
+  const [, o, e] = native.spawn('/bin/true', ['/bin/true'], [], '/', fin);
+  for (const fd of [o, e]) new (require('node:net').Socket)({ fd, readable: true, writable: false }).on('close', fin).resume();
+};
 function loop(total) {
   return new Promise((resolve) => {
     let started = 0, done = 0;
-    const one = () => { started++; const p = spawn('/bin/true'); p.on('close', () => { done++; if (started < total) one(); else if (done === total) resolve(); }); };
+    const one = () => { started++; start(() => { done++; if (started < total) one(); else if (done === total) resolve(); }); };
     for (let i = 0; i < Math.min(c, total); i++) one();
   });
 }
@@ -31,13 +41,17 @@ function loop(total) {
   for (let r = 0; r < ${REPEATS}; r++) { const t = performance.now(); await loop(n); rates.push(n / ((performance.now() - t) / 1000)); }
   console.log(JSON.stringify(rates));
 })();`;
-const raw = await new Promise((resolve, reject) => {
-  const p = spawn(process.execPath, ['-e', RAW, String(C), String(N), '50'], { stdio: ['ignore', 'pipe', 'inherit'] });
+const rawLoop = (env) => new Promise((resolve, reject) => {
+  const p = spawn(process.execPath, ['-e', RAW, String(C), String(N), '50'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
   let out = '';
   p.stdout.on('data', (d) => (out += d));
   p.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`raw spawn loop exited ${code}`))));
 });
+const raw = await rawLoop({});
 log(`raw spawn: ${raw.map((r) => r.toFixed(1)).join(', ')} /s`);
+const ADDON = join(ROOT, 'packages', 'agent', 'build', 'Release', 'spawn.node');
+const rawNative = existsSync(ADDON) ? await rawLoop({ NATIVE: ADDON }) : undefined;
+if (rawNative) log(`raw native spawn: ${rawNative.map((r) => r.toFixed(1)).join(', ')} /s`);
 
 // ── End to end ──
 const dir = tempDir();
@@ -93,6 +107,7 @@ if (failed.length) log(`WARNING: ${failed.length}+ runs did not succeed: ${faile
 const v = median(e2e);
 const b = median(raw);
 figure({ bench: BENCH, metric: `/bin/true runs/s (concurrency ${C})`, value: v, unit: 'runs/s', baseline: `raw spawn loop, concurrency ${C}`, baselineValue: b, target: '≥ 0.7× raw', met: v >= 0.7 * b });
+if (rawNative) figure({ bench: BENCH, metric: `/bin/true runs/s (concurrency ${C}), against posix_spawn`, value: v, unit: 'runs/s', baseline: `raw native-spawner loop, concurrency ${C}`, baselineValue: median(rawNative), target: null });
 
 // Let the agent drain and exit by itself (a --cpu-prof profile is written only then), at most 5 s.
 await new Promise((resolve) => {
