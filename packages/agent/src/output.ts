@@ -6,7 +6,7 @@
  * head and the tail, never more than the cap, and memory stays bounded even for gigabytes of output.
  */
 
-import { allocOutputBuffer } from '@batchalyzer/protocol';
+import { allocOutputBuffer, recycleOutputBuffer } from '@batchalyzer/protocol';
 
 const MASK = Buffer.from('***');
 
@@ -189,6 +189,7 @@ export class RunOutput {
     if (b.fill < chunk.length) {
       chunk = allocOutputBuffer(b.fill);
       b.buf.copy(chunk, 0, 0, b.fill);
+      recycleOutputBuffer(b.buf, this.chunkBytes); // only this stream ever held it
     }
     b.buf = undefined;
     b.fill = 0;

@@ -230,6 +230,22 @@ describe('disk queue: raw output records and group commit', () => {
     again.close();
   });
 
+  it('writing(): an item is being written while pending or in the batch in the thread pool, not once that write landed', async () => {
+    const q = DiskQueue.open(tmp());
+    const a = q.append(output(1, Buffer.alloc(1024, 1)));
+    expect(q.writing(a)).toBe(true); // pending
+    await vi.waitFor(() => expect(q.durableSeq).toBe(a));
+    expect(q.writing(a)).toBe(false);
+    const b = q.append(output(2, Buffer.alloc(1024, 2)));
+    await new Promise((r) => setImmediate(r)); // the batch of b goes to the thread pool
+    expect(q.writing(b)).toBe(true);
+    expect(q.writing(a)).toBe(false);
+    q.flush(); // durable now, but the thread pool may still be writing b's bytes: still "writing"
+    expect(q.durableSeq).toBe(b);
+    await vi.waitFor(() => expect(q.writing(b)).toBe(false));
+    q.close();
+  });
+
   it('keeps items in memory until the link sent them (release), then reads a re-send back from disk', () => {
     const dir = tmp();
     const a = Buffer.alloc(600, 0x41);
