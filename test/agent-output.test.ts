@@ -52,6 +52,25 @@ describe('job output through the binary link and the group-committed queue (prot
     expect(sha(stored)).toBe(sha(bytes));
   });
 
+  it('four jobs streaming at once (stdout and stderr) are each stored byte for byte: reused chunk buffers never mix', async () => {
+    const env = await serverWithAgent('a1');
+    cleanup.push(() => env.server.stop(), () => env.agent.kill9(), () => env.store.close());
+    const dir = tempDir();
+    const jobs = await Promise.all(Array.from({ length: 4 }, async (_, i) => {
+      const out = randomBytes(12 * 1024 * 1024 + i * 4099);
+      const err = randomBytes(3 * 1024 * 1024 + i * 77);
+      writeFileSync(join(dir, `out${i}`), out);
+      writeFileSync(join(dir, `err${i}`), err);
+      const shell = `cat ${join(dir, `err${i}`)} >&2 & cat ${join(dir, `out${i}`)}; wait`;
+      return { out, err, runId: await env.server.run('a1', { shell }, { maxOutputBytes: 64 * 1024 * 1024 }) };
+    }));
+    for (const j of jobs) {
+      expect((await ended(env.store, j.runId)).state).toBe('succeeded');
+      expect(sha(await env.store.readOutput(j.runId, 'stdout'))).toBe(sha(j.out));
+      expect(sha(await env.store.readOutput(j.runId, 'stderr'))).toBe(sha(j.err));
+    }
+  });
+
   it('an agent speaking protocol 1 still sends base64 reports that are stored byte for byte', async () => {
     const env = await serverWithAgent('a1', ['--protocol-version', '1']);
     cleanup.push(() => env.server.stop(), () => env.agent.kill9(), () => env.store.close());

@@ -1,6 +1,6 @@
 import { arch, cpus, hostname, loadavg, platform, release, totalmem, uptime } from 'node:os';
 import { join } from 'node:path';
-import type { DispatchPayloadMessage, HostFacts } from '@batchalyzer/protocol';
+import { type DispatchPayloadMessage, type HostFacts, recycleOutputBuffer } from '@batchalyzer/protocol';
 import type { AgentConfig } from './config.js';
 import { JobRun } from './job.js';
 import { processStartTicks, RunJournal } from './journal.js';
@@ -37,6 +37,7 @@ export class Agent {
       if (this.queue.pendingBytes < BACKLOG_BYTES / 2) for (const w of this.reliefWaiters.splice(0)) w();
     };
     this.queue.on('written', relieve);
+    this.queue.on('acked', (acked: number) => this.recycle(acked));
     this.queue.on('durable', relieve);
     this.link = new ServerLink(config, this.queue, {
       hello: () => ({
@@ -57,6 +58,31 @@ export class Agent {
       },
       activeRuns: () => this.activeRuns(),
     }, log);
+  }
+
+  /**
+   * Full output chunks whose buffer goes back to allocOutputBuffer once acknowledged, in sequence order. A buffer is
+   * reused only when nothing can read it any more: acknowledged (so no longer queued or sent again), not in a write
+   * the thread pool may still be doing (flush() can make a batch durable while its write runs), and no frame over it
+   * still in ws. Otherwise it is left to the garbage collector, as every buffer was before.
+   */
+  private recyclable: { seq: number; data: Buffer }[] = [];
+  private recycledUpTo = 0;
+
+  private recycle(acked: number): void {
+    let i = this.recycledUpTo;
+    const list = this.recyclable;
+    for (; i < list.length && list[i]!.seq <= acked; i++) {
+      const { seq, data } = list[i]!;
+      if (!this.queue.writing(seq) && !this.link.sending(data)) recycleOutputBuffer(data, this.config.chunkBytes);
+    }
+    if (i === list.length) {
+      this.recyclable = [];
+      this.recycledUpTo = 0;
+    } else if (i > 1024) {
+      this.recyclable = list.slice(i);
+      this.recycledUpTo = 0;
+    } else this.recycledUpTo = i;
   }
 
   start(): void {
@@ -110,7 +136,11 @@ export class Agent {
       log: this.log,
       journal: this.journal,
       nativeSpawn: this.spawner.native,
-      emit: (item: AgentItem) => this.queue.append(item),
+      emit: (item: AgentItem) => {
+        const seq = this.queue.append(item);
+        if (item.kind === 'output' && item.data.length === this.config.chunkBytes) this.recyclable.push({ seq, data: item.data });
+        return seq;
+      },
       afterDurable: (seq, cb) => this.queue.onDurable(seq, cb),
       backlogged: () => this.queue.pendingBytes > BACKLOG_BYTES,
       onRelief: (cb) => this.reliefWaiters.push(cb),

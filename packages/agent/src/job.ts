@@ -169,15 +169,17 @@ export class JobRun {
     const maybeFinish = () => {
       if (open === 0 && this.exit) this.finish({});
     };
+    const onData = (stream: 'stdout' | 'stderr', d: Buffer) => {
+      this.output.write(stream, d); // copies what it keeps: `d` may be a reused read buffer (readOutput)
+      if (!this.paused && this.ctx.backlogged()) this.pause();
+    };
+    if (child.readOutput) child.readOutput(onData);
     for (const stream of ['stdout', 'stderr'] as const) {
       child[stream]!.on('close', () => {
         open--;
         maybeFinish();
       });
-      child[stream]!.on('data', (d: Buffer) => {
-        this.output.write(stream, d);
-        if (!this.paused && this.ctx.backlogged()) this.pause();
-      });
+      if (!child.readOutput) child[stream]!.on('data', (d: Buffer) => onData(stream, d));
     }
     this.flushTimer = setInterval(() => this.output.flush(), this.ctx.config.flushIntervalMs);
     if (p.timeoutMs) {

@@ -60,6 +60,8 @@ export class ServerLink {
    * head of the queue (settleSkipped), unless the server's ack of a later item passes them first.
    */
   private readonly skipped = new Set<number>();
+  /** Memory of binary frames handed to ws and not yet written (or failed): how many sends each. */
+  private readonly held = new WeakMap<ArrayBufferLike, number>();
   /** The durable watermark last reported on this connection (protocol 3). */
   private durableSent = -1;
   private pumpScheduled = false;
@@ -263,11 +265,24 @@ export class ServerLink {
       const frame = this.frame(seq, entry.item);
       this.queue.release(seq); // the frame holds the bytes now; a re-send after a reconnect reads them back
       this.inFlight += frame.length;
+      // A binary frame is a view of the item's buffer: counted until ws is done with it (see sending()).
+      const held = typeof frame === 'string' ? undefined : frame.buffer;
+      if (held) this.held.set(held, (this.held.get(held) ?? 0) + 1);
       ws.send(frame, { binary: typeof frame !== 'string' }, () => {
+        if (held) {
+          const n = this.held.get(held)! - 1;
+          if (n) this.held.set(held, n);
+          else this.held.delete(held);
+        }
         this.inFlight -= frame.length;
         if (this.inFlight < MAX_IN_FLIGHT / 2) this.pump();
       });
     }
+  }
+
+  /** Whether a frame over these bytes was handed to ws and its write has not completed (or failed) yet. */
+  sending(data: Buffer): boolean {
+    return this.held.has(data.buffer);
   }
 
   /** Protocol 2 sends output bytes raw in a binary frame; protocol 1 as base64 in a JSON report. */

@@ -6,7 +6,7 @@
  * head and the tail, never more than the cap, and memory stays bounded even for gigabytes of output.
  */
 
-import { allocOutputBuffer } from '@batchalyzer/protocol';
+import { allocOutputBuffer, recycleOutputBuffer } from '@batchalyzer/protocol';
 
 const MASK = Buffer.from('***');
 
@@ -105,11 +105,27 @@ class Ring {
   }
 }
 
-/** Both streams of one run: shares the cap between them, numbers chunks per stream. */
+/** The smallest buffer a stream's chunk starts with (it grows by doubling up to chunkBytes). */
+const MIN_CHUNK_START = 4 * 1024;
+
+/** The chunk a stream is filling: output bytes are copied in as they are read, never kept by reference. */
+interface Building {
+  buf: Buffer | undefined;
+  fill: number;
+}
+
+/**
+ * Both streams of one run: shares the cap between them, numbers chunks per stream.
+ *
+ * Every byte kept is copied at once into the chunk being built (allocOutputBuffer: room for the frame header in
+ * front), so the caller may hand in a buffer it reuses for the next read (the native spawner reads every job's
+ * pipes into one shared buffer): one allocation per stored byte instead of two. A chunk buffer is sized by need —
+ * a large read starts a full chunkBytes one, small reads start small and double — so a thousand quiet jobs do not
+ * each hold chunkBytes between flushes; a partial chunk is copied out to its exact size when it is flushed.
+ */
 export class RunOutput {
   private headLeft: number;
-  private readonly pending = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
-  private readonly pendingSize = { stdout: 0, stderr: 0 };
+  private readonly building: { stdout: Building; stderr: Building } = { stdout: { buf: undefined, fill: 0 }, stderr: { buf: undefined, fill: 0 } };
   private readonly chunkNo = { stdout: 0, stderr: 0 };
   private readonly tails: { stdout: Ring; stderr: Ring };
   private readonly maskers: { stdout: Masker; stderr: Masker };
@@ -121,6 +137,7 @@ export class RunOutput {
     this.maskers = { stdout: new Masker(secrets), stderr: new Masker(secrets) };
   }
 
+  /** `data` is only read during the call (it may be a view of a buffer the caller reuses). */
   write(stream: 'stdout' | 'stderr', data: Buffer): void {
     this.route(stream, this.maskers[stream].push(data));
   }
@@ -129,13 +146,33 @@ export class RunOutput {
     if (data.length === 0) return;
     const head = Math.min(this.headLeft, data.length);
     if (head > 0) {
-      // No copy here: every pipe read is a fresh buffer, and the masker returns fresh ones when it changes anything.
-      this.pending[stream].push(head === data.length ? data : data.subarray(0, head));
-      this.pendingSize[stream] += head;
       this.headLeft -= head;
-      if (this.pendingSize[stream] >= this.chunkBytes) this.flushStream(stream);
+      this.append(stream, data, head);
     }
-    if (head < data.length) this.tails[stream].push(data.subarray(head));
+    if (head < data.length) this.tails[stream].push(data.subarray(head)); // the ring copies
+  }
+
+  /** Copies data[0, end) into the stream's chunk, sending every chunk that fills up. */
+  private append(stream: 'stdout' | 'stderr', data: Buffer, end: number): void {
+    const b = this.building[stream];
+    for (let at = 0; at < end; ) {
+      const want = end - at;
+      if (!b.buf) {
+        // A read of a quarter chunk or more is bulk output: the full chunk at once, no growing copies.
+        b.buf = allocOutputBuffer(want >= this.chunkBytes / 4 ? this.chunkBytes : Math.min(this.chunkBytes, Math.max(MIN_CHUNK_START, want)));
+      } else if (b.buf.length - b.fill < want && b.buf.length < this.chunkBytes) {
+        let size = b.buf.length * 2;
+        while (size < b.fill + want && size < this.chunkBytes) size *= 2;
+        const grown = allocOutputBuffer(Math.min(this.chunkBytes, size));
+        b.buf.copy(grown, 0, 0, b.fill);
+        b.buf = grown;
+      }
+      const n = Math.min(want, b.buf.length - b.fill);
+      data.copy(b.buf, b.fill, at, at + n);
+      b.fill += n;
+      at += n;
+      if (b.fill === this.chunkBytes) this.flushStream(stream);
+    }
   }
 
   /** Sends what is buffered (called on size and on the flush interval). */
@@ -144,30 +181,19 @@ export class RunOutput {
     this.flushStream('stderr');
   }
 
-  /** Joins the buffered reads chunk by chunk into buffers that leave room for the frame header (allocOutputBuffer). */
+  /** Sends the stream's chunk: as it is when full, else copied out to its exact size (the buffer goes). */
   private flushStream(stream: 'stdout' | 'stderr'): void {
-    const size = this.pendingSize[stream];
-    if (size === 0) return;
-    const parts = this.pending[stream];
-    this.pending[stream] = [];
-    this.pendingSize[stream] = 0;
-    let part = 0;
-    let offset = 0;
-    for (let left = size; left > 0; ) {
-      const chunk = allocOutputBuffer(Math.min(this.chunkBytes, left));
-      for (let at = 0; at < chunk.length; ) {
-        const p = parts[part]!;
-        const n = p.copy(chunk, at, offset, Math.min(p.length, offset + chunk.length - at));
-        at += n;
-        offset += n;
-        if (offset === p.length) {
-          part++;
-          offset = 0;
-        }
-      }
-      this.sink.chunk(stream, ++this.chunkNo[stream], chunk);
-      left -= chunk.length;
+    const b = this.building[stream];
+    if (!b.buf || b.fill === 0) return;
+    let chunk = b.buf;
+    if (b.fill < chunk.length) {
+      chunk = allocOutputBuffer(b.fill);
+      b.buf.copy(chunk, 0, 0, b.fill);
+      recycleOutputBuffer(b.buf, this.chunkBytes); // only this stream ever held it
     }
+    b.buf = undefined;
+    b.fill = 0;
+    this.sink.chunk(stream, ++this.chunkNo[stream], chunk);
   }
 
   private emitBytes(stream: 'stdout' | 'stderr', all: Buffer): void {

@@ -305,6 +305,12 @@ export class DiskQueue extends EventEmitter {
     return this.pendingSize + (this.inflight?.bytes ?? 0);
   }
 
+  /** Whether this item's bytes may still be read by a write (pending, or in the batch the thread pool writes). */
+  writing(seq: number): boolean {
+    const b = this.inflight;
+    return seq > this.landed || (b !== undefined && seq <= b.upTo && seq > b.upTo - b.items.length);
+  }
+
   /** Calls `cb` once every item up to `seq` is durable (at once when it is already). */
   onDurable(seq: number, cb: () => void): void {
     if (seq <= this.durable) cb();

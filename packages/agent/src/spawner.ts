@@ -13,7 +13,7 @@
 import type { Serializable } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
-import { Socket } from 'node:net';
+import { Socket, type SocketConstructorOpts } from 'node:net';
 import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { AgentConfigError, type SpawnerChoice } from './config.js';
@@ -30,6 +30,12 @@ export interface JobChild {
   send?: ((message: Serializable, callback: (err: Error | null) => void) => boolean) | undefined;
   readonly connected?: boolean;
   disconnect?: () => void;
+  /**
+   * When present, output is read through this instead of 'data' events: `onData` gets a view of a buffer that is
+   * reused for the next read (it must copy what it keeps, during the call). pause()/resume() and 'close' of
+   * stdout/stderr work as usual.
+   */
+  readOutput?: (onData: (stream: 'stdout' | 'stderr', data: Buffer) => void) => void;
 }
 
 interface Addon {
@@ -71,16 +77,37 @@ export function signalName(n: number): string {
   return SIGNAL_NAMES.get(n) ?? (n >= 34 && n <= 64 ? `SIGRTMIN+${n - 34}` : `SIG${n}`);
 }
 
+/**
+ * The one buffer every native child's pipes are read into (net.Socket's `onread`): each read is handed to its job
+ * synchronously, which copies what it keeps, before the next read into it. 'data' events would allocate a fresh
+ * 64 KiB buffer per read, which the job then copies into its chunk anyway: twice the external memory per byte of
+ * output, and the garbage collections that go with it. Allocated on first use.
+ */
+const READ_BUFFER_BYTES = 256 * 1024;
+let readBuffer: Buffer | undefined;
+
 /** A process started by the native spawner, shaped like a ChildProcess without IPC. */
 class NativeChild extends EventEmitter {
   readonly pid: number;
   readonly stdout: Socket;
   readonly stderr: Socket;
+  private onData: ((stream: 'stdout' | 'stderr', data: Buffer) => void) | undefined;
   constructor(pid: number, out: number, err: number) {
     super();
     this.pid = pid;
-    this.stdout = new Socket({ fd: out, readable: true, writable: false });
-    this.stderr = new Socket({ fd: err, readable: true, writable: false });
+    readBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    // Reading starts on a later loop turn, after JobRun.wire set onData (a read before would be dropped).
+    // `onread` is a net.Socket constructor option since Node 12 (@types/node declares it for connect() only).
+    const open = (fd: number, stream: 'stdout' | 'stderr') => new Socket({
+      fd, readable: true, writable: false,
+      onread: { buffer: readBuffer!, callback: (n: number, buf: Buffer) => void this.onData?.(stream, buf.subarray(0, n)) },
+    } as SocketConstructorOpts);
+    this.stdout = open(out, 'stdout');
+    this.stderr = open(err, 'stderr');
+  }
+
+  readOutput(onData: (stream: 'stdout' | 'stderr', data: Buffer) => void): void {
+    this.onData = onData;
   }
 }
 

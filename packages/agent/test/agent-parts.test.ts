@@ -48,6 +48,68 @@ describe('run output', () => {
     expect(dropped).toBe(1000 - 200 - 100);
     expect(chunks.filter((c) => c.stream === 'stderr').map((c) => c.data)).toEqual(['e']);
   });
+
+  /** Feeds `input` through one buffer that is overwritten after every write, as the native spawner's reads are. */
+  function feedReused(out: RunOutput, stream: 'stdout' | 'stderr', input: Buffer, sizes: number[]): void {
+    const shared = Buffer.alloc(64 * 1024);
+    for (let at = 0, i = 0; at < input.length; i++) {
+      const n = Math.min(sizes[i % sizes.length]!, input.length - at);
+      input.copy(shared, 0, at, at + n);
+      out.write(stream, shared.subarray(0, n));
+      shared.fill(0x23); // the next read lands here: nothing kept may still point into it
+      at += n;
+    }
+  }
+
+  it('copies what it keeps: fed from one reused read buffer, the stored bytes are the input, in full-size chunks', () => {
+    const input = Buffer.from(Array.from({ length: 50_000 }, (_, i) => `line ${i}\n`).join(''));
+    const sizes = [1, 7, 4096, 65_536, 300, 20_000, 13];
+    const chunks: Buffer[] = [];
+    const out = new RunOutput(4 * input.length, [], 16 * 1024, { chunk: (_s, _n, d) => chunks.push(d), truncated: () => undefined });
+    feedReused(out, 'stdout', input, sizes);
+    out.flush(); // the interval flush: a partial chunk goes out at its exact size
+    feedReused(out, 'stdout', input, sizes.reverse());
+    out.end();
+    expect(Buffer.concat(chunks).equals(Buffer.concat([input, input]))).toBe(true);
+    // Every chunk is full except the one cut by the flush and the last.
+    expect(chunks.filter((c) => c.length !== 16 * 1024).length).toBeLessThanOrEqual(2);
+    expect(chunks.every((c) => c.length > 0 && c.length <= 16 * 1024)).toBe(true);
+  });
+
+  it('masks secrets and keeps head and tail exactly when fed from one reused read buffer', () => {
+    const input = Buffer.from(Array.from({ length: 20_000 }, (_, i) => `${i} token=hunter2 ok\n`).join(''));
+    const run = (feed: (out: RunOutput) => void, maxBytes: number) => {
+      const chunks: Buffer[] = [];
+      let dropped = 0;
+      const out = new RunOutput(maxBytes, ['hunter2'], 4096, { chunk: (_s, _n, d) => chunks.push(Buffer.from(d)), truncated: (n) => (dropped = n) });
+      feed(out);
+      out.end();
+      return { text: Buffer.concat(chunks).toString(), dropped };
+    };
+    for (const maxBytes of [10 * input.length, 100_000]) {
+      const fresh = run((out) => {
+        for (let at = 0; at < input.length; at += 1000) out.write('stdout', Buffer.from(input.subarray(at, at + 1000)));
+      }, maxBytes);
+      const reused = run((out) => feedReused(out, 'stdout', input, [5, 999, 3, 17_000, 64]), maxBytes);
+      expect(reused).toEqual(fresh);
+      expect(reused.text).not.toContain('hunter2');
+    }
+    expect(run((out) => feedReused(out, 'stdout', input, [5, 999]), 10 * input.length).text).toBe(input.toString().replaceAll('hunter2', '***'));
+  });
+
+  it('a thousand runs with a little output each do not each hold a chunk-size buffer between flushes', () => {
+    const chunkBytes = 256 * 1024;
+    const shared = Buffer.alloc(chunkBytes, 0x61);
+    const sent: Buffer[] = [];
+    const before = process.memoryUsage().arrayBuffers;
+    const outs = Array.from({ length: 1000 }, () => new RunOutput(1024 * 1024, [], chunkBytes, { chunk: (_s, _n, d) => sent.push(d), truncated: () => undefined }));
+    for (let round = 0; round < 3; round++) for (const out of outs) out.write('stdout', shared.subarray(0, 100 + round));
+    const held = process.memoryUsage().arrayBuffers - before;
+    expect(held).toBeLessThan(32 * 1024 * 1024); // chunk-size buffers would be 256 MB
+    for (const out of outs) out.flush();
+    expect(sent.length).toBe(1000);
+    expect(sent.every((d) => d.length === 303 && d.every((b) => b === 0x61))).toBe(true);
+  });
 });
 
 describe('disk queue', () => {
@@ -166,6 +228,22 @@ describe('disk queue: raw output records and group commit', () => {
     expect(items.map((i) => i.chunk)).toEqual(Array.from({ length: 210 }, (_, i) => i + 1));
     expect(items.every((i) => i.data.equals(data))).toBe(true);
     again.close();
+  });
+
+  it('writing(): an item is being written while pending or in the batch in the thread pool, not once that write landed', async () => {
+    const q = DiskQueue.open(tmp());
+    const a = q.append(output(1, Buffer.alloc(1024, 1)));
+    expect(q.writing(a)).toBe(true); // pending
+    await vi.waitFor(() => expect(q.durableSeq).toBe(a));
+    expect(q.writing(a)).toBe(false);
+    const b = q.append(output(2, Buffer.alloc(1024, 2)));
+    await new Promise((r) => setImmediate(r)); // the batch of b goes to the thread pool
+    expect(q.writing(b)).toBe(true);
+    expect(q.writing(a)).toBe(false);
+    q.flush(); // durable now, but the thread pool may still be writing b's bytes: still "writing"
+    expect(q.durableSeq).toBe(b);
+    await vi.waitFor(() => expect(q.writing(b)).toBe(false));
+    q.close();
   });
 
   it('keeps items in memory until the link sent them (release), then reads a re-send back from disk', () => {

@@ -32,8 +32,14 @@ function run(child: JobChild): Promise<Outcome> {
       if (--open === 0) resolve({ ...exit!, stdout: Buffer.concat(out), stderr: Buffer.concat(err), pid: child.pid! });
     };
     child.on('error', reject);
-    child.stdout!.on('data', (d: Buffer) => out.push(d)).on('close', done);
-    child.stderr!.on('data', (d: Buffer) => err.push(d)).on('close', done);
+    // The native spawner hands out views of one reused read buffer (readOutput): copied here, as RunOutput does.
+    if (child.readOutput) child.readOutput((stream, d) => (stream === 'stdout' ? out : err).push(Buffer.from(d)));
+    else {
+      child.stdout!.on('data', (d: Buffer) => out.push(d));
+      child.stderr!.on('data', (d: Buffer) => err.push(d));
+    }
+    child.stdout!.on('close', done);
+    child.stderr!.on('close', done);
     child.on('exit', (code, signal) => {
       exit = { code, signal };
       done();
@@ -65,6 +71,28 @@ describe('native spawner', () => {
         expect(o.stdout.length).toBe(3_000_003);
         expect(o.stdout.subarray(-3).toString()).toBe('end');
         expect(o.stderr.toString()).toBe('oops');
+      });
+
+      it('pause() stops reading until resume() (the agent backpressure), and nothing is lost', async () => {
+        const child = start('/bin/sh', ['-c', 'head -c 20000000 /dev/zero'], { PATH }, '/');
+        let got = 0;
+        let paused = false;
+        const onData = (_s: string, d: Buffer) => {
+          got += d.length;
+          if (!paused) {
+            paused = true;
+            child.stdout!.pause();
+          }
+        };
+        if (child.readOutput) child.readOutput(onData);
+        else child.stdout!.on('data', (d: Buffer) => onData('stdout', d));
+        const closed = new Promise((r) => child.stdout!.on('close', r));
+        await new Promise((r) => setTimeout(r, 300));
+        expect(paused).toBe(true);
+        expect(got).toBeLessThan(2_000_000); // the rest waits in the pipe
+        child.stdout!.resume();
+        await closed;
+        expect(got).toBe(20_000_000);
       });
 
       it('gives exactly the environment and working directory asked for', async () => {

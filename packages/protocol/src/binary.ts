@@ -24,9 +24,50 @@ const withHeadroom = new WeakSet<Buffer>();
  * there and send the bytes where they are (the agent's output path copied every byte once more into each frame).
  */
 export function allocOutputBuffer(size: number): Buffer {
-  const b = Buffer.allocUnsafe(HEADROOM + size).subarray(HEADROOM);
+  let b: Buffer | undefined;
+  if (size === spareSize && spare.length) {
+    b = spare.pop()!;
+    spareUsedAt = Date.now();
+  }
+  b ??= Buffer.allocUnsafe(HEADROOM + size).subarray(HEADROOM);
   withHeadroom.add(b);
   return b;
+}
+
+/**
+ * Buffers of one size given back by recycleOutputBuffer, reused by allocOutputBuffer: a stream of output then
+ * allocates no new external memory per chunk (that churn drove most of the agent's garbage collections).
+ */
+const SPARE_MAX = 32;
+let spareSize = -1;
+const spare: Buffer[] = [];
+/** Spare buffers not taken for a second are let go (an idle agent keeps none). */
+const SPARE_IDLE_MS = 1000;
+let spareUsedAt = 0;
+let trimTimer: NodeJS.Timeout | undefined;
+function trimWhenIdle(): void {
+  trimTimer ??= setTimeout(() => {
+    trimTimer = undefined;
+    if (Date.now() - spareUsedAt >= SPARE_IDLE_MS) spare.length = 0;
+    else trimWhenIdle();
+  }, SPARE_IDLE_MS).unref();
+}
+
+/**
+ * Gives back a buffer from allocOutputBuffer that NOTHING refers to any more (not queued, not being written, not
+ * being sent): its bytes are overwritten by the next allocation of its size. Only buffers of `size` are kept.
+ */
+export function recycleOutputBuffer(b: Buffer, size: number): void {
+  if (b.length !== size || b.byteOffset !== HEADROOM || b.buffer.byteLength !== HEADROOM + size) return;
+  if (spareSize !== size) {
+    spare.length = 0;
+    spareSize = size;
+  }
+  if (spare.length < SPARE_MAX && !spare.includes(b)) {
+    spare.push(b);
+    spareUsedAt = Date.now();
+    trimWhenIdle();
+  }
 }
 
 export function encodeOutputFrame(header: OutputHeader, data: Buffer): Buffer {

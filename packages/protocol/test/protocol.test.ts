@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  allocOutputBuffer, encode, encodeOutputFrame, generateAgentKey, MAX_BINARY_CHUNK_BYTES, MAX_FRAME_BYTES, parseAgentMessage, parseOutputFrame, parseServerMessage, publicKeyOf,
+  allocOutputBuffer, encode, encodeOutputFrame, recycleOutputBuffer, generateAgentKey, MAX_BINARY_CHUNK_BYTES, MAX_FRAME_BYTES, parseAgentMessage, parseOutputFrame, parseServerMessage, publicKeyOf,
   signChallenge, verifyChallenge,
 } from '../src/index.js';
 
@@ -70,6 +70,29 @@ describe('binary output frames (protocol 2)', () => {
     expect(again.buffer).not.toBe(data.buffer);
     expect(parseOutputFrame(frame)).toEqual({ ok: true, message: { header, data } });
     expect(parseOutputFrame(again)).toEqual({ ok: true, message: { header: { ...header, seq: 99 }, data } });
+  });
+
+  it('reuses a recycled buffer of the pooled size (with its header room), and takes nothing else back', () => {
+    const size = 12_345;
+    const a = allocOutputBuffer(size).fill(1);
+    encodeOutputFrame(header, a); // its header room used once
+    recycleOutputBuffer(a, size);
+    recycleOutputBuffer(a, size); // given back twice by mistake: still handed out once
+    const b = allocOutputBuffer(size);
+    expect(b).toBe(a);
+    expect(allocOutputBuffer(size)).not.toBe(a);
+    b.fill(2);
+    const frame = encodeOutputFrame({ ...header, seq: 7 }, b);
+    expect(frame.buffer).toBe(b.buffer); // its header room is usable again
+    expect(parseOutputFrame(frame)).toEqual({ ok: true, message: { header: { ...header, seq: 7 }, data: b } });
+    // Not whole buffers of allocOutputBuffer, or another size: never reused.
+    const big = allocOutputBuffer(2 * size);
+    recycleOutputBuffer(big.subarray(0, size), size);
+    recycleOutputBuffer(Buffer.alloc(size), size);
+    recycleOutputBuffer(allocOutputBuffer(size + 1), size);
+    const fresh = allocOutputBuffer(size);
+    expect(fresh.buffer).not.toBe(big.buffer);
+    expect(fresh.byteOffset).toBe(a.byteOffset);
   });
 
   it('never throws on hostile frames, and says what is wrong', () => {
