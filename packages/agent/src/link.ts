@@ -38,6 +38,9 @@ const MAX_IN_FLIGHT = 8 * 1024 * 1024;
  * sends queued items in order from the first unacknowledged one, and reconnects with exponential back-off
  * and jitter, trying the server URLs in turn. Refusals are logged with their reason and retried, never fatal.
  */
+/** Named rejections a minute that may restart the reconnect back-off (fastRetryAllowed). */
+const FAST_RETRIES = 10;
+
 export class ServerLink {
   private ws: WebSocket | undefined;
   private urlIndex = 0;
@@ -48,6 +51,7 @@ export class ServerLink {
   private inFlight = 0;
   private heartbeat: NodeJS.Timeout | undefined;
   private retry: NodeJS.Timeout | undefined;
+  private fastRetries: number[] = [];
   private lastFrameAt = 0;
   private heartbeatMs = 10_000;
   private connectedOnce = false;
@@ -130,6 +134,8 @@ export class ServerLink {
       ws.send(encode({ type: 'hello', ...this.handlers.hello(), clock: Date.now() }));
     });
     ws.on('message', (data: Buffer) => {
+      // Closing over an unreadable frame: what follows is not acted on (a kill or dispatch whose answer could not go).
+      if (closedHere) return;
       this.lastFrameAt = performance.now();
       const r = parseServerMessage(data);
       if (!r.ok) {
@@ -161,7 +167,7 @@ export class ServerLink {
       }
       // A 4002 over an item the queue holds proves the server works (it read, checked and looked up the report):
       // the back-off starts over, or each rejected item of a run of them waited up to --reconnect-max.
-      if (code === CLOSE.protocolError && wasReady && !closedHere && this.onRejected(reason.toString()) && this.ws === ws) this.failures = 0;
+      if (code === CLOSE.protocolError && wasReady && !closedHere && this.onRejected(reason.toString()) && this.ws === ws && this.fastRetryAllowed()) this.failures = 0;
       if (refusal) this.log.warn(`refused by ${url}: ${refusal}; retrying with back-off`);
       else if (wasReady) this.log.warn(`disconnected from ${url} (${code}${reason.length ? ` ${reason.toString()}` : ''}); reconnecting`);
       if (this.ws === ws) this.scheduleReconnect();
@@ -337,9 +343,10 @@ export class ServerLink {
       return false;
     } else if (named > this.queue.durableSeq) {
       // Not on disk yet: a crash now could give its number to another item after the restart, and rejected.log would
-      // name a sequence that is not the rejected report's. It is sent again after the reconnect, when it is on disk.
+      // name a sequence that is not the rejected report's. It is sent again after the reconnect, when it is on disk;
+      // meanwhile the back-off grows (a disk whose fsync hangs must not make the agent reconnect every 200 ms).
       this.log.warn(`the server rejected report ${named}, which is not on disk yet; it is charged once it is`);
-      return true;
+      return false;
     } else seq = named;
     const count = (this.rejections.get(seq) ?? 0) + 1;
     this.rejections.set(seq, count);
@@ -352,6 +359,19 @@ export class ServerLink {
     this.settleSkipped();
     this.log.error(`the server rejected queued report ${seq} three times (${reason}); it was moved to rejected.log and skipped`);
     return named !== undefined;
+  }
+
+  /**
+   * A named rejection restarts the back-off at most FAST_RETRIES times a minute: a stream of bad reports (output of
+   * a run the server pruned while the agent was away, thousands of chunks) then costs 3 reconnects an item at the
+   * 200 ms step for the first few and the normal back-off after, not a reconnect storm for as long as it lasts.
+   */
+  private fastRetryAllowed(): boolean {
+    const now = performance.now();
+    this.fastRetries = this.fastRetries.filter((t) => now - t < 60_000);
+    if (this.fastRetries.length >= FAST_RETRIES) return false;
+    this.fastRetries.push(now);
+    return true;
   }
 
   /** Acknowledges skipped items that are the head of the queue and on disk (see onRejected). */

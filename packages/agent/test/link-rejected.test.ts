@@ -303,4 +303,76 @@ describe('what the agent does not charge, and how fast it retries (brief §8)', 
     await until('rejected.log', () => rejected().length > 0);
     expect(rejected().map((r) => r.seq)).toEqual([2]);
   });
+
+  it('a named item whose fsync hangs does not make the agent reconnect every 200 ms: the back-off grows', async () => {
+    const server = await rejectingServer(2, rejectionReason('run 5 does not exist', 2));
+    const { link, queue } = await agentLink(server.port, '5s');
+    for (let n = 1; n <= 2; n++) queue.append(step(n));
+    queue.flush();
+    Object.defineProperty(queue, 'durableSeq', { get: () => 1, configurable: true }); // the fsync of item 2 never returns
+    link.start();
+    await new Promise((r) => setTimeout(r, 4000));
+    // Growing waits (100–200, 200–400, 400–800, 800–1,600, 1,600–3,200 ms): at most 6 connections in 4 s; it was 24.
+    expect(server.connections.length).toBeLessThanOrEqual(7);
+  }, 20_000);
+
+  it('named rejections restart the back-off at most 10 times a minute (a stream of bad reports is no reconnect storm)', async () => {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    cleanup.push(() => wss.close());
+    await new Promise((r) => wss.once('listening', r));
+    let connections = 0;
+    wss.on('connection', (ws) => {
+      connections++;
+      ws.on('message', (d: Buffer) => {
+        const m = JSON.parse(d.toString()) as { type: string; seq: number };
+        if (m.type === 'hello') ws.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(16), serverTime: Date.now() }));
+        if (m.type === 'auth') ws.send(JSON.stringify({ type: 'welcome', serverTime: Date.now(), heartbeatMs: 60_000 }));
+        // Every report is of a run the server no longer has: the first of each connection is named and rejected.
+        if (m.type === 'report' && ws.readyState === ws.OPEN) ws.close(4002, rejectionReason('run 5 does not exist', m.seq));
+      });
+    });
+    const { link, queue, rejected } = await agentLink((wss.address() as AddressInfo).port, '5s');
+    for (let n = 1; n <= 30; n++) queue.append(step(n));
+    queue.flush();
+    link.start();
+    await new Promise((r) => setTimeout(r, 5000));
+    // 10 fast reconnects (100–200 ms each), then 200–400, 400–800, 800–1,600, 1,600–3,200 ms: at most ~15 in 5 s.
+    // Without the limit every one of the 90 rejections came back at the 200 ms step (30+ in 5 s).
+    expect(connections).toBeGreaterThanOrEqual(10);
+    expect(connections).toBeLessThanOrEqual(18);
+    expect(rejected().length).toBeGreaterThanOrEqual(3); // the items are still charged and skipped as before
+  }, 20_000);
+
+  it('after closing over a server frame it cannot read, the agent acts on nothing that follows on that connection', async () => {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    cleanup.push(() => wss.close());
+    await new Promise((r) => wss.once('listening', r));
+    let welcomed = 0;
+    wss.on('connection', (ws) => {
+      ws.on('message', (d: Buffer) => {
+        const m = JSON.parse(d.toString()) as { type: string };
+        if (m.type === 'hello') ws.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(16), serverTime: Date.now() }));
+        if (m.type === 'auth') {
+          welcomed++;
+          ws.send(JSON.stringify({ type: 'welcome', serverTime: Date.now(), heartbeatMs: 60_000 }));
+          ws.send(JSON.stringify({ type: 'ack', seq: 0, newField: 1 })); // unreadable to this agent: it closes
+          ws.send(JSON.stringify({ type: 'kill', runId: 9 })); // its kill-result could not be sent any more
+        }
+      });
+    });
+    const data = mkdtempSync(join(tmpdir(), 'bz-link-rejected-'));
+    const config = compileAgentConfig({
+      env: { BATCHALYZER_AGENT_KEY: generateAgentKey().key }, cwd: data,
+      flags: { name: 'a1', server: [`http://127.0.0.1:${(wss.address() as AddressInfo).port}`], data, reconnectMax: '100ms' },
+    });
+    const queue = DiskQueue.open(join(data, 'queue'));
+    const kills: number[] = [];
+    const link = new ServerLink(config, queue, {
+      hello: () => ({ name: 'a1' }) as never, dispatch: () => null, kill: (runId) => (kills.push(runId), true), activeRuns: () => [],
+    }, createLog('silent'));
+    cleanup.push(() => link.stop(), () => queue.close());
+    link.start();
+    await until('three connections', () => welcomed >= 3);
+    expect(kills).toEqual([]);
+  });
 });

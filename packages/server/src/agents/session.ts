@@ -71,7 +71,9 @@ export class AgentSession {
         else this.onFrame(data);
       } catch (err) {
         this.hub.logger.error({ err, agent: this.name }, 'agent frame handling failed');
-        this.close(CLOSE.protocolError, 'frame could not be handled');
+        // The server's own failure, not the agent's: 1011 (reconnect and re-send) charges no queued report, as a
+        // 4002 without a sequence would (the agent's first unacknowledged item, maybe a good one).
+        this.close(CLOSE.serverError, 'frame could not be handled; reconnect and re-send');
       }
     });
     ws.on('error', (err) => this.hub.logger.debug({ err: err.message, remote: this.remote }, 'agent socket error'));
