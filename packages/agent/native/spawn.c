@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <node_api.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,9 +95,17 @@ static void free_strv(char **v) {
   free(v);
 }
 
+// Watches alive (allocated, not yet freed): read by the tests to catch a leak per job.
+static int64_t live_watches = 0;
+// Set by the tests only: the next spawns fail as if uv_poll_start had.
+static bool force_poll_failure = false;
+
 static void on_closed(uv_handle_t *h) {
   watch_t *w = h->data;
-  if (--w->open_handles == 0) free(w);
+  if (--w->open_handles == 0) {
+    free(w);
+    live_watches--;
+  }
 }
 
 static void close_watch(watch_t *w) {
@@ -167,7 +177,7 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   napi_value args[5];
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   napi_valuetype cb_type = napi_undefined;
-  if (argc == 5) napi_typeof(env, args[4], &cb_type);
+  if (argc >= 5) napi_typeof(env, args[4], &cb_type);
   if (cb_type != napi_function) {
     napi_throw_type_error(env, NULL, "spawn(file, argv, envp, cwd, onExit)");
     return NULL;
@@ -205,16 +215,10 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   // Like child_process with detached: a new session (so a process group to signal as a whole); every signal at
   // its default (Node ignores SIGPIPE, and ignored dispositions survive exec) and none blocked.
   sigset_t all, none;
-  sigfillset(&all);
+  // Every bit, not sigfillset: glibc's leaves out its two internal signals (32, 33), and its posix_spawn then leaves
+  // them ignored in the child, which exec keeps. The child has every signal blocked until exec, so this is safe.
+  memset(&all, 0xff, sizeof all);
   sigemptyset(&none);
-#ifdef __GLIBC__
-  // glibc's sigfillset leaves out its two internal signals (32, 33), and its posix_spawn then leaves them ignored
-  // in the child, which exec keeps. The child has every signal blocked until exec, so defaulting them is safe.
-  for (int sig = 32; sig <= 33; sig++) {
-    const size_t bits = 8 * sizeof all.__val[0];
-    all.__val[(sig - 1) / bits] |= 1UL << ((sig - 1) % bits);
-  }
-#endif
   if ((e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK)) ||
       (e = posix_spawnattr_setsigdefault(&attr, &all)) || (e = posix_spawnattr_setsigmask(&attr, &none)))
     goto done;
@@ -243,19 +247,20 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   if (pidfd < 0) {
     // Cannot watch it: end it now rather than leave an unwatched job running.
     e = errno, failed = "pidfd_open";
-    kill(pid, SIGKILL);
+    kill(-pid, SIGKILL);  // its session's group: anything it forked meanwhile too
     waitpid(pid, NULL, 0);
     goto done;
   }
   watch_t *w = calloc(1, sizeof *w);
+  if (w) live_watches++;
   uv_loop_t *loop;
   napi_value resource_name;
   if (!w || napi_get_uv_event_loop(env, &loop) != napi_ok) {
     e = ENOMEM, failed = "watch";
-    kill(pid, SIGKILL);
+    kill(-pid, SIGKILL);  // its session's group: anything it forked meanwhile too
     waitpid(pid, NULL, 0);
     close(pidfd);
-    free(w);
+    if (w) free(w), live_watches--;
     goto done;
   }
   w->env = env;
@@ -269,13 +274,17 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   uv_timer_init(loop, &w->timer);
   w->open_handles = 1;
   int rc = uv_poll_init(loop, &w->poll, pidfd);
-  if (rc == 0) {
+  if (rc == 0 && force_poll_failure) {
+    // Test hook (setTestFailure): as if uv_poll_start had failed, to exercise this path's cleanup.
+    w->open_handles = 2;
+    rc = UV_EINVAL;
+  } else if (rc == 0) {
     w->open_handles = 2;
     rc = uv_poll_start(&w->poll, UV_READABLE, on_exit_ready);
   }
   if (rc) {
     // Cannot watch it: end it now rather than leave an unwatched job running.
-    kill(pid, SIGKILL);
+    kill(-pid, SIGKILL);  // its session's group: anything it forked meanwhile too
     waitpid(pid, NULL, 0);
     napi_delete_reference(env, w->callback);
     napi_async_destroy(env, w->async);
@@ -309,6 +318,24 @@ done:
   return result;
 }
 
+// Test hooks: liveWatches() -> number; setTestFailure(bool).
+static napi_value LiveWatches(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value v;
+  napi_create_int64(env, live_watches, &v);
+  return v;
+}
+
+static napi_value SetTestFailure(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
+  bool on = false;
+  if (argc >= 1) napi_get_value_bool(env, arg, &on);
+  force_poll_failure = on;
+  return NULL;
+}
+
 // Whether pidfd_open works on this kernel (Linux >= 5.3).
 static napi_value Supported(napi_env env, napi_callback_info info) {
   (void)info;
@@ -331,5 +358,9 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "spawn", fn);
   napi_create_function(env, "supported", NAPI_AUTO_LENGTH, Supported, NULL, &fn);
   napi_set_named_property(env, exports, "supported", fn);
+  napi_create_function(env, "liveWatches", NAPI_AUTO_LENGTH, LiveWatches, NULL, &fn);
+  napi_set_named_property(env, exports, "liveWatches", fn);
+  napi_create_function(env, "setTestFailure", NAPI_AUTO_LENGTH, SetTestFailure, NULL, &fn);
+  napi_set_named_property(env, exports, "setTestFailure", fn);
   return exports;
 }

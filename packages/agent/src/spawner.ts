@@ -41,6 +41,9 @@ export interface JobChild {
 interface Addon {
   spawn(file: string, argv: string[], envp: string[], cwd: string, onExit: (code: number | null, signal: number) => void): [number, number, number];
   supported(): boolean;
+  /** Test hooks: exit watches not yet freed; make the next spawns fail as if the exit watch could not start. */
+  liveWatches(): number;
+  setTestFailure(on: boolean): void;
 }
 
 let loaded: { addon?: Addon; why?: string } | undefined;
@@ -53,6 +56,7 @@ export function nativeSpawner(): { addon?: Addon; why?: string } {
     const addon = createRequire(import.meta.url)('../build/Release/spawn.node') as Addon;
     loaded = addon.supported() ? { addon } : { why: 'pidfd_open is not available (it needs Linux 5.3 or later)' };
   } catch (err) {
+    if (/only on the main thread/.test((err as Error).message)) return (loaded = { why: (err as Error).message });
     loaded = { why: `build/Release/spawn.node did not load (${(err as Error).message.split('\n')[0]}); run \`npm rebuild @batchalyzer/agent\` with a C compiler, make and python3 installed` };
   }
   return loaded;

@@ -129,9 +129,16 @@ describe('native spawner', () => {
       it('runs an executable file without a #! line with /bin/sh, as execvp does', async () => {
         const dir = mkdtempSync(join(tmpdir(), 'bza-spawn-'));
         const script = join(dir, 'legacy');
-        writeFileSync(script, 'echo "legacy $1"\nexit 4\n');
+        // It also reports what it got: its own session and group, no ignored signal, the environment given.
+        writeFileSync(script, 'echo "legacy $1"\ncut -d" " -f5,6 /proc/$$/stat\ngrep SigIgn /proc/$$/status\necho "Z=$Z"\nexit 4\n');
         chmodSync(script, 0o755);
-        expect(await run(start(script, ['arg'], { PATH }, '/'))).toMatchObject({ code: 4, stdout: Buffer.from('legacy arg\n') });
+        const o = await run(start(script, ['arg'], { PATH, Z: 'zed' }, '/'));
+        expect(o.code).toBe(4);
+        const [line, ids, ignored, z] = o.stdout.toString().trim().split('\n');
+        expect(line).toBe('legacy arg');
+        expect(ids).toBe(`${o.pid} ${o.pid}`);
+        expect(ignored).toMatch(/^SigIgn:\s+0+$/);
+        expect(z).toBe('Z=zed');
       });
 
       it('leaves no descriptor behind in the agent', async () => {
@@ -190,6 +197,32 @@ int main(void) {
     expect(performance.now() - t).toBeGreaterThan(1000); // the exit really was held
     // A busy poll burns the whole 1.5 s; the back-off a few milliseconds. 500 ms leaves room for a loaded machine.
     expect((used.user + used.system) / 1000).toBeLessThan(500);
+  });
+
+  it('frees every exit watch, also when watching fails (then the job is ended, not left running)', async () => {
+    const { addon } = nativeSpawner();
+    const settle = () => new Promise((r) => setImmediate(() => setImmediate(r)));
+    await settle();
+    const before = addon!.liveWatches();
+    await Promise.all(Array.from({ length: 50 }, () => run(spawnNative('/bin/true', [], { PATH }, '/'))));
+    await settle();
+    expect(addon!.liveWatches()).toBe(before);
+    addon!.setTestFailure(true);
+    try {
+      expect(() => spawnNative('/bin/sleep', ['30'], { PATH }, '/')).toThrow('cannot start: spawn /bin/sleep EINVAL');
+    } finally {
+      addon!.setTestFailure(false);
+    }
+    await settle();
+    expect(addon!.liveWatches()).toBe(before);
+    const children = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try {
+        return Number(readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[1]) === process.pid;
+      } catch {
+        return false;
+      }
+    });
+    expect(children).toEqual([]); // the sleep was killed and reaped
   });
 
   it('names real-time signals, which Node has no names for', async () => {
