@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pattern, serverWithAgent, TestAgent, until } from './support/agent.js';
@@ -100,6 +100,29 @@ describe('job output through the binary link and the group-committed queue (prot
     expect(stored.length).toBe(run.outputBytes);
     expect(stored.equals(Buffer.from(pattern(stored.length)))).toBe(true);
   });
+
+  it('while the server is away, a job streaming 400 MB keeps the agent\'s memory bounded (the queue holds it on disk)', async () => {
+    const env = await serverWithAgent('a1');
+    cleanup.push(() => env.server.stop(), () => env.agent.kill9(), () => env.store.close());
+    const total = 400 * 1024 * 1024;
+    const runId = await env.server.run('a1', { shell: `head -c ${total} /dev/zero | tr '\\0' x` }, { maxOutputBytes: 2 * total });
+    await until('1 MB stored', async () => (await env.store.getRun(runId))!.outputBytes >= 1024 * 1024 || undefined, 60_000, 20);
+    await env.server.kill9();
+    const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${env.agent.proc.pid}/status`, 'utf8'))![1]) * 1024;
+    const queueDir = join(env.agent.data, 'queue');
+    const queued = () => readdirSync(queueDir).filter((f) => f.endsWith('.log')).reduce((n, f) => n + statSync(join(queueDir, f)).size, 0);
+    let peak = 0;
+    await until('the output queued on disk', () => {
+      peak = Math.max(peak, rss());
+      return queued() >= total * 0.95 || undefined;
+    }, 120_000, 50);
+    // Chunk buffers kept for reuse until acknowledged held every byte: 675 MB of RSS for 600 MB of output.
+    expect(peak).toBeLessThan(200 * 1024 * 1024);
+    await env.server.start(env.server.port);
+    const run = await ended(env.store, runId);
+    expect(run.state).toBe('succeeded');
+    expect(run.outputBytes).toBe(total);
+  }, 180_000);
 
   it('kill -9 of the server mid-stream: the restarted server stores exactly what the job printed (output files beside the database)', async () => {
     const env = await serverWithAgent('a1');

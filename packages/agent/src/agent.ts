@@ -10,6 +10,8 @@ import { type AgentItem, DiskQueue } from './queue.js';
 import { resolveSpawner } from './spawner.js';
 import { AGENT_VERSION } from './version.js';
 
+/** Full output chunks remembered for reuse at most (Agent.rememberRecyclable); the pool keeps 32 spare. */
+const RECYCLE_WINDOW = 64;
 /** Above this many bytes not yet written to the queue's segment, job output pipes pause. */
 const BACKLOG_BYTES = 4 * 1024 * 1024;
 
@@ -66,8 +68,22 @@ export class Agent {
    * the thread pool may still be doing (flush() can make a batch durable while its write runs), and no frame over it
    * still in ws. Otherwise it is left to the garbage collector, as every buffer was before.
    */
-  private recyclable: { seq: number; data: Buffer }[] = [];
+  private recyclable: ({ seq: number; data: Buffer } | undefined)[] = [];
   private recycledUpTo = 0;
+
+  /**
+   * Remembers a full chunk for reuse. Only the newest RECYCLE_WINDOW unacknowledged ones are kept: while the server
+   * acknowledges nothing (down, or its store failing) the queue lets older bytes go to disk only, and this list must
+   * not keep them alive (an agent streaming 600 MB to a dead server reached 675 MB of RSS).
+   */
+  private rememberRecyclable(seq: number, data: Buffer): void {
+    this.recyclable.push({ seq, data });
+    while (this.recyclable.length - this.recycledUpTo > RECYCLE_WINDOW) this.recyclable[this.recycledUpTo++] = undefined;
+    if (this.recycledUpTo > 1024) {
+      this.recyclable = this.recyclable.slice(this.recycledUpTo);
+      this.recycledUpTo = 0;
+    }
+  }
 
   private recycle(acked: number): void {
     let i = this.recycledUpTo;
@@ -138,7 +154,7 @@ export class Agent {
       nativeSpawn: this.spawner.native,
       emit: (item: AgentItem) => {
         const seq = this.queue.append(item);
-        if (item.kind === 'output' && item.data.length === this.config.chunkBytes) this.recyclable.push({ seq, data: item.data });
+        if (item.kind === 'output' && item.data.length === this.config.chunkBytes) this.rememberRecyclable(seq, item.data);
         return seq;
       },
       afterDurable: (seq, cb) => this.queue.onDurable(seq, cb),

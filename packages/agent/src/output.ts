@@ -112,6 +112,8 @@ const MIN_CHUNK_START = 4 * 1024;
 interface Building {
   buf: Buffer | undefined;
   fill: number;
+  /** The last chunk sent was full: the stream is streaming in bulk. */
+  bulk: boolean;
 }
 
 /**
@@ -125,7 +127,7 @@ interface Building {
  */
 export class RunOutput {
   private headLeft: number;
-  private readonly building: { stdout: Building; stderr: Building } = { stdout: { buf: undefined, fill: 0 }, stderr: { buf: undefined, fill: 0 } };
+  private readonly building: { stdout: Building; stderr: Building } = { stdout: { buf: undefined, fill: 0, bulk: false }, stderr: { buf: undefined, fill: 0, bulk: false } };
   private readonly chunkNo = { stdout: 0, stderr: 0 };
   private readonly tails: { stdout: Ring; stderr: Ring };
   private readonly maskers: { stdout: Masker; stderr: Masker };
@@ -158,8 +160,12 @@ export class RunOutput {
     for (let at = 0; at < end; ) {
       const want = end - at;
       if (!b.buf) {
-        // A read of a quarter chunk or more is bulk output: the full chunk at once, no growing copies.
-        b.buf = allocOutputBuffer(want >= this.chunkBytes / 4 ? this.chunkBytes : Math.min(this.chunkBytes, Math.max(MIN_CHUNK_START, want)));
+        // A stream whose last chunk filled up is streaming in bulk: the full chunk at once, no growing copies.
+        // Otherwise the size the read needs (a power of two), so that 1,000 jobs that each printed 64 KiB hold
+        // 64 KiB each until the flush, not a full chunk.
+        let size = MIN_CHUNK_START;
+        while (size < want && size < this.chunkBytes) size *= 2;
+        b.buf = allocOutputBuffer(b.bulk ? this.chunkBytes : Math.min(this.chunkBytes, size));
       } else if (b.buf.length - b.fill < want && b.buf.length < this.chunkBytes) {
         let size = b.buf.length * 2;
         while (size < b.fill + want && size < this.chunkBytes) size *= 2;
@@ -186,6 +192,7 @@ export class RunOutput {
     const b = this.building[stream];
     if (!b.buf || b.fill === 0) return;
     let chunk = b.buf;
+    b.bulk = b.fill === this.chunkBytes;
     if (b.fill < chunk.length) {
       chunk = allocOutputBuffer(b.fill);
       b.buf.copy(chunk, 0, 0, b.fill);

@@ -110,6 +110,27 @@ describe('run output', () => {
     expect(sent.length).toBe(1000);
     expect(sent.every((d) => d.length === 303 && d.every((b) => b === 0x61))).toBe(true);
   });
+
+  it('a thousand runs that each read one full pipe (64 KiB) hold about that much, not a chunk each', () => {
+    const chunkBytes = 256 * 1024;
+    const shared = Buffer.alloc(chunkBytes, 0x62);
+    const before = process.memoryUsage().arrayBuffers;
+    const outs = Array.from({ length: 1000 }, () => new RunOutput(1024 * 1024 * 1024, [], chunkBytes, { chunk: () => undefined, truncated: () => undefined }));
+    for (const out of outs) out.write('stdout', shared.subarray(0, 64 * 1024));
+    const held = process.memoryUsage().arrayBuffers - before;
+    expect(held).toBeLessThan(100 * 1024 * 1024); // 62.5 MiB read; a full chunk each was 250 MiB
+    expect(outs.length).toBe(1000); // (kept alive until here)
+  });
+
+  it('a stream whose chunks fill up keeps starting full chunks (no growing copies in bulk)', () => {
+    const chunkBytes = 256 * 1024;
+    const shared = Buffer.alloc(64 * 1024, 0x63);
+    const sizes: number[] = [];
+    const out = new RunOutput(1024 * 1024 * 1024, [], chunkBytes, { chunk: (_s, _n, d) => sizes.push(d.length), truncated: () => undefined });
+    for (let i = 0; i < 4 * 8; i++) out.write('stdout', shared);
+    out.flush();
+    expect(sizes).toEqual(Array(8).fill(chunkBytes));
+  });
 });
 
 describe('disk queue', () => {
