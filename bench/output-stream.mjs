@@ -77,7 +77,7 @@ await server.events.once('agent:connected');
   await server.actions.runNow('small', 'bench');
   await ended;
 }
-gc();
+gc(); // a no-op under `npm run bench`, which starts this benchmark without --expose-gc (bench/run.mjs nodeFlags)
 const rss0 = process.memoryUsage().rss;
 let peak = rss0;
 const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
