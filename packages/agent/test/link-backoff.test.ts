@@ -2,28 +2,14 @@ import { mkdtempSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { generateAgentKey } from '@batchalyzer/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { compileAgentConfig } from '../src/config.js';
 import { ServerLink, STABLE_LINK_MS } from '../src/link.js';
 import { createLog } from '../src/log.js';
 import { DiskQueue } from '../src/queue.js';
-
-const cleanup: (() => void)[] = [];
-afterEach(() => {
-  for (const c of cleanup.splice(0).reverse()) c();
-});
-
-async function until<T>(what: string, f: () => T | undefined | false, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { cleanup, handshakeServer, until } from './support/link.js';
 
 /**
  * A server that welcomes the agent and then does what `afterWelcome` says with the n-th connection (from 0): as a
@@ -124,25 +110,15 @@ describe('reconnect back-off after closes that follow the welcome (brief §8)', 
     let offset = 0;
     vi.spyOn(Date, 'now').mockImplementation(() => realNow() + offset);
     cleanup.push(() => vi.restoreAllMocks());
-    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-    cleanup.push(() => wss.close());
-    await new Promise((r) => wss.once('listening', r));
     let connections = 0;
     let beats = 0;
-    wss.on('connection', (ws) => {
-      connections++;
-      ws.on('message', (d: Buffer) => {
-        const m = JSON.parse(d.toString()) as { type: string };
-        if (m.type === 'hello') ws.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(16), serverTime: realNow() }));
-        if (m.type === 'auth') ws.send(JSON.stringify({ type: 'welcome', serverTime: realNow(), heartbeatMs: 50 }));
-        if (m.type === 'heartbeat') {
-          beats++;
-          ws.send(JSON.stringify({ type: 'ack', seq: 0 }));
-          setTimeout(() => (offset += 60_000), 10); // the wall clock leaps a minute after every answer, before the next beat
-        }
-      });
-    });
-    start((wss.address() as AddressInfo).port);
+    const { port } = await handshakeServer((ws, m) => {
+      if (m.type !== 'heartbeat') return;
+      beats++;
+      ws.send(JSON.stringify({ type: 'ack', seq: 0 }));
+      setTimeout(() => (offset += 60_000), 10); // the wall clock leaps a minute after every answer, before the next beat
+    }, { heartbeatMs: 50, onConnection: () => connections++ });
+    start(port);
     for (let i = 0; i < 3000 && beats < 10; i++) await new Promise((r) => setTimeout(r, 5));
     expect(beats).toBeGreaterThanOrEqual(10);
     expect(connections).toBe(1); // with Date.now the second beat saw "three heartbeats of silence" and reconnected

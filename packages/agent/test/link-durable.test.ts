@@ -3,27 +3,14 @@ import { mkdtempSync, open, openSync, closeSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { generateAgentKey } from '@batchalyzer/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { compileAgentConfig } from '../src/config.js';
 import { ServerLink } from '../src/link.js';
 import { createLog } from '../src/log.js';
 import { DiskQueue } from '../src/queue.js';
-
-const cleanup: (() => void)[] = [];
-afterEach(() => {
-  for (const c of cleanup.splice(0).reverse()) c();
-});
-
-async function until<T>(what: string, f: () => T | undefined | false): Promise<T> {
-  for (let i = 0; i < 2000; i++) {
-    const v = f();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+import { cleanup, until } from './support/link.js';
 
 /**
  * Every thread of libuv's pool blocked in open() of a FIFO until release(): the queue's write and fdatasync,

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   encodeOutputFrame, fitCloseReason, generateAgentKey, parseAgentMessage, parseOutputFrame, parseRejectionReason, rejectionReason,
 } from '@batchalyzer/protocol';
@@ -11,20 +11,7 @@ import { compileAgentConfig } from '../src/config.js';
 import { ServerLink } from '../src/link.js';
 import { createLog } from '../src/log.js';
 import { DiskQueue } from '../src/queue.js';
-
-const cleanup: (() => void)[] = [];
-afterEach(() => {
-  for (const c of cleanup.splice(0).reverse()) c();
-});
-
-async function until<T>(what: string, f: () => T | undefined | false): Promise<T> {
-  for (let i = 0; i < 2000; i++) {
-    const v = f();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+import { cleanup, handshakeServer, until } from './support/link.js';
 
 describe('the close reason of a rejected report (protocol close.ts)', () => {
   it('names the sequence number in front of the reason; the agent reads it back', () => {
@@ -196,26 +183,19 @@ describe('the agent charges the report the server names', () => {
 describe('what the agent does not charge, and how fast it retries (brief §8)', () => {
   it('a run of items the server rejects by name does not grow the back-off: the good report behind them is acknowledged in seconds', async () => {
     // Every item of run 5 is rejected by name, as the server does for a run retention deleted (owns: "does not exist").
-    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-    cleanup.push(() => wss.close());
-    await new Promise((r) => wss.once('listening', r));
     let closes = 0;
-    wss.on('connection', (ws) => {
-      ws.on('message', (d: Buffer) => {
-        const m = JSON.parse(d.toString()) as { type: string; seq: number; item: { runId: number } };
-        if (m.type === 'hello') ws.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(16), serverTime: Date.now() }));
-        if (m.type === 'auth') ws.send(JSON.stringify({ type: 'welcome', serverTime: Date.now(), heartbeatMs: 60_000 }));
-        if (m.type !== 'report' || ws.readyState !== ws.OPEN) return;
-        if (m.item.runId === 5) {
-          closes++;
-          ws.close(4002, rejectionReason('run 5 does not exist', m.seq));
-          return;
-        }
-        ws.send(JSON.stringify({ type: 'ack', seq: m.seq }));
-      });
+    const { port } = await handshakeServer((ws, msg) => {
+      const m = msg as unknown as { type: string; seq: number; item: { runId: number } };
+      if (m.type !== 'report' || ws.readyState !== ws.OPEN) return;
+      if (m.item.runId === 5) {
+        closes++;
+        ws.close(4002, rejectionReason('run 5 does not exist', m.seq));
+        return;
+      }
+      ws.send(JSON.stringify({ type: 'ack', seq: m.seq }));
     });
     // A long cap: with the back-off growing over the 12 rejections, the waits alone were 0.2+0.4+0.8+1.6+3.2+5×7 s ≈ 41 s.
-    const { link, queue, rejected } = await agentLink((wss.address() as AddressInfo).port, '5s');
+    const { link, queue, rejected } = await agentLink(port, '5s');
     for (let n = 1; n <= 4; n++) queue.append(step(n));
     queue.append({ ...step(1), runId: 6 });
     queue.flush();
@@ -229,20 +209,14 @@ describe('what the agent does not charge, and how fast it retries (brief §8)', 
 
   it('a 4002 the agent sends itself (a server frame it cannot read) charges nothing', async () => {
     // A newer server's field in an ack: the agent closes with 4002, and ws hands that code back to its close handler.
-    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-    cleanup.push(() => wss.close());
-    await new Promise((r) => wss.once('listening', r));
     const closes: { code: number; reason: string }[] = [];
-    wss.on('connection', (ws) => {
+    const { port } = await handshakeServer((ws, msg) => {
+      const m = msg as unknown as { type: string };
+      if (m.type === 'report') ws.send(JSON.stringify({ type: 'ack', seq: 0, newField: 1 }));
+    }, { onConnection: (ws) => {
       ws.on('close', (code, reason) => closes.push({ code, reason: reason.toString() }));
-      ws.on('message', (d: Buffer) => {
-        const m = JSON.parse(d.toString()) as { type: string };
-        if (m.type === 'hello') ws.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(16), serverTime: Date.now() }));
-        if (m.type === 'auth') ws.send(JSON.stringify({ type: 'welcome', serverTime: Date.now(), heartbeatMs: 60_000 }));
-        if (m.type === 'report') ws.send(JSON.stringify({ type: 'ack', seq: 0, newField: 1 }));
-      });
-    });
-    const { link, queue, rejected } = await agentLink((wss.address() as AddressInfo).port);
+    } });
+    const { link, queue, rejected } = await agentLink(port);
     queue.append({ kind: 'finished', runId: 5, attempt: 1, at: 1, exitCode: 0, signal: null, timedOut: false });
     queue.flush();
     link.start();
@@ -253,22 +227,16 @@ describe('what the agent does not charge, and how fast it retries (brief §8)', 
   });
 
   it('the agent\'s own close reason fits in a close frame also when it quotes multi-byte text (ws threw, and the agent died)', async () => {
-    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-    cleanup.push(() => wss.close());
-    await new Promise((r) => wss.once('listening', r));
     const closes: { code: number; reason: string }[] = [];
-    wss.on('connection', (ws) => {
+    const { port } = await handshakeServer((ws, msg) => {
+      const m = msg as unknown as { type: string };
+      if (m.type === 'auth') {
+        ws.send(JSON.stringify({ type: 'ack', seq: 1, ['é'.repeat(100)]: 1 }));
+      }
+    }, { onConnection: (ws) => {
       ws.on('close', (code, reason) => closes.push({ code, reason: reason.toString() }));
-      ws.on('message', (d: Buffer) => {
-        const m = JSON.parse(d.toString()) as { type: string };
-        if (m.type === 'hello') ws.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(16), serverTime: Date.now() }));
-        if (m.type === 'auth') {
-          ws.send(JSON.stringify({ type: 'welcome', serverTime: Date.now(), heartbeatMs: 60_000 }));
-          ws.send(JSON.stringify({ type: 'ack', seq: 1, ['é'.repeat(100)]: 1 }));
-        }
-      });
-    });
-    const { link } = await agentLink((wss.address() as AddressInfo).port);
+    } });
+    const { link } = await agentLink(port);
     link.start();
     const first = await until('a close', () => closes[0]);
     expect(first.code).toBe(4002);
@@ -317,21 +285,15 @@ describe('what the agent does not charge, and how fast it retries (brief §8)', 
   }, 20_000);
 
   it('named rejections restart the back-off at most 10 times a minute (a stream of bad reports is no reconnect storm)', async () => {
-    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-    cleanup.push(() => wss.close());
-    await new Promise((r) => wss.once('listening', r));
     let connections = 0;
-    wss.on('connection', (ws) => {
+    const { port } = await handshakeServer((ws, msg) => {
+      const m = msg as unknown as { type: string; seq: number };
+      // Every report is of a run the server no longer has: the first of each connection is named and rejected.
+      if (m.type === 'report' && ws.readyState === ws.OPEN) ws.close(4002, rejectionReason('run 5 does not exist', m.seq));
+    }, { onConnection: (ws) => {
       connections++;
-      ws.on('message', (d: Buffer) => {
-        const m = JSON.parse(d.toString()) as { type: string; seq: number };
-        if (m.type === 'hello') ws.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(16), serverTime: Date.now() }));
-        if (m.type === 'auth') ws.send(JSON.stringify({ type: 'welcome', serverTime: Date.now(), heartbeatMs: 60_000 }));
-        // Every report is of a run the server no longer has: the first of each connection is named and rejected.
-        if (m.type === 'report' && ws.readyState === ws.OPEN) ws.close(4002, rejectionReason('run 5 does not exist', m.seq));
-      });
-    });
-    const { link, queue, rejected } = await agentLink((wss.address() as AddressInfo).port, '5s');
+    } });
+    const { link, queue, rejected } = await agentLink(port, '5s');
     for (let n = 1; n <= 30; n++) queue.append(step(n));
     queue.flush();
     link.start();
@@ -344,26 +306,17 @@ describe('what the agent does not charge, and how fast it retries (brief §8)', 
   }, 20_000);
 
   it('after closing over a server frame it cannot read, the agent acts on nothing that follows on that connection', async () => {
-    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-    cleanup.push(() => wss.close());
-    await new Promise((r) => wss.once('listening', r));
     let welcomed = 0;
-    wss.on('connection', (ws) => {
-      ws.on('message', (d: Buffer) => {
-        const m = JSON.parse(d.toString()) as { type: string };
-        if (m.type === 'hello') ws.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(16), serverTime: Date.now() }));
-        if (m.type === 'auth') {
-          welcomed++;
-          ws.send(JSON.stringify({ type: 'welcome', serverTime: Date.now(), heartbeatMs: 60_000 }));
-          ws.send(JSON.stringify({ type: 'ack', seq: 0, newField: 1 })); // unreadable to this agent: it closes
-          ws.send(JSON.stringify({ type: 'kill', runId: 9 })); // its kill-result could not be sent any more
-        }
-      });
+    const { port } = await handshakeServer((ws, m) => {
+      if (m.type !== 'auth') return;
+      welcomed++;
+      ws.send(JSON.stringify({ type: 'ack', seq: 0, newField: 1 })); // unreadable to this agent: it closes
+      ws.send(JSON.stringify({ type: 'kill', runId: 9 })); // its kill-result could not be sent any more
     });
     const data = mkdtempSync(join(tmpdir(), 'bz-link-rejected-'));
     const config = compileAgentConfig({
       env: { BATCHALYZER_AGENT_KEY: generateAgentKey().key }, cwd: data,
-      flags: { name: 'a1', server: [`http://127.0.0.1:${(wss.address() as AddressInfo).port}`], data, reconnectMax: '100ms' },
+      flags: { name: 'a1', server: [`http://127.0.0.1:${port}`], data, reconnectMax: '100ms' },
     });
     const queue = DiskQueue.open(join(data, 'queue'));
     const kills: number[] = [];
