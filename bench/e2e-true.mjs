@@ -3,9 +3,9 @@
 // Baseline in the same run: a raw `child_process.spawn('/bin/true')` loop at the same concurrency, in a fresh
 // Node process (like the agent), on the same machine.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { applyYaml, countEvents, figure, log, median, now, registerAgents, startServer, tempDir } from './lib.mjs';
+import { applyYaml, countEvents, figure, log, median, now, processCpu, registerAgents, startServer, tempDir } from './lib.mjs';
 
 const BENCH = 'e2e-true';
 const C = 4;
@@ -86,21 +86,17 @@ async function batch(n) {
   await ended;
   return n / ((now() - t) / 1000);
 }
-// CPU per run over the timed runs, from /proc (clock ticks): the agent, the jobs it reaped, and this process (the server).
-function agentTicks() {
-  const f = readFileSync(`/proc/${agent.pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ').map(Number);
-  return { self: f[11] + f[12], children: f[13] + f[14] };
-}
+// CPU per run over the timed runs, from /proc: the agent, the jobs it reaped, and this process (the server).
 await batch(50);
 const e2e = [];
-const a0 = agentTicks();
+const a0 = processCpu(agent.pid);
 const s0 = process.cpuUsage();
 for (let r = 0; r < REPEATS; r++) e2e.push(await batch(N));
-const a1 = agentTicks();
+const a1 = processCpu(agent.pid);
 const s1 = process.cpuUsage(s0);
-const per = (ticks) => ((ticks * 10) / (REPEATS * N)).toFixed(2);
+const per = (seconds) => ((seconds * 1000) / (REPEATS * N)).toFixed(2);
 log(`end to end: ${e2e.map((r) => r.toFixed(1)).join(', ')} /s`);
-log(`CPU a run (ms): server ${((s1.user + s1.system) / 1000 / (REPEATS * N)).toFixed(2)}, agent ${per(a1.self - a0.self)}, jobs ${per(a1.children - a0.children)}`);
+log(`CPU a run (ms): server ${((s1.user + s1.system) / 1000 / (REPEATS * N)).toFixed(2)}, agent ${per(a1.user + a1.system - a0.user - a0.system)}, jobs ${per(a1.children - a0.children)}`);
 const failed = (await server.store.listRuns({ state: ['failed', 'lost', 'timed-out'] }, { limit: 5 })).items;
 if (failed.length) log(`WARNING: ${failed.length}+ runs did not succeed: ${failed[0].endReason}`);
 

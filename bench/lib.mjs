@@ -1,6 +1,7 @@
 // Shared helpers for the benchmarks (bench/run.mjs runs each bench file in its own Node process).
 // Every figure is printed as one JSON line on stdout: {bench, metric, value, unit, baseline, baselineValue, ratio, target, met}.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -200,4 +201,12 @@ export function countEvents(events, name, n, match = () => true, timeoutMs = 55_
       }
     });
   });
+}
+
+let clockTicks;
+/** CPU seconds of a process from /proc/PID/stat: its own (user, system) and its reaped children's. */
+export function processCpu(pid) {
+  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ').map(Number);
+  return { user: f[11] / clockTicks, system: f[12] / clockTicks, children: (f[13] + f[14]) / clockTicks };
 }

@@ -18,7 +18,7 @@ const gyp = process.env.npm_config_node_gyp || join(process.execPath, '..', '..'
 const prefix = join(process.execPath, '..', '..');
 const args = [gyp, 'rebuild'];
 if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node_api.h')) && existsSync(join(prefix, 'include', 'node', 'common.gypi'))) args.push(`--nodedir=${prefix}`);
-const r = spawnSync(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 5 * 60_000 });
+const r = spawnSync(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 3 * 60_000 });
 if (r.status === 0) {
   console.log('@batchalyzer/agent: native spawner built (build/Release/spawn.node)');
 } else {

@@ -338,7 +338,8 @@ export class ServerLink {
     if (named === undefined) {
       if (head > this.queue.durableSeq) return false;
       seq = head;
-    } else if (named < head || named > this.queue.lastSeq || this.skipped.has(named) || !this.queue.get(named, this.queue.lastSeq)) {
+    } else if (named < head || named > this.queue.lastSeq || this.skipped.has(named) || this.queue.nextAtOrAfter(named, this.queue.lastSeq) !== named) {
+      // (The index answers whether the queue holds it; get() would read the whole record back from disk.)
       this.log.warn(`the server rejected report ${named}, which is not in the queue (first unacknowledged ${head}); nothing is charged`);
       return false;
     } else if (named > this.queue.durableSeq) {

@@ -77,7 +77,7 @@ const SIGNAL_NAMES = new Map<number, string>();
 for (const [name, n] of Object.entries(constants.signals)) if (!SIGNAL_NAMES.has(n)) SIGNAL_NAMES.set(n, name);
 
 /** The name of a signal number; real-time signals, which have none in Node, as glibc numbers them (SIGRTMIN is 34). */
-export function signalName(n: number): string {
+function signalName(n: number): string {
   return SIGNAL_NAMES.get(n) ?? (n >= 34 && n <= 64 ? `SIGRTMIN+${n - 34}` : `SIG${n}`);
 }
 
