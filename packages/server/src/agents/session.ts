@@ -27,6 +27,14 @@ const ACK_EVERY_MS = 50;
  * committed in order through RunReports and acknowledged only after the commit, dispatch/kill round trips,
  * heartbeats. Any frame that breaks the protocol closes this connection with a reason; nothing throws out.
  */
+/** A request waiting for the agent's answer; callers of the same key share `answer`. */
+interface Wait {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+  answer: Promise<unknown>;
+}
+
 export class AgentSession {
   state: 'hello' | 'auth' | 'ready' | 'closed' = 'hello';
   name = '';
@@ -59,7 +67,7 @@ export class AgentSession {
   private paused = false;
   private readonly ownership = new Map<string, Ownership>();
   /** Requests waiting for their answer, by key; callers of the same key share one frame and one answer (request). */
-  private readonly waits = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private readonly waits = new Map<string, Wait>();
   private readonly handshakeTimer: NodeJS.Timeout;
 
   constructor(readonly ws: WebSocket, req: IncomingMessage, private readonly hub: HubContext) {
@@ -443,29 +451,19 @@ export class AgentSession {
    * one, which closed the connection as a protocol violation.
    */
   request<T>(key: string, m: ServerMessage, timeoutMs: number): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      if (this.state !== 'ready') return reject(new Error(`agent ${this.name} is not connected`));
-      const pending = this.waits.get(key);
-      if (pending) {
-        const { resolve: r0, reject: j0 } = pending;
-        pending.resolve = (v) => {
-          r0(v);
-          resolve(v as T);
-        };
-        pending.reject = (e) => {
-          j0(e);
-          reject(e);
-        };
-        return;
-      }
-      const timer = setTimeout(() => {
-        const w = this.waits.get(key);
-        this.waits.delete(key);
-        w?.reject(new Error(`agent ${this.name} did not answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waits.set(key, { resolve: resolve as (v: unknown) => void, reject, timer });
-      this.send(m);
-    });
+    if (this.state !== 'ready') return Promise.reject(new Error(`agent ${this.name} is not connected`));
+    const pending = this.waits.get(key);
+    if (pending) return pending.answer as Promise<T>; // the frame is out already: share its answer (and its time-out)
+    let settle!: Pick<Wait, 'resolve' | 'reject'>;
+    const answer = new Promise<unknown>((resolve, reject) => (settle = { resolve, reject }));
+    const timer = setTimeout(() => {
+      const w = this.waits.get(key);
+      this.waits.delete(key);
+      w?.reject(new Error(`agent ${this.name} did not answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    this.waits.set(key, { ...settle, timer, answer });
+    this.send(m);
+    return answer as Promise<T>;
   }
 
   /** Resolves when every report received so far is committed (or failed). */
