@@ -87,6 +87,15 @@ async function batch(n) {
   return n / ((now() - t) / 1000);
 }
 // CPU per run over the timed runs, from /proc: the agent, the jobs it reaped, and this process (the server).
+// BENCH_TRACE=1: per-run phases from the server's events (dispatched → started → ended → next dispatch on the slot).
+const trace = process.env.BENCH_TRACE ? new Map() : undefined;
+if (trace) {
+  for (const ev of ['run:dispatched', 'run:started', 'run:ended']) server.events.on(ev, (p) => {
+    const t = trace.get(p.runId) ?? {};
+    t[ev] = now();
+    trace.set(p.runId, t);
+  });
+}
 await batch(50);
 const e2e = [];
 const a0 = processCpu(agent.pid);
@@ -96,6 +105,20 @@ const a1 = processCpu(agent.pid);
 const s1 = process.cpuUsage(s0);
 const per = (seconds) => ((seconds * 1000) / (REPEATS * N)).toFixed(2);
 log(`end to end: ${e2e.map((r) => r.toFixed(1)).join(', ')} /s`);
+if (trace) {
+  const rows = [...trace.values()].filter((t) => t['run:dispatched'] && t['run:started'] && t['run:ended']);
+  const ends = rows.map((t) => t['run:ended']).sort((a, b) => a - b);
+  const starts = rows.map((t) => t['run:dispatched']).sort((a, b) => a - b);
+  const gap = [];
+  for (const d of starts) {
+    // the latest end before this dispatch: the slot it took
+    let lo = 0, hi = ends.length - 1, best = -1;
+    while (lo <= hi) { const m = (lo + hi) >> 1; if (ends[m] <= d) { best = m; lo = m + 1; } else hi = m - 1; }
+    if (best >= 0) gap.push(d - ends[best]);
+  }
+  const mean = (xs) => (xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(2);
+  log(`trace (mean ms): dispatched→started ${mean(rows.map((t) => t['run:started'] - t['run:dispatched']))}, started→ended ${mean(rows.map((t) => t['run:ended'] - t['run:started']))}, an end → the next dispatch ${mean(gap)}`);
+}
 log(`CPU a run (ms): server ${((s1.user + s1.system) / 1000 / (REPEATS * N)).toFixed(2)}, agent ${per(a1.user + a1.system - a0.user - a0.system)}, jobs ${per(a1.children - a0.children)}`);
 const failed = (await server.store.listRuns({ state: ['failed', 'lost', 'timed-out'] }, { limit: 5 })).items;
 if (failed.length) log(`WARNING: ${failed.length}+ runs did not succeed: ${failed[0].endReason}`);

@@ -31,7 +31,8 @@ export class Agent {
 
   constructor(readonly config: AgentConfig, readonly log: Log) {
     this.spawner = resolveSpawner(config.spawner);
-    this.queue = DiskQueue.open(join(config.dataDir, 'queue'), config.queueMemoryBytes);
+    // Protocol 3 sends before the fsync, so the queue's sync rounds can be spaced (DiskQueue.open).
+    this.queue = DiskQueue.open(join(config.dataDir, 'queue'), config.queueMemoryBytes, { syncGapMs: config.protocolVersion >= 3 ? 5 : 0 });
     this.journal = new RunJournal(join(config.dataDir, 'running'));
     // The backlog is what is not yet written (the page cache takes it); the fsync runs beside the writes and does
     // not hold the pipes (flush() writes and syncs at once and reports only 'durable').
