@@ -80,7 +80,15 @@ class Ring {
   size = 0;
   dropped = 0;
   constructor(private readonly cap: number) {}
+  /** Copies what it keeps of `b` (only its last `cap` bytes when it alone fills the ring). */
   push(b: Buffer): void {
+    if (b.length >= this.cap) {
+      const keep = b.subarray(b.length - this.cap);
+      this.dropped += this.size + b.length - keep.length;
+      this.parts = keep.length ? [Buffer.from(keep)] : [];
+      this.size = keep.length;
+      return;
+    }
     this.parts.push(Buffer.from(b));
     this.size += b.length;
     while (this.size > this.cap && this.parts.length) {

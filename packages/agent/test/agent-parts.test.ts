@@ -209,6 +209,31 @@ describe('run output', () => {
     expect(vi.mocked(allocOutputBuffer).mock.calls.length).toBe(before + 1); // the last one's copy-out
     expect(vi.mocked(allocOutputBuffer).mock.calls.at(-2)?.[0]).toBe(4096); // the last chunk started at 4 KiB
   });
+
+  it('a read ten times the size of the kept tail keeps exactly its last bytes and copies only those', () => {
+    const chunks: Buffer[] = [];
+    let dropped = 0;
+    const out = new RunOutput(4000, [], 4096, { chunk: (_s, _n, d) => chunks.push(Buffer.from(d)), truncated: (n) => (dropped = n) });
+    const head = randomBytes(2000);
+    const before = randomBytes(300);
+    const big = randomBytes(10_000);
+    const after = randomBytes(400);
+    out.write('stdout', head);
+    out.write('stdout', before);
+    const shared = Buffer.from(big);
+    const from = vi.spyOn(Buffer, 'from');
+    out.write('stdout', shared);
+    const copiedIn = (from.mock.calls as unknown[][]).reduce((n, [a]) => n + (Buffer.isBuffer(a) ? a.length : 0), 0);
+    from.mockRestore();
+    shared.fill(0x23); // nothing kept may point into the read
+    out.write('stdout', after);
+    out.end();
+    expect(copiedIn).toBe(1000); // the tail's cap (a quarter of 4000), not the 10,000 bytes read
+    const tail = Buffer.concat([big.subarray(big.length - 600), after]);
+    const marker = Buffer.from(`\n[batchalyzer: 9700 bytes of stdout not kept (output cap); the last 1000 bytes follow]\n`);
+    expect(Buffer.concat(chunks).equals(Buffer.concat([head, marker, tail]))).toBe(true);
+    expect(dropped).toBe(9700);
+  });
 });
 
 describe('disk queue', () => {
