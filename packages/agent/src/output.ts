@@ -6,7 +6,7 @@
  * head and the tail, never more than the cap, and memory stays bounded even for gigabytes of output.
  */
 
-import { allocOutputBuffer, recycleOutputBuffer } from '@batchalyzer/protocol';
+import { allocOutputBuffer, outputBufferView, recycleOutputBuffer } from '@batchalyzer/protocol';
 
 const MASK = Buffer.from('***');
 
@@ -80,7 +80,15 @@ class Ring {
   size = 0;
   dropped = 0;
   constructor(private readonly cap: number) {}
+  /** Copies what it keeps of `b` (only its last `cap` bytes when it alone fills the ring). */
   push(b: Buffer): void {
+    if (b.length >= this.cap) {
+      const keep = b.subarray(b.length - this.cap);
+      this.dropped += this.size + b.length - keep.length;
+      this.parts = keep.length ? [Buffer.from(keep)] : [];
+      this.size = keep.length;
+      return;
+    }
     this.parts.push(Buffer.from(b));
     this.size += b.length;
     while (this.size > this.cap && this.parts.length) {
@@ -112,8 +120,13 @@ const MIN_CHUNK_START = 4 * 1024;
 interface Building {
   buf: Buffer | undefined;
   fill: number;
-  /** The last chunk sent was full: the stream is streaming in bulk. */
-  bulk: boolean;
+  /** Bytes the stream kept since the last flush() (the interval), and in the interval before: its rate. */
+  thisInterval: number;
+  lastInterval: number;
+}
+
+function building(): Building {
+  return { buf: undefined, fill: 0, thisInterval: 0, lastInterval: 0 };
 }
 
 /**
@@ -121,13 +134,17 @@ interface Building {
  *
  * Every byte kept is copied at once into the chunk being built (allocOutputBuffer: room for the frame header in
  * front), so the caller may hand in a buffer it reuses for the next read (the native spawner reads every job's
- * pipes into one shared buffer): one allocation per stored byte instead of two. A chunk buffer is sized by need —
- * a large read starts a full chunkBytes one, small reads start small and double — so a thousand quiet jobs do not
- * each hold chunkBytes between flushes; a partial chunk is copied out to its exact size when it is flushed.
+ * pipes into one shared buffer), and, in the steady case, that is the only copy. A chunk buffer is sized for what
+ * the stream is expected to add before the next interval flush (what it added in the last interval, less what it
+ * added in this one so far, at least the read at hand; a full chunk once it is past that), as a power of two from
+ * 4 KiB up to chunkBytes, and doubles by a copy only when the stream outgrows it. So a quiet job holds a few KiB between flushes, a job that read one
+ * 64 KiB pipe 64 KiB, a bulk stream full chunks, and a steady stream a buffer that fits its rate. A partial chunk
+ * at the flush is sent as a view of its buffer when at least half of it is filled (at most twice the bytes held,
+ * like the doubling itself), else copied out to its exact size so that a mostly empty buffer is not kept.
  */
 export class RunOutput {
   private headLeft: number;
-  private readonly building: { stdout: Building; stderr: Building } = { stdout: { buf: undefined, fill: 0, bulk: false }, stderr: { buf: undefined, fill: 0, bulk: false } };
+  private readonly building: { stdout: Building; stderr: Building } = { stdout: building(), stderr: building() };
   private readonly chunkNo = { stdout: 0, stderr: 0 };
   private readonly tails: { stdout: Ring; stderr: Ring };
   private readonly maskers: { stdout: Masker; stderr: Masker };
@@ -154,46 +171,60 @@ export class RunOutput {
     if (head < data.length) this.tails[stream].push(data.subarray(head)); // the ring copies
   }
 
+  /** The power of two from MIN_CHUNK_START that holds `bytes`, at most chunkBytes. */
+  private sizeFor(bytes: number): number {
+    let size = MIN_CHUNK_START;
+    while (size < bytes && size < this.chunkBytes) size *= 2;
+    return Math.min(size, this.chunkBytes);
+  }
+
   /** Copies data[0, end) into the stream's chunk, sending every chunk that fills up. */
   private append(stream: 'stdout' | 'stderr', data: Buffer, end: number): void {
     const b = this.building[stream];
     for (let at = 0; at < end; ) {
       const want = end - at;
       if (!b.buf) {
-        // A stream whose last chunk filled up is streaming in bulk: the full chunk at once, no growing copies.
-        // Otherwise the size the read needs (a power of two), so that 1,000 jobs that each printed 64 KiB hold
-        // 64 KiB each until the flush, not a full chunk.
-        let size = MIN_CHUNK_START;
-        while (size < want && size < this.chunkBytes) size *= 2;
-        b.buf = allocOutputBuffer(b.bulk ? this.chunkBytes : Math.min(this.chunkBytes, size));
+        // Sized for the rest of this interval at the last one's rate: a steady stream fills it without growing.
+        // A stream already past that rate has filled a whole chunk in this interval: in bulk, a full one again.
+        const rest = b.lastInterval - b.thisInterval;
+        b.buf = allocOutputBuffer(this.sizeFor(Math.max(want, rest > 0 ? rest : b.thisInterval)));
       } else if (b.buf.length - b.fill < want && b.buf.length < this.chunkBytes) {
-        let size = b.buf.length * 2;
-        while (size < b.fill + want && size < this.chunkBytes) size *= 2;
-        const grown = allocOutputBuffer(Math.min(this.chunkBytes, size));
+        const grown = allocOutputBuffer(this.sizeFor(b.fill + want));
         b.buf.copy(grown, 0, 0, b.fill);
         b.buf = grown;
       }
       const n = Math.min(want, b.buf.length - b.fill);
       data.copy(b.buf, b.fill, at, at + n);
       b.fill += n;
+      b.thisInterval += n;
       at += n;
       if (b.fill === this.chunkBytes) this.flushStream(stream);
     }
   }
 
-  /** Sends what is buffered (called on size and on the flush interval). */
+  /** Sends what is buffered (called on the flush interval and at the end; full chunks go at once). */
   flush(): void {
-    this.flushStream('stdout');
-    this.flushStream('stderr');
+    for (const s of ['stdout', 'stderr'] as const) {
+      this.flushStream(s);
+      const b = this.building[s];
+      b.lastInterval = b.thisInterval;
+      b.thisInterval = 0;
+    }
   }
 
-  /** Sends the stream's chunk: as it is when full, else copied out to its exact size (the buffer goes). */
+  /**
+   * Sends the stream's chunk: as it is when full; a view of its filled part when that is at least half of the
+   * buffer; else the filled part copied out to its exact size (and the buffer given back if it is a full-size one).
+   */
   private flushStream(stream: 'stdout' | 'stderr'): void {
     const b = this.building[stream];
     if (!b.buf || b.fill === 0) return;
     let chunk = b.buf;
-    b.bulk = b.fill === this.chunkBytes;
-    if (b.fill < chunk.length) {
+    if (b.fill === chunk.length) {
+      // full (a chunkBytes one, or a smaller one exactly filled): sent as it is
+    } else if (b.fill * 2 >= chunk.length) {
+      chunk = outputBufferView(b.buf, b.fill);
+    } else {
       chunk = allocOutputBuffer(b.fill);
       b.buf.copy(chunk, 0, 0, b.fill);
       recycleOutputBuffer(b.buf, this.chunkBytes); // only this stream ever held it

@@ -2,12 +2,20 @@ import { appendFileSync, closeSync, existsSync, mkdtempSync, openSync, readdirSy
 import { pbkdf2 } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { allocOutputBuffer } from '@batchalyzer/protocol';
 import { describe, expect, it, vi } from 'vitest';
 import { agentUrl, compileAgentConfig } from '../src/config.js';
 import { globToRegExp } from '../src/glob.js';
 import { Masker, RunOutput } from '../src/output.js';
 import { RunJournal } from '../src/journal.js';
 import { type AgentItem, DiskQueue } from '../src/queue.js';
+
+// allocOutputBuffer as it is, with its calls recorded (how many output bytes RunOutput allocates).
+vi.mock('@batchalyzer/protocol', async (importOriginal) => {
+  const real = await importOriginal<typeof import('@batchalyzer/protocol')>();
+  return { ...real, allocOutputBuffer: vi.fn(real.allocOutputBuffer) };
+});
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'bz-agent-'));
 const step = (runId: number, n: number): AgentItem => ({ kind: 'step', runId, attempt: 1, at: n, step: n, stepKind: 'progress', text: `step ${n} ${'x'.repeat(100)}` });
@@ -130,6 +138,101 @@ describe('run output', () => {
     for (let i = 0; i < 4 * 8; i++) out.write('stdout', shared);
     out.flush();
     expect(sizes).toEqual(Array(8).fill(chunkBytes));
+  });
+
+  it('a steady stream of 4 KiB reads is copied once: chunks sized by its rate, a partial one at the flush sent as a view', () => {
+    const chunkBytes = 256 * 1024;
+    const shared = Buffer.alloc(64 * 1024);
+    const alloc = vi.mocked(allocOutputBuffer);
+    const copy = vi.spyOn(Buffer.prototype, 'copy');
+    let allInput = 0;
+    let allAllocated = 0;
+    try {
+      for (const reads of [3, 10, 25, 40, 63, 90]) {
+        const input = randomBytes(reads * 4096 * 30);
+        const chunks: Buffer[] = [];
+        const out = new RunOutput(4 * input.length, [], chunkBytes, { chunk: (_s, _n, d) => chunks.push(d), truncated: () => undefined });
+        let at = 0;
+        const interval = () => {
+          for (let i = 0; i < reads; i++, at += 4096) {
+            input.copy(shared, 0, at, at + 4096);
+            out.write('stdout', shared.subarray(0, 4096));
+            shared.fill(0x23); // the next read lands here
+          }
+          out.flush();
+        };
+        interval(); // the first interval grows its chunk from 4 KiB
+        const sentBefore = chunks.length;
+        alloc.mockClear();
+        copy.mockClear();
+        while (at < input.length) interval();
+        const fed = input.length - reads * 4096;
+        const allocated = alloc.mock.calls.reduce((n, [size]) => n + size, 0);
+        const copied = copy.mock.results.reduce((n, r) => n + (r.value as number), 0);
+        copy.mockClear();
+        out.end();
+        expect(Buffer.concat(chunks).equals(input)).toBe(true);
+        // Each byte copied once by RunOutput (into its chunk: none grows, none is copied out at the flush); the other
+        // half are this test's reads into `shared`. Into buffers at most twice the bytes.
+        expect(copied).toBe(2 * fed);
+        expect(allocated).toBeLessThanOrEqual(2 * fed);
+        const steady = chunks.slice(sentBefore);
+        expect(steady.length).toBe(29 * Math.ceil((reads * 4096) / chunkBytes)); // one per interval and full chunk
+        for (const c of steady) expect(c.buffer.byteLength).toBeLessThanOrEqual(2 * c.length + 256); // held: ≤ twice
+        allInput += fed;
+        allAllocated += allocated;
+      }
+    } finally {
+      copy.mockRestore();
+    }
+    expect(allAllocated / allInput).toBeLessThan(1.5); // 3.2 to 4.1 times with a 4 KiB start and a copy-out per flush
+  });
+
+  it('a stream that outgrows its rate grows its chunk, and one far slower than its last interval gets a small chunk again', () => {
+    const chunkBytes = 256 * 1024;
+    const sizes: number[] = [];
+    const held: number[] = [];
+    const out = new RunOutput(1024 * 1024 * 1024, [], chunkBytes, { chunk: (_s, _n, d) => (sizes.push(d.length), held.push(d.buffer.byteLength)), truncated: () => undefined });
+    const read = Buffer.alloc(4096, 0x64);
+    for (let i = 0; i < 20; i++) out.write('stdout', read); // 80 KiB
+    out.flush();
+    for (let i = 0; i < 50; i++) out.write('stdout', read); // 200 KiB: grows from 128 to 256 KiB
+    out.flush();
+    out.write('stdout', read.subarray(0, 100)); // quiet now: a 200 KiB buffer for it, copied out at the flush
+    out.flush();
+    out.write('stdout', read.subarray(0, 100)); // and then a small one
+    const before = vi.mocked(allocOutputBuffer).mock.calls.length;
+    out.flush();
+    expect(sizes).toEqual([80 * 1024, 200 * 1024, 100, 100]);
+    expect(held.slice(0, 2)).toEqual([128 * 1024 + 256, 256 * 1024 + 256]);
+    expect(held[2]).toBeLessThanOrEqual(8192); // copied out (into Node's small-buffer pool): not 256 KiB kept for 100 bytes
+    expect(vi.mocked(allocOutputBuffer).mock.calls.length).toBe(before + 1); // the last one's copy-out
+    expect(vi.mocked(allocOutputBuffer).mock.calls.at(-2)?.[0]).toBe(4096); // the last chunk started at 4 KiB
+  });
+
+  it('a read ten times the size of the kept tail keeps exactly its last bytes and copies only those', () => {
+    const chunks: Buffer[] = [];
+    let dropped = 0;
+    const out = new RunOutput(4000, [], 4096, { chunk: (_s, _n, d) => chunks.push(Buffer.from(d)), truncated: (n) => (dropped = n) });
+    const head = randomBytes(2000);
+    const before = randomBytes(300);
+    const big = randomBytes(10_000);
+    const after = randomBytes(400);
+    out.write('stdout', head);
+    out.write('stdout', before);
+    const shared = Buffer.from(big);
+    const from = vi.spyOn(Buffer, 'from');
+    out.write('stdout', shared);
+    const copiedIn = (from.mock.calls as unknown[][]).reduce((n, [a]) => n + (Buffer.isBuffer(a) ? a.length : 0), 0);
+    from.mockRestore();
+    shared.fill(0x23); // nothing kept may point into the read
+    out.write('stdout', after);
+    out.end();
+    expect(copiedIn).toBe(1000); // the tail's cap (a quarter of 4000), not the 10,000 bytes read
+    const tail = Buffer.concat([big.subarray(big.length - 600), after]);
+    const marker = Buffer.from(`\n[batchalyzer: 9700 bytes of stdout not kept (output cap); the last 1000 bytes follow]\n`);
+    expect(Buffer.concat(chunks).equals(Buffer.concat([head, marker, tail]))).toBe(true);
+    expect(dropped).toBe(9700);
   });
 });
 

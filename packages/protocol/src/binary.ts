@@ -35,6 +35,18 @@ export function allocOutputBuffer(size: number): Buffer {
 }
 
 /**
+ * The first `length` bytes of a buffer from allocOutputBuffer, sent without copying them out: the view starts where
+ * the buffer does, so the room in front is its own, and it takes over the buffer's claim on that room (encodeOutputFrame
+ * writes a header there once, for whichever of the two it is given; from now on that is the view). The rest of the
+ * buffer stays allocated as long as the view lives, so the caller decides when that waste is worth a copy.
+ */
+export function outputBufferView(b: Buffer, length: number): Buffer {
+  const view = b.subarray(0, length);
+  if (withHeadroom.delete(b)) withHeadroom.add(view);
+  return view;
+}
+
+/**
  * Buffers of one size given back by recycleOutputBuffer, reused by allocOutputBuffer: a stream of output then
  * allocates no new external memory per chunk (that churn drove most of the agent's garbage collections).
  */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  allocOutputBuffer, encode, encodeOutputFrame, recycleOutputBuffer, generateAgentKey, MAX_BINARY_CHUNK_BYTES, MAX_FRAME_BYTES, parseAgentMessage, parseOutputFrame, parseServerMessage, publicKeyOf,
+  allocOutputBuffer, encode, encodeOutputFrame, outputBufferView, recycleOutputBuffer, generateAgentKey, MAX_BINARY_CHUNK_BYTES, MAX_FRAME_BYTES, parseAgentMessage, parseOutputFrame, parseServerMessage, publicKeyOf,
   signChallenge, verifyChallenge,
 } from '../src/index.js';
 
@@ -70,6 +70,24 @@ describe('binary output frames (protocol 2)', () => {
     expect(again.buffer).not.toBe(data.buffer);
     expect(parseOutputFrame(frame)).toEqual({ ok: true, message: { header, data } });
     expect(parseOutputFrame(again)).toEqual({ ok: true, message: { header: { ...header, seq: 99 }, data } });
+  });
+
+  it('a view of the filled part of a buffer from allocOutputBuffer takes over its header room (once, for the view)', () => {
+    const buf = allocOutputBuffer(16_384).fill(5);
+    const view = outputBufferView(buf, 10_000);
+    expect(view.buffer).toBe(buf.buffer);
+    expect(view.length).toBe(10_000);
+    const frame = encodeOutputFrame(header, view);
+    expect(frame.buffer).toBe(view.buffer); // written in front of the bytes, not copied
+    expect(frame.length).toBe(frame.readUInt32BE(0) + 4 + 10_000);
+    expect(parseOutputFrame(frame)).toEqual({ ok: true, message: { header, data: view } });
+    // The room is used: neither the view again nor the whole buffer may write a header there.
+    expect(encodeOutputFrame({ ...header, seq: 2 }, view).buffer).not.toBe(buf.buffer);
+    expect(encodeOutputFrame({ ...header, seq: 3 }, buf).buffer).not.toBe(buf.buffer);
+    expect(parseOutputFrame(frame)).toEqual({ ok: true, message: { header, data: view } });
+    // A view of a buffer without header room gets none.
+    const plain = Buffer.alloc(8_192, 1);
+    expect(encodeOutputFrame(header, outputBufferView(plain, 100)).buffer).not.toBe(plain.buffer);
   });
 
   it('reuses a recycled buffer of the pooled size (with its header room), and takes nothing else back', () => {
