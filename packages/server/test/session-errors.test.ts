@@ -29,7 +29,7 @@ function readySession(hubOverrides: Record<string, unknown>) {
   const hub = {
     store: {}, events: { emit() {} }, logger: quiet,
     config: { handshakeTimeoutMs: 60_000, maxFrameBytes: 1 << 20, heartbeatMs: 10_000, maxPendingReports: 100, ackDelayMs: 5 },
-    pacer: { enter: () => undefined, leave() {} },
+    pacer: { enter: () => undefined, leave() {} }, monotonic: () => performance.now(),
     claim: () => null, online: async () => {}, offline() {}, draining() {}, seen() {},
     acceptedSeq: () => 0, setAcceptedSeq() {}, wasDispatchedTo: async () => false, holderOf: () => undefined,
     deliver: async () => {}, deliverOutput: async () => {},

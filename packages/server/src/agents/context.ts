@@ -15,6 +15,8 @@ export interface HubContext {
   readonly config: AgentHubConfig;
   /** Gives report commits their share of each event-loop turn. */
   readonly pacer: Pacer;
+  /** Milliseconds on a clock that never steps, for measuring silence (the wall clock may jump, brief §4). */
+  monotonic(): number;
   /** Registers an authenticated session under its name; returns the refusal text when another live one holds it. */
   claim(session: AgentSession): string | null;
   online(session: AgentSession): Promise<void>;

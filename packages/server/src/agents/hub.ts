@@ -18,6 +18,12 @@ export interface AgentHubDeps {
   logger: Logger;
   reports: RunReports;
   config?: Partial<AgentHubConfig>;
+  /**
+   * Milliseconds on a clock that never steps (default performance.now()), for every silence and liveness
+   * computation: the wall clock may jump (brief §4: NTP, VM resume) and must neither drop healthy agents nor hide
+   * dead ones. Wall time (Date.now()) is still what is stored and shown (last seen, messages). Injected in tests.
+   */
+  monotonic?: () => number;
 }
 
 /** The server's side of the agent link (brief §8): an `AgentLink` for the engine and a `Service` for the composition root. */
@@ -33,8 +39,12 @@ export interface AgentHub extends AgentLink, Service {
 
 interface Liveness {
   status: 'connected' | 'stale' | 'missing' | 'disconnected';
+  /** Wall time of the last frame (stored and shown). */
   lastSeenAt: number;
-  persistedSeenAt: number;
+  /** Monotonic time of the last frame (silence is measured on this). */
+  lastSeenMono: number;
+  /** Monotonic time lastSeenAt was last persisted. */
+  persistedMono: number;
   lostReported: boolean;
 }
 
@@ -53,6 +63,7 @@ class Hub implements AgentHub, HubContext {
   readonly events: EventBus;
   readonly logger: Logger;
   readonly pacer: Pacer;
+  readonly monotonic: () => number;
   private readonly reports: RunReports;
   private wss: WebSocketServer | undefined;
   private readonly sessions = new Map<string, AgentSession>();
@@ -81,6 +92,7 @@ class Hub implements AgentHub, HubContext {
     this.logger = deps.logger.child({ component: 'agents' });
     this.reports = deps.reports;
     this.config = { ...DEFAULT_AGENT_HUB_CONFIG, ...deps.config };
+    this.monotonic = deps.monotonic ?? (() => performance.now());
     // SQLite commits are serialised and synchronous: one at a time keeps the budget exact. PostgreSQL commits
     // wait on the network (the loop runs meanwhile), so they may overlap up to the pool's size.
     // A share is at most 50 ms, so that a loop turn stays within the 100 ms lag budget (burst bench).
@@ -91,8 +103,9 @@ class Hub implements AgentHub, HubContext {
     // After a server restart no agent is connected yet: each gets a fresh window to come back before it is missing.
     // Done before any connection is taken, so that it cannot overwrite an agent that is already back.
     const now = Date.now();
+    const mono = this.monotonic();
     for (const a of await this.store.listAgents()) {
-      this.liveness.set(a.name, { status: 'disconnected', lastSeenAt: now, persistedSeenAt: a.lastSeenAt ?? 0, lostReported: false });
+      this.liveness.set(a.name, { status: 'disconnected', lastSeenAt: now, lastSeenMono: mono, persistedMono: mono, lostReported: false });
       if (a.status === 'connected' || a.status === 'stale') await this.store.updateAgentLink(a.name, { status: 'disconnected' });
     }
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.config.maxFrameBytes, perMessageDeflate: false, clientTracking: false });
@@ -217,7 +230,7 @@ class Hub implements AgentHub, HubContext {
   claim(session: AgentSession): string | null {
     const existing = this.sessions.get(session.name);
     if (existing && existing !== session) {
-      const silentFor = Date.now() - existing.lastFrameAt;
+      const silentFor = this.monotonic() - existing.lastFrameMono;
       const open = existing.ws.readyState === existing.ws.OPEN;
       // The existing connection wins unless it is dead (closed, or silent past the stale time).
       if (open && silentFor < this.config.staleAfterMs) {
@@ -231,8 +244,8 @@ class Hub implements AgentHub, HubContext {
     this.sessions.set(session.name, session);
     const queueId = session.hello!.queueId;
     if (this.accepted.get(session.name)?.queueId !== queueId) this.accepted.set(session.name, { queueId, seq: 0 });
-    const now = Date.now();
-    this.liveness.set(session.name, { status: 'connected', lastSeenAt: now, persistedSeenAt: now, lostReported: false });
+    const mono = this.monotonic();
+    this.liveness.set(session.name, { status: 'connected', lastSeenAt: Date.now(), lastSeenMono: mono, persistedMono: mono, lostReported: false });
     return null;
   }
 
@@ -274,10 +287,11 @@ class Hub implements AgentHub, HubContext {
     const l = this.liveness.get(s.name);
     if (!l || this.sessions.get(s.name) !== s) return;
     l.lastSeenAt = s.lastFrameAt;
+    l.lastSeenMono = s.lastFrameMono;
     if (l.status === 'stale') {
       l.status = 'connected';
       this.track(this.store.updateAgentLink(s.name, { status: 'connected', lastSeenAt: l.lastSeenAt }), 'could not record the agent as connected');
-      l.persistedSeenAt = l.lastSeenAt;
+      l.persistedMono = l.lastSeenMono;
     }
   }
 
@@ -333,12 +347,16 @@ class Hub implements AgentHub, HubContext {
 
   // ── Liveness (brief §8): stale, then missing, then the runs of a missing agent are lost ─────────
 
+  // Silence is measured on the monotonic clock only: a wall-clock step forward (NTP, VM resume) made every agent
+  // look silent for the step and dropped them all in one tick (then missing, their runs lost); a step back hid a
+  // dead agent for as long.
   private async tick(): Promise<void> {
     const now = Date.now();
+    const mono = this.monotonic();
     const c = this.config;
     for (const [name, l] of this.liveness) {
       const s = this.sessions.get(name);
-      const silent = now - l.lastSeenAt;
+      const silent = mono - l.lastSeenMono;
       if (s) {
         if (silent > c.missingAfterMs) {
           this.logger.warn({ agent: name, silentMs: silent }, 'agent silent past the missing time; dropping its connection');
@@ -348,8 +366,8 @@ class Hub implements AgentHub, HubContext {
           l.status = 'stale';
           this.events.emit('agent:stale', { name });
           await this.store.updateAgentLink(name, { status: 'stale', lastSeenAt: l.lastSeenAt });
-        } else if (l.lastSeenAt - l.persistedSeenAt > 60_000) {
-          l.persistedSeenAt = l.lastSeenAt; // last-seen is persisted about once a minute, not on every heartbeat
+        } else if (l.lastSeenMono - l.persistedMono > 60_000) {
+          l.persistedMono = l.lastSeenMono; // last-seen is persisted about once a minute, not on every heartbeat
           await this.store.updateAgentLink(name, { lastSeenAt: l.lastSeenAt });
         }
         continue;

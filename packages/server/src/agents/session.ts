@@ -42,7 +42,10 @@ export class AgentSession {
   readonly remote: string;
   readonly openedAt = Date.now();
   connectedAt = 0;
+  /** Wall time of the last frame (what is stored and shown as last seen). */
   lastFrameAt = Date.now();
+  /** Monotonic time of the last frame (hub.monotonic): silence is measured on this, never on the wall clock. */
+  lastFrameMono: number;
   draining = false;
   activeRuns = new Set<number>();
   private nonce = '';
@@ -72,6 +75,7 @@ export class AgentSession {
 
   constructor(readonly ws: WebSocket, req: IncomingMessage, private readonly hub: HubContext) {
     this.remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    this.lastFrameMono = hub.monotonic();
     this.handshakeTimer = setTimeout(() => this.close(CLOSE.timeout, 'handshake not completed in time'), hub.config.handshakeTimeoutMs);
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       try {
@@ -137,6 +141,7 @@ export class AgentSession {
   private onFrame(data: Buffer): void {
     if (this.state === 'closed') return;
     this.lastFrameAt = Date.now();
+    this.lastFrameMono = this.hub.monotonic();
     const r = parseAgentMessage(data, this.hub.config.maxFrameBytes);
     if (!r.ok) return this.offend(r.error.message, this.badReportSeq(r.error.seq));
     const m = r.message;
@@ -162,6 +167,7 @@ export class AgentSession {
   private onBinaryFrame(data: Buffer): void {
     if (this.state === 'closed') return;
     this.lastFrameAt = Date.now();
+    this.lastFrameMono = this.hub.monotonic();
     if (this.state !== 'ready') return this.offend('binary frame before the handshake completed');
     if ((this.hello?.protocol ?? 1) < 2) return this.offend(`binary frame from an agent speaking protocol ${this.hello?.protocol}`, null);
     const r = parseOutputFrame(data, this.hub.config.maxFrameBytes);

@@ -701,8 +701,13 @@ export class Engine implements Service {
    * never reached it: after two checks a reconcile period apart it waits again (same attempt). Runs the agent
    * reported started are left alone: their end arrives from the agent's disk queue, or the agent reports them
    * lost itself after a restart, or they are lost when the agent stays missing past its lease.
+   * A run dispatched too recently to judge is looked at again a period later, not forgotten: its age is wall time
+   * (dispatchedAt is stored), and after the clock stepped back (brief §4) an unconfirmed dispatch looked recent and,
+   * with no further check scheduled, stayed dispatched for good. (A step forward only makes the first of the two
+   * checks come early: the second is still a real reconcile period later.)
    */
   private async reconcileAgent(name: string): Promise<void> {
+    if (this.stopped) return;
     const agent = this.link?.connected().find((a) => a.name === name);
     if (!agent) return;
     const known = new Set(agent.activeRuns);
@@ -710,8 +715,13 @@ export class Engine implements Service {
     let again = false;
     for (const r of [...this.state.runs.values()]) {
       if (r.agentName !== name || r.state !== 'dispatched') continue;
-      if (known.has(r.id) || r.dispatchedAt === null || r.dispatchedAt > now - this.options.reconcileAfterMs) {
+      if (known.has(r.id) || r.dispatchedAt === null) {
         this.suspects.delete(r.id);
+        continue;
+      }
+      if (r.dispatchedAt > now - this.options.reconcileAfterMs) {
+        this.suspects.delete(r.id);
+        again = true;
         continue;
       }
       if (!this.suspects.has(r.id)) {
