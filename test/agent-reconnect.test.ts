@@ -82,11 +82,13 @@ describe('agents reconnecting to a restarted server', () => {
   it('an agent replaying a long queue of results does not hold up the other agents\' handshakes, and every result is committed', async () => {
     const others = ['b0', 'b1', 'b2', 'b3', 'b4'];
     const { config, raw, keys } = await setup(['flood', ...others]);
-    // 1,000 runs were running on "flood" when the previous server died; their results wait in its queue.
+    // 3,000 runs were running on "flood" when the previous server died; their results wait in its queue. (With
+    // 1,000 a fast commit path could store them all before five sockets finished their handshakes on a loaded
+    // machine, which says nothing about sharing the loop.)
     const spec = (await raw.loadDefinitions()).jobs.w!;
     const now = Date.now();
     const runs: number[] = [];
-    for (let i = 0; i < 1000; i += 500) {
+    for (let i = 0; i < 3000; i += 500) {
       const created = await raw.createRuns(Array.from({ length: 500 }, () => ({
         jobName: 'w', planDate: new Date(now).toISOString().slice(0, 10), nominalAt: null, dueAt: now, origin: 'manual' as const, priority: 0, spec,
       })), 'test', now);
