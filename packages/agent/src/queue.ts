@@ -394,6 +394,7 @@ export class DiskQueue extends EventEmitter {
         this.syncTimer = undefined;
         this.sync();
       }, wait);
+      this.syncTimer.unref(); // at most 5 ms; drain and close flush synchronously
       return;
     }
     this.lastRoundAt = performance.now();

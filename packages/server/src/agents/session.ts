@@ -462,6 +462,7 @@ export class AgentSession {
     if (pending) return pending.answer as Promise<T>; // the frame is out already: share its answer (and its time-out)
     let settle!: Pick<Wait, 'resolve' | 'reject'>;
     const answer = new Promise<unknown>((resolve, reject) => (settle = { resolve, reject }));
+    answer.catch(() => undefined); // callers get the rejection; this only keeps one nobody awaits from being unhandled
     const timer = setTimeout(() => {
       const w = this.waits.get(key);
       this.waits.delete(key);
