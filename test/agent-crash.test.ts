@@ -47,4 +47,22 @@ describe('kill -9 of the agent while a job runs (brief §8)', () => {
     expect(run.endReason).toMatch(/agent a1 missing since .*\(lease of \d+ ms expired\)/);
     expect((await store.getAgent('a1'))!.status).toBe('missing');
   });
+
+  it('after a server restart, an agent that never comes back is reported missing since it was really last seen, not since the restart', async () => {
+    const { server, agent, store } = await serverWithAgent('a1');
+    cleanup.push(() => server.stop(), () => agent.kill9(), () => store.close());
+    await agent.kill9();
+    await server.event('agent:disconnected', (e) => e.name === 'a1');
+    const lastSeen = (await store.getAgent('a1'))!.lastSeenAt!;
+    expect(lastSeen).toBeGreaterThan(0);
+    await server.kill9();
+    await new Promise((r) => setTimeout(r, 50));
+    const restartedAt = Date.now();
+    await server.start(server.port);
+    await server.event('agent:missing', (e) => e.name === 'a1');
+    const message = (await store.listMessages({}, { limit: 50 })).items.find((m) => /agent a1 is missing/.test(m.text));
+    expect(message?.text).toContain(`not seen since ${new Date(lastSeen).toISOString()}`);
+    // and the store keeps that time (it was overwritten with the restart time)
+    expect((await store.getAgent('a1'))!.lastSeenAt).toBeLessThan(restartedAt);
+  });
 });

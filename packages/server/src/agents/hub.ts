@@ -105,7 +105,8 @@ class Hub implements AgentHub, HubContext {
     const now = Date.now();
     const mono = this.monotonic();
     for (const a of await this.store.listAgents()) {
-      this.liveness.set(a.name, { status: 'disconnected', lastSeenAt: now, lastSeenMono: mono, persistedMono: mono, lostReported: false });
+      // The fresh window is monotonic; the wall time stays what the store knows (shown in messages, stored again).
+      this.liveness.set(a.name, { status: 'disconnected', lastSeenAt: a.lastSeenAt ?? now, lastSeenMono: mono, persistedMono: mono, lostReported: false });
       if (a.status === 'connected' || a.status === 'stale') await this.store.updateAgentLink(a.name, { status: 'disconnected' });
     }
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.config.maxFrameBytes, perMessageDeflate: false, clientTracking: false });
