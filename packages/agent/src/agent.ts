@@ -69,8 +69,7 @@ export class Agent {
    * the thread pool may still be doing (flush() can make a batch durable while its write runs), and no frame over it
    * still in ws. Otherwise it is left to the garbage collector, as every buffer was before.
    */
-  private recyclable: ({ seq: number; data: Buffer } | undefined)[] = [];
-  private recycledUpTo = 0;
+  private recyclable: { seq: number; data: Buffer }[] = [];
 
   /**
    * Remembers a full chunk for reuse. Only the newest RECYCLE_WINDOW unacknowledged ones are kept: while the server
@@ -79,27 +78,15 @@ export class Agent {
    */
   private rememberRecyclable(seq: number, data: Buffer): void {
     this.recyclable.push({ seq, data });
-    while (this.recyclable.length - this.recycledUpTo > RECYCLE_WINDOW) this.recyclable[this.recycledUpTo++] = undefined;
-    if (this.recycledUpTo > 1024) {
-      this.recyclable = this.recyclable.slice(this.recycledUpTo);
-      this.recycledUpTo = 0;
-    }
+    if (this.recyclable.length > RECYCLE_WINDOW) this.recyclable.shift(); // the list is short: shift is cheap
   }
 
   private recycle(acked: number): void {
-    let i = this.recycledUpTo;
     const list = this.recyclable;
-    for (; i < list.length && list[i]!.seq <= acked; i++) {
-      const { seq, data } = list[i]!;
+    while (list.length && list[0]!.seq <= acked) {
+      const { seq, data } = list.shift()!;
       if (!this.queue.writing(seq) && !this.link.sending(data)) recycleOutputBuffer(data, this.config.chunkBytes);
     }
-    if (i === list.length) {
-      this.recyclable = [];
-      this.recycledUpTo = 0;
-    } else if (i > 1024) {
-      this.recyclable = list.slice(i);
-      this.recycledUpTo = 0;
-    } else this.recycledUpTo = i;
   }
 
   start(): void {

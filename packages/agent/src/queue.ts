@@ -318,8 +318,7 @@ export class DiskQueue extends EventEmitter {
 
   /** Whether this item's bytes may still be read by a write (pending, or in the batch the thread pool writes). */
   writing(seq: number): boolean {
-    const b = this.inflight;
-    return seq > this.landed || (b !== undefined && seq <= b.upTo && seq > b.upTo - b.items.length);
+    return seq > this.landed || this.inflightItem(seq) !== undefined;
   }
 
   /** Calls `cb` once every item up to `seq` is durable (at once when it is already). */
