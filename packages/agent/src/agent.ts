@@ -1,6 +1,6 @@
 import { arch, cpus, hostname, loadavg, platform, release, totalmem, uptime } from 'node:os';
 import { join } from 'node:path';
-import { type DispatchPayloadMessage, type HostFacts, recycleOutputBuffer } from '@batchalyzer/protocol';
+import { type DispatchPayloadMessage, type HostFacts, MAX_ACTIVE_RUNS, recycleOutputBuffer } from '@batchalyzer/protocol';
 import type { AgentConfig } from './config.js';
 import { JobRun } from './job.js';
 import { processStartTicks, RunJournal } from './journal.js';
@@ -100,7 +100,7 @@ export class Agent {
   activeRuns(): number[] {
     const ids = this.queue.unackedRuns();
     for (const id of this.runs.keys()) ids.add(id);
-    return [...ids].slice(0, 10_000);
+    return [...ids].slice(0, MAX_ACTIVE_RUNS);
   }
 
   get runningCount(): number {
@@ -152,10 +152,16 @@ export class Agent {
     this.runs.set(p.runId, run);
     run.done.then(() => this.runs.delete(p.runId));
     this.log.info(`run ${p.runId} (${p.jobName}, attempt ${p.attempt}) accepted`);
-    // Started once its journal entry is on disk (a run reported started must be reported lost if the agent dies),
-    // which is after the accept frame is sent, so that the server knows the run before its first report.
-    this.journal.write({ runId: p.runId, attempt: p.attempt, acceptedAt: Date.now() }, (err) => {
-      if (err) run.fail(`cannot start: the agent could not record the run in its journal: ${err.message}`);
+    // Recorded in the journal before the accept frame is sent (a kill -9 after it finds the run there and reports
+    // it lost); started just after that frame (a microtask), so that the server knows the run before its reports.
+    let journaled: Error | null = null;
+    try {
+      this.journal.write({ runId: p.runId, attempt: p.attempt, acceptedAt: Date.now() });
+    } catch (err) {
+      journaled = err as Error;
+    }
+    queueMicrotask(() => {
+      if (journaled) run.fail(`cannot start: the agent could not record the run in its journal: ${journaled.message}`);
       else run.start();
     });
     return null;

@@ -273,7 +273,7 @@ export class JobRun {
   terminate(): void {
     if (this.terminating) return;
     if (!this.child) {
-      this.terminating = true; // not started yet (journal entry being written): start() ends it instead
+      this.terminating = true; // accepted, not started yet (a microtask away): start() ends it instead
       return;
     }
     if (!this.child.pid) return;

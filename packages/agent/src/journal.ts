@@ -1,4 +1,4 @@
-import { closeSync, fdatasync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -7,17 +7,16 @@ import { join } from 'node:path';
  * process groups.
  *
  * One file, `running/slots`, of fixed 512-byte slots, one per active run, overwritten in place. The first half of
- * a slot holds the accepted run as a JSON line, written and fdatasynced before the run starts: it must survive a
- * power loss, or a run the server saw started could stay running forever (a torn line means the sync never
- * returned, so the run never started: it is dropped). The second half holds the run's process (pid and start
- * time, to end leftovers), written without a sync: processes do not survive a power loss, and after a crash of
- * the agent alone the page cache still has it. A free slot is zeros.
+ * a slot holds the accepted run as a JSON line, written before the agent answers `accepted` and starts the run;
+ * the second half holds the run's process (pid and start time, to end leftovers). Nothing is synced per run: a
+ * kill -9 of the agent leaves the page cache, which holds every entry; a power loss ends the processes too, and a
+ * run whose entry it took is one the agent no longer lists, which the server declares lost (docs/agent.md).
+ * Waiting for an fdatasync before each start cost 1.2–3.4 ms of a 6–8 ms run cycle (e2e-true). A torn line (a
+ * power loss in mid-write) is dropped the same way. A free slot is zeros.
  *
- * Why slots and not a file per run: creating and fsyncing a file commits the file system's journal (directory
- * entry, inode) and unlinking it again does too; overwriting blocks the file already has needs only the data
- * flushed. A run costs one small write and one fdatasync in the thread pool (e2e-true: creating, fsyncing and
- * unlinking a file per run took 3.4 ms of each run's 14 ms cycle). Files `<runId>.json` left by earlier versions
- * are still read at start.
+ * Why slots and not a file per run: creating and unlinking a file per run changes a directory each time (e2e-true:
+ * creating, fsyncing and unlinking a file per run took 3.4 ms of each run's 14 ms cycle); overwriting blocks the
+ * file already has does not. Files `<runId>.json` left by earlier versions are still read at start.
  */
 export interface JournalEntry {
   runId: number;
@@ -47,9 +46,6 @@ export class RunJournal {
   private free: number[] = [];
   /** Slot of each run with an entry, and its attempt (a late removal of an earlier attempt leaves a new one alone). */
   private readonly slotOf = new Map<number, { slot: number; attempt: number }>();
-  /** fdatasyncs running in the thread pool: the descriptor is closed only after them. */
-  private syncing = 0;
-  private closeWhenSynced = false;
   private readonly zeros = Buffer.alloc(SLOT);
 
   constructor(private readonly dir: string) {
@@ -68,7 +64,7 @@ export class RunJournal {
     if (created || this.slotCount < INITIAL_SLOTS) {
       writeSync(this.fd, Buffer.alloc((INITIAL_SLOTS - this.slotCount) * SLOT), 0, (INITIAL_SLOTS - this.slotCount) * SLOT, this.slotCount * SLOT);
       this.slotCount = INITIAL_SLOTS;
-      // Once, so that later entries only need their data flushed: the file's size and its directory entry.
+      // Once: the file's size and its directory entry (entries themselves are never synced, see above).
       fsyncSync(this.fd);
       const d = openSync(dir, 'r');
       try {
@@ -80,32 +76,26 @@ export class RunJournal {
     for (let i = this.slotCount - 1; i >= 0; i--) this.free.push(i);
   }
 
-  /** Records an accepted run; `done` is called once it is on disk (the fdatasync runs in the thread pool). */
-  write(e: Pick<JournalEntry, 'runId' | 'attempt' | 'acceptedAt'>, done: (err: Error | null) => void): void {
-    if (this.fd < 0) return done(new Error('the running journal is closed'));
+  /** Records an accepted run (into the page cache; see above for why it is not synced). */
+  write(e: Pick<JournalEntry, 'runId' | 'attempt' | 'acceptedAt'>): void {
+    if (this.fd < 0) throw new Error('the running journal is closed');
     const line = Buffer.from(`${JSON.stringify({ runId: e.runId, attempt: e.attempt, acceptedAt: e.acceptedAt })}\n`);
-    if (line.length > HALF) return done(new JournalEntryTooLargeError('entry'));
+    if (line.length > HALF) throw new JournalEntryTooLargeError('entry');
     const held = this.slotOf.get(e.runId);
     const slot = held?.slot ?? this.free.pop() ?? this.slotCount++;
-    this.slotOf.set(e.runId, { slot, attempt: e.attempt });
     const buf = Buffer.alloc(SLOT);
     line.copy(buf);
     try {
       // The whole slot: a reused slot must not keep the process half of its previous run.
       writeSync(this.fd, buf, 0, SLOT, slot * SLOT);
     } catch (err) {
-      return done(err as Error);
+      if (!held) this.free.push(slot);
+      throw err;
     }
-    // A sync started after the write covers it, whatever other syncs are running.
-    this.syncing++;
-    fdatasync(this.fd, (err) => {
-      this.syncing--;
-      if (this.closeWhenSynced && this.syncing === 0) this.closeNow();
-      done(err);
-    });
+    this.slotOf.set(e.runId, { slot, attempt: e.attempt });
   }
 
-  /** Records the run's process next to its entry (no sync, see above). */
+  /** Records the run's process next to its entry. */
   writeProcess(runId: number, pid: number, startTicks: number | undefined): void {
     const held = this.slotOf.get(runId);
     if (!held || this.fd < 0) return;
@@ -115,8 +105,8 @@ export class RunJournal {
   }
 
   /**
-   * Frees the run's slot (no sync: the run's finished report is durable already, and an entry a crash leaves
-   * behind is recognised at start as a run whose report is on disk). With `attempt`, only that attempt's entry.
+   * Frees the run's slot, once the run's finished report is durable (an entry a crash leaves behind is recognised
+   * at start as a run whose report is on disk). With `attempt`, only that attempt's entry.
    */
   remove(runId: number, attempt?: number): void {
     const held = this.slotOf.get(runId);
@@ -160,12 +150,6 @@ export class RunJournal {
 
   close(): void {
     if (this.fd < 0) return;
-    if (this.syncing > 0) this.closeWhenSynced = true;
-    else this.closeNow();
-  }
-
-  private closeNow(): void {
-    if (this.fd < 0) return;
     closeSync(this.fd);
     this.fd = -1;
   }
@@ -185,7 +169,7 @@ function parseEntry(first: string, second: string): JournalEntry | undefined {
     if (typeof e?.runId !== 'number' || typeof e.attempt !== 'number') return undefined;
     entry = { runId: e.runId, attempt: e.attempt, acceptedAt: e.acceptedAt };
   } catch {
-    return undefined; // torn: its sync never returned, so the run never started
+    return undefined; // torn by a power loss: the server declares the run lost (the agent no longer lists it)
   }
   try {
     const p = JSON.parse(second) as { pid?: unknown; startTicks?: unknown };

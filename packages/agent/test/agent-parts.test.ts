@@ -418,8 +418,7 @@ describe('disk queue: raw output records and group commit', () => {
 
 describe('running journal', () => {
   const fds = () => readdirSync('/proc/self/fd').length;
-  const written = (j: RunJournal, runId: number) =>
-    new Promise<void>((resolve, reject) => j.write({ runId, attempt: 1, acceptedAt: 5 }, (err) => (err ? reject(err) : resolve())));
+  const written = (j: RunJournal, runId: number) => j.write({ runId, attempt: 1, acceptedAt: 5 });
 
   it('keeps entries in reused slots of one file, and reads what a previous process left', async () => {
     const dir = tmp();
@@ -456,7 +455,7 @@ describe('running journal', () => {
     j.remove(7);
     await written(j, 8); // same slot as 7 had
     expect(new RunJournal(dir).list()).toEqual([{ runId: 8, attempt: 1, acceptedAt: 5 }]);
-    await new Promise<void>((resolve, reject) => j.write({ runId: 8, attempt: 2, acceptedAt: 6 }, (err) => (err ? reject(err) : resolve())));
+    j.write({ runId: 8, attempt: 2, acceptedAt: 6 });
     j.remove(8, 1);
     expect(new RunJournal(dir).list()).toEqual([{ runId: 8, attempt: 2, acceptedAt: 6 }]);
     j.close();
@@ -468,7 +467,7 @@ describe('running journal', () => {
     for (let r = 1; r <= 70; r++) await written(j, r);
     expect(new RunJournal(dir).list()).toHaveLength(70);
     j.close();
-    // A torn first line (the sync never returned): the run never started and is dropped.
+    // A torn first line (a power loss in mid-write) is dropped: the server declares such a run lost.
     const fd = openSync(join(dir, 'slots'), 'r+');
     const torn = Buffer.alloc(512);
     torn.write('{"runId":6,"att');

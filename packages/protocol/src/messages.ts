@@ -83,6 +83,9 @@ export type QueueItem = z.output<typeof queueItem>;
 
 // ── Agent → server ──
 
+/** The most runs an agent lists in hello and heartbeats; a list of this length may be cut, so it proves no absence. */
+export const MAX_ACTIVE_RUNS = 10_000;
+
 export const helloMessage = z.strictObject({
   type: z.literal('hello'),
   protocol: z.number().int(),
@@ -94,12 +97,15 @@ export const helloMessage = z.strictObject({
   capabilities,
   /** Identifies the agent's queue; sequence numbers are unique per queue (a wiped data dir starts a new one). */
   queueId: z.string().regex(/^[A-Za-z0-9-]{8,64}$/),
-  /** Runs the agent holds (running, or with reports still queued): the server does not declare them lost. */
-  activeRuns: z.array(runId).max(10_000),
+  /**
+   * Runs the agent holds (running, or with reports still queued): the server does not declare them lost, and a
+   * complete list (shorter than MAX_ACTIVE_RUNS) lets it declare lost a run the agent no longer has.
+   */
+  activeRuns: z.array(runId).max(MAX_ACTIVE_RUNS),
   draining: z.boolean(),
 });
 export const authMessage = z.strictObject({ type: z.literal('auth'), signature: z.string().max(256).regex(/^[A-Za-z0-9+/]*={0,2}$/) });
-export const heartbeatMessage = z.strictObject({ type: z.literal('heartbeat'), at, activeRuns: z.array(runId).max(10_000), load1: z.number().optional() });
+export const heartbeatMessage = z.strictObject({ type: z.literal('heartbeat'), at, activeRuns: z.array(runId).max(MAX_ACTIVE_RUNS), load1: z.number().optional() });
 export const reportMessage = z.strictObject({ type: z.literal('report'), seq: z.number().int().positive(), item: queueItem });
 export const acceptedMessage = z.strictObject({ type: z.literal('accepted'), runId, attempt });
 export const rejectedMessage = z.strictObject({ type: z.literal('rejected'), runId, attempt, reason: text(1024) });

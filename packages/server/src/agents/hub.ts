@@ -365,8 +365,9 @@ class Hub implements AgentHub, HubContext {
           s.ws.terminate();
         } else if (silent > c.staleAfterMs && l.status === 'connected') {
           l.status = 'stale';
-          this.events.emit('agent:stale', { name });
+          // Events follow the store write, so a subscriber that reads the store on an event sees what it announces.
           await this.store.updateAgentLink(name, { status: 'stale', lastSeenAt: l.lastSeenAt });
+          this.events.emit('agent:stale', { name });
         } else if (l.lastSeenMono - l.persistedMono > 60_000) {
           l.persistedMono = l.lastSeenMono; // last-seen is persisted about once a minute, not on every heartbeat
           await this.store.updateAgentLink(name, { lastSeenAt: l.lastSeenAt });
@@ -376,9 +377,12 @@ class Hub implements AgentHub, HubContext {
       if (l.status !== 'missing' && silent > c.missingAfterMs) {
         l.status = 'missing';
         this.logger.warn({ agent: name }, 'agent missing');
-        this.events.emit('agent:missing', { name });
-        await this.store.updateAgentLink(name, { status: 'missing' }).catch(() => undefined);
-        await this.raise(name, 'critical', `agent ${name} is missing: not seen since ${new Date(l.lastSeenAt).toISOString()}`, now);
+        try {
+          await this.store.updateAgentLink(name, { status: 'missing' }).catch(() => undefined);
+          await this.raise(name, 'critical', `agent ${name} is missing: not seen since ${new Date(l.lastSeenAt).toISOString()}`, now);
+        } finally {
+          this.events.emit('agent:missing', { name });
+        }
       }
       if (l.status === 'missing' && !l.lostReported && silent > c.missingAfterMs + c.lostRunLeaseMs) {
         l.lostReported = true;
