@@ -42,10 +42,11 @@ export async function createServer(config: ServerConfig, opts: ServerParts = {})
   // Store trouble it works around (an output file it cannot write: that output goes into the database) is logged.
   const store = opts.store ?? (await openStore(config.store, { backgroundCheckpoints: true, onWarning: (w) => logger.warn({ code: w.code, path: w.path }, w.message) }));
   const events = new EventBus();
-  const startedAt = Date.now();
+  // Uptime is measured on the monotonic clock: a step of the wall clock (brief §4) is no uptime.
+  const startedMono = performance.now();
   let ready = false;
   let url = '';
-  const http = buildHttp({ store, logger, isReady: () => ready, startedAt });
+  const http = buildHttp({ store, logger, isReady: () => ready, startedMono });
   const clock = opts.clock ?? { now: () => Date.now() };
   const engine = new Engine(store, events, logger, clock, { ...DEFAULT_ENGINE_OPTIONS, timezone: config.timezone, ...opts.engine });
   const reports = engineReports(engine);

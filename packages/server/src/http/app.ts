@@ -5,7 +5,7 @@ import type { Store } from '@batchalyzer/store';
 import { healthRoutes } from './health.js';
 
 /** The HTTP API (brief §11). Errors always come back as `{ error: { code, message } }` with a 4xx/5xx status. */
-export function buildHttp(deps: { store: Store; logger: Logger; isReady: () => boolean; startedAt: number }): FastifyInstance {
+export function buildHttp(deps: { store: Store; logger: Logger; isReady: () => boolean; startedMono: number }): FastifyInstance {
   const app: FastifyInstance = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }), bodyLimit: 10 * 1024 * 1024 });

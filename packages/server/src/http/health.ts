@@ -3,7 +3,7 @@ import { VERSION } from '@batchalyzer/core';
 import type { Store } from '@batchalyzer/store';
 
 /** GET /api/v1/health: for load balancers and probes. 200 when ready, 503 while starting or when the store fails. */
-export function healthRoutes(app: FastifyInstance, deps: { store: Store; isReady: () => boolean; startedAt: number }): void {
+export function healthRoutes(app: FastifyInstance, deps: { store: Store; isReady: () => boolean; startedMono: number }): void {
   app.get('/api/v1/health', async (_req, reply) => {
     let storeOk = true;
     let storeError: string | undefined;
@@ -19,7 +19,7 @@ export function healthRoutes(app: FastifyInstance, deps: { store: Store; isReady
       ready,
       version: VERSION,
       store: { kind: deps.store.kind, ok: storeOk, ...(storeError ? { error: storeError } : {}) },
-      uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
+      uptimeSeconds: Math.round((performance.now() - deps.startedMono) / 1000),
     });
   });
 }
