@@ -71,6 +71,11 @@ export class AgentSession {
   private readonly ownership = new Map<string, Ownership>();
   /** Requests waiting for their answer, by key; callers of the same key share one frame and one answer (request). */
   private readonly waits = new Map<string, Wait>();
+  /**
+   * Keys of requests that timed out on this connection (the newest 1,000): a slow agent's late answer to one is
+   * expected, not a protocol violation (it closed the link, and the agent reconnected).
+   */
+  private readonly expired = new Set<string>();
   private readonly handshakeTimer: NodeJS.Timeout;
 
   constructor(readonly ws: WebSocket, req: IncomingMessage, private readonly hub: HubContext) {
@@ -234,6 +239,10 @@ export class AgentSession {
       case 'rejected': {
         const key = `d:${m.runId}:${m.attempt}`;
         const w = this.waits.get(key);
+        if (!w && this.lateAnswer(key)) {
+          if (m.type === 'accepted') this.activeRuns.add(m.runId); // the agent has it: its heartbeats will say so too
+          return;
+        }
         if (!w) return this.offend(`${m.type} for run ${m.runId} attempt ${m.attempt}, which was not dispatched on this connection`, null);
         this.waits.delete(key);
         clearTimeout(w.timer);
@@ -245,6 +254,7 @@ export class AgentSession {
       }
       case 'kill-result': {
         const w = this.waits.get(`k:${m.runId}`);
+        if (!w && this.lateAnswer(`k:${m.runId}`)) return;
         if (!w) return this.offend(`kill-result for run ${m.runId}, which was not asked to be killed`, null);
         this.waits.delete(`k:${m.runId}`);
         clearTimeout(w.timer);
@@ -466,11 +476,21 @@ export class AgentSession {
     const timer = setTimeout(() => {
       const w = this.waits.get(key);
       this.waits.delete(key);
+      this.expired.delete(key);
+      this.expired.add(key);
+      if (this.expired.size > 1000) this.expired.delete(this.expired.values().next().value!);
       w?.reject(new Error(`agent ${this.name} did not answer within ${timeoutMs} ms`));
     }, timeoutMs);
     this.waits.set(key, { ...settle, timer, answer });
     this.send(m);
     return answer as Promise<T>;
+  }
+
+  /** An answer to a request that timed out: logged and dropped, once per request. */
+  private lateAnswer(key: string): boolean {
+    if (!this.expired.delete(key)) return false;
+    this.hub.logger.info({ agent: this.name, request: key }, 'late answer from the agent to a request that timed out; ignored');
+    return true;
   }
 
   /** Resolves when every report received so far is committed (or failed). */
