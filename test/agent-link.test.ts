@@ -51,6 +51,19 @@ describe('agent link survives a dropped connection (brief §8)', () => {
     expect((await store.getAgent('a1'))!.status).toBe('connected');
   });
 
+  it('a connection that drops and comes back within the stale time raises no message', async () => {
+    const { server, agent, store } = await serverWithAgent('a1');
+    track(server, agent);
+    cleanup.push(() => store.close());
+    const from = server.events.length;
+    expect((await server.post<{ dropped: boolean }>('/test/drop', { agent: 'a1' })).dropped).toBe(true);
+    await server.event('agent:disconnected', (e) => e.name === 'a1', 10_000, from);
+    await server.event('agent:connected', (e) => e.name === 'a1', 10_000, from);
+    await new Promise((r) => setTimeout(r, 2_000)); // past FAST_HUB's stale time (1.5 s) since the drop
+    expect(server.events.slice(from).filter((e) => e.event === 'message:raised')).toEqual([]);
+    expect((await store.listMessages({}, { limit: 10 })).items).toEqual([]);
+  });
+
   it('kill -9 of the server while jobs run: the agent buffers, and the restarted server records each result exactly once', async () => {
     const { server, agent, store } = await serverWithAgent('a1');
     track(server, agent);

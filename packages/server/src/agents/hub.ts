@@ -85,6 +85,8 @@ class Hub implements AgentHub, HubContext {
   private readonly parked = new Set<{ req: IncomingMessage; socket: Duplex; head: Buffer }>();
   /** Store writes started by connection events, awaited by stop() so that none runs after the store closes. */
   private readonly sideEffects = new Set<Promise<unknown>>();
+  /** Disconnect messages waiting for the agent to stay away past the stale time (offline). */
+  private readonly disconnectNotices = new Map<string, NodeJS.Timeout>();
 
   constructor(deps: AgentHubDeps) {
     this.store = deps.store;
@@ -129,6 +131,8 @@ class Hub implements AgentHub, HubContext {
     for (const p of this.parked) p.socket.destroy();
     this.parked.clear();
     clearInterval(this.timer);
+    for (const t of this.disconnectNotices.values()) clearTimeout(t);
+    this.disconnectNotices.clear();
     const sessions = [...this.all];
     const closed = sessions.map((s) => new Promise((r) => (s.ws.readyState === s.ws.CLOSED ? r(undefined) : s.ws.once('close', r))));
     for (const s of sessions) s.close(CLOSE.goingAway, 'server stopping');
@@ -243,6 +247,8 @@ class Hub implements AgentHub, HubContext {
       existing.ws.terminate();
     }
     this.sessions.set(session.name, session);
+    clearTimeout(this.disconnectNotices.get(session.name));
+    this.disconnectNotices.delete(session.name);
     const queueId = session.hello!.queueId;
     if (this.accepted.get(session.name)?.queueId !== queueId) this.accepted.set(session.name, { queueId, seq: 0 });
     const mono = this.monotonic();
@@ -271,11 +277,19 @@ class Hub implements AgentHub, HubContext {
     this.logger.warn({ agent: s.name, reason }, 'agent disconnected');
     this.events.emit('agent:disconnected', { name: s.name, reason });
     const at = Date.now();
-    this.track((async () => {
-      await this.store.updateAgentLink(s.name, { status: 'disconnected', lastSeenAt: l?.lastSeenAt ?? at });
-      // While stopping, a disconnect is the server's doing, not news about the agent.
-      if (!this.stopped) await this.raise(s.name, 'warning', `agent ${s.name} disconnected: ${reason}`, at);
-    })(), 'could not record the disconnect');
+    this.track(this.store.updateAgentLink(s.name, { status: 'disconnected', lastSeenAt: l?.lastSeenAt ?? at }), 'could not record the disconnect');
+    // While stopping, a disconnect is the server's doing, not news about the agent. Otherwise it becomes a message
+    // only if the agent stays away as long as a silent agent takes to go stale: a link that drops and comes back
+    // at once (a restarted agent, a network blip, a rejected report) needs no operator, and each used to raise and
+    // resolve a message.
+    if (this.stopped) return;
+    clearTimeout(this.disconnectNotices.get(s.name));
+    const name = s.name;
+    this.disconnectNotices.set(name, setTimeout(() => {
+      this.disconnectNotices.delete(name);
+      if (this.stopped || this.sessions.has(name) || this.liveness.get(name)?.status === 'missing') return;
+      this.track(this.raise(name, 'warning', `agent ${name} disconnected at ${new Date(at).toISOString()}: ${reason}`, at), 'could not raise the disconnect message');
+    }, this.config.staleAfterMs));
   }
 
   draining(s: AgentSession): void {
