@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import { MAX_ACTIVE_RUNS } from '@batchalyzer/protocol';
 import {
   compileSchedule, ConflictError, DueHeap, type Definitions, expandTarget, type JobSpec, materialize, type Occurrences, type Schedule, planCalendar, type PlanCalendar,
   addDays, planDateOf, planDayBounds, type WaitReason, canonicalJson, parseDuration, parseSize,
@@ -9,6 +8,7 @@ import type { EventBus } from '../events.js';
 import type { Service } from '../lifecycle.js';
 import type { AgentLink, ConnectedAgent, DispatchPayload } from '../link.js';
 import { createdAhead, hasRunAhead, planWithdrawal, untouchedAhead } from './ahead.js';
+import { Reconciler } from './reconcile.js';
 import { EngineState } from './state.js';
 
 /**
@@ -29,7 +29,7 @@ export interface EngineOptions {
   graceMs: number;
   agingMs: number;
   maxSleepMs: number;
-  /** After an agent reconnects, how long to wait for its queued reports before declaring its unknown runs lost. */
+  /** Period of the check of runs on agents against the agents' own lists; a run missing twice this far apart is decided (reconcile.ts). */
   reconcileAfterMs: number;
   /** Keep ended runs, plan days and conditions this long. */
   retentionMs: number;
@@ -103,7 +103,30 @@ export class Engine implements Service {
     readonly logger: Logger,
     readonly clock: Clock,
     readonly options: EngineOptions,
-  ) {}
+  ) {
+    this.reconciler = new Reconciler({
+      state: this.state,
+      periodMs: options.reconcileAfterMs,
+      now: () => this.clock.now(),
+      agents: () => this.link?.connected() ?? [],
+      fail: (err) => this.fail(err),
+      lose: async (run, reason) => {
+        this.logger.warn({ runId: run.id, agent: run.agentName, state: run.state }, 'run unknown to its agent; it is lost');
+        await this.onLost(run.id, reason);
+      },
+      requeue: async (run, reason) => {
+        const back = await this.store.requeueRun({ runId: run.id, at: this.clock.now(), actor: ACTOR, reason });
+        if (!back) return;
+        this.logger.warn({ runId: run.id, agent: run.agentName }, 'dispatched run unknown to its agent; it waits again');
+        this.state.runs.set(back.id, back);
+        this.state.releaseHolds(back.id);
+        this.poke();
+      },
+    });
+  }
+
+  /** Compares the runs on agents with the agents' own lists (engine/reconcile.ts). */
+  private readonly reconciler: Reconciler;
 
   /** The agent link is created after the engine (it reports to it), so it is attached here. */
   attachLink(link: AgentLink): void {
@@ -135,16 +158,15 @@ export class Engine implements Service {
       this.events.on('agent:draining', () => this.poke()),
     );
     await this.pass();
-    this.scheduleReconcile();
+    this.reconciler.start();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    clearTimeout(this.reconcileTimer);
     for (const off of this.unsubscribe.splice(0)) off();
     await this.running;
-    await this.reconciling;
+    await this.reconciler.stop();
   }
 
   private setEntry(e: PlanEntryRecord, key = `${e.planDate}|${e.jobName}`): void {
@@ -622,12 +644,9 @@ export class Engine implements Service {
       void requeue('no agent link').catch((e) => this.fail(e));
       return;
     }
-    this.acceptedBy.delete(run.id);
-    this.dispatching.add(run.id);
-    link.dispatch(run.agentName!, this.payloadOf(run)).finally(() => this.dispatching.delete(run.id)).then(() => {
-      const now = this.state.runs.get(run.id);
-      if (now?.state === 'dispatched' && now.attempt === run.attempt && now.agentName === run.agentName) this.acceptedBy.set(run.id, run.attempt);
-    }, (err: Error) => {
+    this.reconciler.dispatching(run.id);
+    link.dispatch(run.agentName!, this.payloadOf(run)).then(() => this.reconciler.answered(run, true), (err: Error) => {
+      this.reconciler.answered(run, false);
       // Put the run back only when it certainly did not reach the agent; after a timeout or a dropped connection
       // the agent may have it, so reconciliation with the agent's own list of runs decides (no double run).
       const definite = /is not connected|is draining|cannot be sent|rejected run|no agent link/.test(err.message);
@@ -695,82 +714,6 @@ export class Engine implements Service {
     await this.store.setWaitReasons(changed);
   }
 
-  /** Runs found unknown to their agent, with when (monotonic) and which attempt: a check a period later acts. */
-  private readonly suspects = new Map<number, { at: number; attempt: number }>();
-  /** Dispatched runs whose agent confirmed the dispatch (`accepted`), by attempt: the agent may have started them. */
-  private readonly acceptedBy = new Map<number, number>();
-  /** Runs whose dispatch request is still waiting for the agent's answer: not judged meanwhile. */
-  private readonly dispatching = new Set<number>();
-  private reconcileTimer: NodeJS.Timeout | undefined;
-  private reconciling: Promise<void> = Promise.resolve();
-
-  private scheduleReconcile(): void {
-    if (this.stopped) return;
-    this.reconcileTimer = setTimeout(() => {
-      this.reconciling = this.reconcile().catch((err) => this.fail(err)).finally(() => this.scheduleReconcile());
-    }, this.options.reconcileAfterMs).unref();
-  }
-
-  /**
-   * Every reconcile period, the dispatched and running runs are compared with their connected agent's own list
-   * (hello and every heartbeat carry it: the runs the agent runs and those with reports still in its queue; a run
-   * leaves it only once the server acknowledged its end, i.e. committed it). A run missing from that list on two
-   * checks a period apart (monotonic clock) is decided:
-   * - dispatched and never accepted: the dispatch never reached the agent; the run waits again (same attempt);
-   * - accepted or running: the agent had it but has neither the job nor a report of it any more. A kill -9 of the
-   *   agent cannot do that (its journal and queue are written before it answers); a power loss of its host, a
-   *   replaced data directory or a report the agent gave up on can. The run is lost (retried if the job allows):
-   *   it may have started, so putting it back could run it twice unknowingly. This is what ends a run the server
-   *   saw started after a power loss, so the agent does not sync its journal before it starts a job (docs/agent.md).
-   * Periodic, not once after a reconnect: a restarted agent lists runs whose old reports it is still re-sending, and
-   * drops them only once those are acknowledged. A list the agent cut at its limit (MAX_ACTIVE_RUNS) proves nothing
-   * for the second kind. A dispatch younger than a period is left for later: its age is wall time (dispatchedAt is
-   * stored), so after the clock stepped back (brief §4) an unconfirmed dispatch looks recent until the clock passes
-   * its time again.
-   */
-  private async reconcile(): Promise<void> {
-    if (this.stopped || !this.link) return;
-    const agents = new Map(this.link.connected().map((a) => [a.name, a] as const));
-    const lists = new Map<string, Set<number>>();
-    const now = this.clock.now();
-    const mono = performance.now();
-    const period = this.options.reconcileAfterMs;
-    const active: RunRecord[] = [];
-    for (const ids of this.state.activeByJob.values()) for (const id of ids) active.push(this.state.runs.get(id)!);
-    for (const r of active) {
-      if (this.stopped) return;
-      const agent = r?.agentName ? agents.get(r.agentName) : undefined;
-      if (!agent || (r.state !== 'dispatched' && r.state !== 'running') || this.state.runs.get(r.id) !== r) continue;
-      let known = lists.get(agent.name);
-      if (!known) lists.set(agent.name, (known = new Set(agent.activeRuns)));
-      const mayHaveStarted = r.state === 'running' || this.acceptedBy.get(r.id) === r.attempt;
-      const undecidable = this.dispatching.has(r.id) || (mayHaveStarted && agent.activeRuns.length >= MAX_ACTIVE_RUNS)
-        || (r.state === 'dispatched' && (r.dispatchedAt === null || r.dispatchedAt > now - period));
-      if (known.has(r.id) || undecidable) {
-        this.suspects.delete(r.id);
-        continue;
-      }
-      // A sighting counts only for the same attempt and from the previous few checks (not one left from long ago).
-      const seen = this.suspects.get(r.id);
-      const age = seen?.attempt === r.attempt ? mono - seen.at : Infinity;
-      if (age > 3 * period) this.suspects.set(r.id, { at: mono, attempt: r.attempt });
-      if (age < period || age > 3 * period) continue;
-      this.suspects.delete(r.id);
-      if (mayHaveStarted) {
-        this.logger.warn({ runId: r.id, agent: agent.name, state: r.state }, 'run unknown to its agent; it is lost');
-        await this.onLost(r.id, `agent ${agent.name} no longer has run ${r.id}: neither the job nor a report of it (host power loss, replaced agent data, or a report the agent gave up on); its result is unknown`);
-        continue;
-      }
-      const back = await this.store.requeueRun({ runId: r.id, at: now, actor: ACTOR, reason: `agent ${agent.name} does not have run ${r.id}` });
-      if (back) {
-        this.logger.warn({ runId: r.id, agent: agent.name }, 'dispatched run unknown to its agent; it waits again');
-        this.state.runs.set(back.id, back);
-        this.state.releaseHolds(back.id);
-        this.poke();
-      }
-    }
-  }
-
   /** Set by the reports module (engine/reports.ts) so that reconciliation uses the same lost handling. */
   onLost: (runId: number, reason: string) => Promise<void> = async () => undefined;
 
@@ -779,8 +722,7 @@ export class Engine implements Service {
 
   forget(runId: number): void {
     this.killRequested.delete(runId);
-    this.acceptedBy.delete(runId);
-    this.suspects.delete(runId);
+    this.reconciler.forget(runId);
     this.touchedAhead.delete(runId);
     this.state.runs.delete(runId);
     this.state.releaseHolds(runId);

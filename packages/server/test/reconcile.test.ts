@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { judge, type Sighting } from '../src/engine/reconcile.js';
+
+/** The reconcile decision for one run, from plain data (docs/scheduling.md, "Delivery"). */
+const P = 10_000;
+const NOW = 1_000_000;
+const MONO = 500_000;
+const run = (state: 'dispatched' | 'running', over: { attempt?: number; dispatchedAt?: number | null } = {}) =>
+  ({ id: 7, state, attempt: over.attempt ?? 1, dispatchedAt: over.dispatchedAt === undefined ? NOW - 5 * P : over.dispatchedAt });
+const listed = (ids: number[] = [], cut = false) => ({ list: new Set(ids), cut });
+const facts = (over: { accepted?: boolean; dispatching?: boolean; seen?: Sighting } = {}) =>
+  ({ accepted: false, dispatching: false, seen: undefined, now: NOW, mono: MONO, periodMs: P, ...over });
+const seenAgo = (ms: number, attempt = 1): Sighting => ({ at: MONO - ms, attempt });
+
+describe('judge', () => {
+  it('keeps what the agent lists, a dispatch in flight, and a dispatch younger than a period', () => {
+    expect(judge(run('running'), listed([7]), facts({ seen: seenAgo(P) }))).toBe('keep');
+    expect(judge(run('dispatched'), listed(), facts({ dispatching: true, seen: seenAgo(P) }))).toBe('keep');
+    expect(judge(run('dispatched', { dispatchedAt: NOW - P / 2 }), listed(), facts({ seen: seenAgo(P) }))).toBe('keep');
+    expect(judge(run('dispatched', { dispatchedAt: null }), listed(), facts({ seen: seenAgo(P) }))).toBe('keep');
+  });
+
+  it('watches a run missing for the first time, or seen missing less than a period ago', () => {
+    expect(judge(run('running'), listed(), facts())).toBe('watch');
+    expect(judge(run('running'), listed(), facts({ seen: seenAgo(P - 1) }))).toBe('watch');
+  });
+
+  it('acts on the second sighting a period later: lost when it may have started, put back when never accepted', () => {
+    expect(judge(run('running'), listed(), facts({ seen: seenAgo(P) }))).toBe('lose');
+    expect(judge(run('dispatched'), listed(), facts({ accepted: true, seen: seenAgo(P) }))).toBe('lose');
+    expect(judge(run('dispatched'), listed(), facts({ seen: seenAgo(P) }))).toBe('requeue');
+    expect(judge(run('dispatched'), listed(), facts({ seen: seenAgo(3 * P) }))).toBe('requeue');
+  });
+
+  it('a sighting of another attempt, or one from long ago, counts as a first one', () => {
+    expect(judge(run('running', { attempt: 2 }), listed(), facts({ seen: seenAgo(P, 1) }))).toBe('watch');
+    expect(judge(run('running'), listed(), facts({ seen: seenAgo(3 * P + 1) }))).toBe('watch');
+  });
+
+  it('a list cut at the protocol limit proves nothing (an accept whose answer was lost could be among the runs left out)', () => {
+    expect(judge(run('running'), listed([], true), facts({ seen: seenAgo(P) }))).toBe('keep');
+    expect(judge(run('dispatched'), listed([], true), facts({ accepted: true, seen: seenAgo(P) }))).toBe('keep');
+    expect(judge(run('dispatched'), listed([], true), facts({ seen: seenAgo(P) }))).toBe('keep');
+  });
+});
