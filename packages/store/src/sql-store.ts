@@ -27,6 +27,9 @@ class Refusal extends Error {
 }
 
 /** The store on Kysely: one query codebase for SQLite and PostgreSQL (dialect details live in connection.ts). */
+/** The advisory lock applyDefinitions holds on PostgreSQL: hashtext(this || current_schema()). Exported for tests. */
+export const DEFINITIONS_LOCK = 'batchalyzer.definitions.';
+
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
   readonly location: string;
@@ -80,15 +83,20 @@ export class SqlStore implements Store {
 
   async loadDefinitions(): Promise<Definitions> {
     const d = emptyDefinitions();
-    const [settings, groups, resources, jobs, checks, rules] = await Promise.all([
-      this.db.selectFrom('settings').selectAll().where('key', 'in', ['timezone', 'newDayAt']).execute(),
-      this.db.selectFrom('agent_groups').selectAll().orderBy('name').execute(),
-      this.db.selectFrom('resources').selectAll().orderBy('name').execute(),
+    const read = (db: Kysely<DB>) => Promise.all([
+      db.selectFrom('settings').selectAll().where('key', 'in', ['timezone', 'newDayAt']).execute(),
+      db.selectFrom('agent_groups').selectAll().orderBy('name').execute(),
+      db.selectFrom('resources').selectAll().orderBy('name').execute(),
       // Only what is read below: 100,000 job rows of five columns were a measurable part of a cold start.
-      this.db.selectFrom('jobs').select(['name', 'spec']).orderBy('name').execute(),
-      this.db.selectFrom('checks').select(['name', 'spec']).orderBy('name').execute(),
-      this.db.selectFrom('notify_rules').selectAll().orderBy('name').execute(),
+      db.selectFrom('jobs').select(['name', 'spec']).orderBy('name').execute(),
+      db.selectFrom('checks').select(['name', 'spec']).orderBy('name').execute(),
+      db.selectFrom('notify_rules').selectAll().orderBy('name').execute(),
     ]);
+    // One snapshot: on PostgreSQL the six reads went to different pool connections, so an apply committed between
+    // them gave a torn set (a job naming a resource the read did not see). SQLite has one connection.
+    const [settings, groups, resources, jobs, checks, rules] = this.kind === 'postgres'
+      ? await this.db.transaction().setIsolationLevel('repeatable read').setAccessMode('read only').execute(read)
+      : await read(this.db);
     for (const s of settings) d.settings[s.key as 'timezone' | 'newDayAt'] = s.value;
     for (const g of groups) d.groups[g.name] = JSON.parse(g.members);
     for (const r of resources) d.resources[r.name] = JSON.parse(r.spec);
@@ -110,6 +118,10 @@ export class SqlStore implements Store {
     // Multi-row statements in chunks (parameter limits: SQLite 32766, PostgreSQL 65535), all in one transaction.
     const chunks = <T>(items: T[], size = 500): T[][] => Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
     await this.tx(async (trx) => {
+      // PostgreSQL: applies one at a time, so that their audit ids (what definitionsVersion reads) follow commit
+      // order; two concurrent applies could commit the lower id last, and a server that had read the higher one
+      // never saw the other change. SQLite's write lock serialises them already.
+      if (this.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(hashtext(${DEFINITIONS_LOCK} || current_schema()))`.execute(trx);
       for (const key of upserts('settings')) {
         const value = r.settings[key as 'timezone' | 'newDayAt']!;
         await trx.insertInto('settings').values({ key, value, updated_at: at })
