@@ -21,7 +21,7 @@ const resources = {};
 for (let p = 0; p < 20; p++) resources[`pool${p}`] = { pool: 8 };
 for (let r = 0; r < 5; r++) resources[`rate${r}`] = { rate: '100/1m' };
 const agents = Array.from({ length: AGENTS }, (_, i) => ({
-  name: `a${i}`, connectedAt: 0, draining: false, version: 'sim', activeRuns: [],
+  name: `a${i}`, connectedAt: 0, draining: false, version: 'sim', activeRuns: new Set(), activeRunsCut: false, listVersion: 0,
   capabilities: { command: true, shell: true, node: true, checks: { builtin: true, plugin: true, node: true } },
 }));
 const groups = { all: agents.map((a) => a.name) };

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { compileConfig, planApplyFromYaml } from '@batchalyzer/core';
+import { MAX_ACTIVE_RUNS } from '@batchalyzer/protocol';
 import { type BatchalyzerServer, createServer, type AgentLink, type ConnectedAgent, type DispatchPayload, type EngineOptions, type ServerEvents } from '@batchalyzer/server';
 import { tempDir } from './cli.js';
 
@@ -22,13 +23,22 @@ export class BoundaryLink implements AgentLink {
   readonly sent: { agent: string; payload: DispatchPayload }[] = [];
   readonly kills: { agent: string; runId: number }[] = [];
 
-  connect(name: string, over: Partial<ConnectedAgent> = {}): void {
+  private lists = 0;
+
+  /** The agent connects, or sends a new list of its active runs. */
+  connect(name: string, over: Partial<Omit<ConnectedAgent, 'activeRuns'>> & { activeRuns?: Iterable<number> } = {}): void {
+    const activeRuns = new Set(over.activeRuns ?? []);
     this.agents.set(name, {
-      name, connectedAt: 0, draining: false, version: 'test', activeRuns: [],
+      name, connectedAt: 0, draining: false, version: 'test',
       capabilities: { command: true, shell: true, node: true, checks: { builtin: true, plugin: true, node: true } }, ...over,
+      activeRuns, activeRunsCut: activeRuns.size >= MAX_ACTIVE_RUNS, listVersion: ++this.lists,
     });
   }
+  /** Agents whose lists stay as they are (a paused connection); the others send a new list before each look. */
+  readonly silent = new Set<string>();
+
   connected(): ConnectedAgent[] {
+    for (const a of this.agents.values()) if (!this.silent.has(a.name)) a.listVersion = ++this.lists;
     return [...this.agents.values()];
   }
   async dispatch(agent: string, payload: DispatchPayload): Promise<void> {

@@ -13,8 +13,15 @@ export interface ConnectedAgent {
   version: string;
   /** Kinds of work the agent accepts; a kind it refuses is never dispatched to it. */
   capabilities: AgentCapabilities;
-  /** Runs the agent reports as in progress. */
-  activeRuns: number[];
+  /**
+   * Runs the agent lists as its own (running, or with reports still queued; hello and every heartbeat, plus
+   * dispatches it accepted since). The link's live set, not a copy: read it, never change it.
+   */
+  activeRuns: ReadonlySet<number>;
+  /** The agent's last list was at the protocol's limit (MAX_ACTIVE_RUNS), so it may be cut: it proves no absence. */
+  activeRunsCut: boolean;
+  /** Increases with every list the agent sends, across connections: a newer list is a fresh statement. */
+  listVersion: number;
 }
 
 export interface AgentCapabilities {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { judge, type Sighting } from '../src/engine/reconcile.js';
+import { judge, sighting, type Sighting } from '../src/engine/reconcile.js';
 
 /** The reconcile decision for one run, from plain data (docs/scheduling.md, "Delivery"). */
 const P = 10_000;
@@ -7,10 +7,11 @@ const NOW = 1_000_000;
 const MONO = 500_000;
 const run = (state: 'dispatched' | 'running', over: { attempt?: number; dispatchedAt?: number | null } = {}) =>
   ({ id: 7, state, attempt: over.attempt ?? 1, dispatchedAt: over.dispatchedAt === undefined ? NOW - 5 * P : over.dispatchedAt });
-const listed = (ids: number[] = [], cut = false) => ({ list: new Set(ids), cut });
+/** The agent's list: by default a newer one (version 2) than the sighting's (version 1). */
+const listed = (ids: number[] = [], cut = false, listVersion = 2) => ({ activeRuns: new Set(ids), activeRunsCut: cut, listVersion });
 const facts = (over: { accepted?: boolean; dispatching?: boolean; seen?: Sighting } = {}) =>
   ({ accepted: false, dispatching: false, seen: undefined, now: NOW, mono: MONO, periodMs: P, ...over });
-const seenAgo = (ms: number, attempt = 1): Sighting => ({ at: MONO - ms, attempt });
+const seenAgo = (ms: number, attempt = 1): Sighting => ({ at: MONO - ms, attempt, listVersion: 1 });
 
 describe('judge', () => {
   it('keeps what the agent lists, a dispatch in flight, and a dispatch younger than a period', () => {
@@ -32,6 +33,11 @@ describe('judge', () => {
     expect(judge(run('dispatched'), listed(), facts({ seen: seenAgo(3 * P) }))).toBe('requeue');
   });
 
+  it('the second sighting counts only against a newer list from the agent (the same list twice says nothing new)', () => {
+    expect(judge(run('running'), listed([], false, 1), facts({ seen: seenAgo(2 * P) }))).toBe('watch');
+    expect(judge(run('running'), listed([], false, 2), facts({ seen: seenAgo(2 * P) }))).toBe('lose');
+  });
+
   it('a sighting of another attempt, or one from long ago, counts as a first one', () => {
     expect(judge(run('running', { attempt: 2 }), listed(), facts({ seen: seenAgo(P, 1) }))).toBe('watch');
     expect(judge(run('running'), listed(), facts({ seen: seenAgo(3 * P + 1) }))).toBe('watch');
@@ -41,5 +47,13 @@ describe('judge', () => {
     expect(judge(run('running'), listed([], true), facts({ seen: seenAgo(P) }))).toBe('keep');
     expect(judge(run('dispatched'), listed([], true), facts({ accepted: true, seen: seenAgo(P) }))).toBe('keep');
     expect(judge(run('dispatched'), listed([], true), facts({ seen: seenAgo(P) }))).toBe('keep');
+  });
+
+  it('a sighting is kept while it counts, and replaced for another attempt or when too old', () => {
+    const first = seenAgo(P);
+    expect(sighting(first, { attempt: 1 }, 5, MONO, P)).toBe(first);
+    expect(sighting(first, { attempt: 2 }, 5, MONO, P)).toEqual({ at: MONO, attempt: 2, listVersion: 5 });
+    expect(sighting(seenAgo(3 * P + 1), { attempt: 1 }, 5, MONO, P)).toEqual({ at: MONO, attempt: 1, listVersion: 5 });
+    expect(sighting(undefined, { attempt: 1 }, 5, MONO, P)).toEqual({ at: MONO, attempt: 1, listVersion: 5 });
   });
 });

@@ -198,7 +198,9 @@ class Hub implements AgentHub, HubContext {
       draining: s.draining,
       version: s.hello!.version,
       capabilities: s.hello!.capabilities,
-      activeRuns: [...s.activeRuns],
+      activeRuns: s.activeRuns,
+      activeRunsCut: s.activeRunsCut,
+      listVersion: s.listVersion,
     }));
   }
 
@@ -380,8 +382,11 @@ class Hub implements AgentHub, HubContext {
         } else if (silent > c.staleAfterMs && l.status === 'connected') {
           l.status = 'stale';
           // Events follow the store write, so a subscriber that reads the store on an event sees what it announces.
-          await this.store.updateAgentLink(name, { status: 'stale', lastSeenAt: l.lastSeenAt });
-          this.events.emit('agent:stale', { name });
+          try {
+            await this.store.updateAgentLink(name, { status: 'stale', lastSeenAt: l.lastSeenAt });
+          } finally {
+            this.events.emit('agent:stale', { name });
+          }
         } else if (l.lastSeenMono - l.persistedMono > 60_000) {
           l.persistedMono = l.lastSeenMono; // last-seen is persisted about once a minute, not on every heartbeat
           await this.store.updateAgentLink(name, { lastSeenAt: l.lastSeenAt });

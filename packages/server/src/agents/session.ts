@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { WebSocket } from 'ws';
 import {
-  CLOSE, type AgentMessage, encode, fitCloseReason, type HelloMessage, MIN_PROTOCOL_VERSION, newNonce, parseAgentMessage, parseOutputFrame,
+  CLOSE, type AgentMessage, encode, fitCloseReason, type HelloMessage, MAX_ACTIVE_RUNS, MIN_PROTOCOL_VERSION, newNonce, parseAgentMessage, parseOutputFrame,
   PROTOCOL_VERSION, type QueueItem, type RefusalReason, rejectionReason, type ServerMessage, verifyChallenge,
 } from '@batchalyzer/protocol';
 import type { OutputReport } from '../link.js';
@@ -35,6 +35,9 @@ interface Wait {
   answer: Promise<unknown>;
 }
 
+/** Lists of active runs received by this process (AgentSession.listVersion). */
+let listsReceived = 0;
+
 export class AgentSession {
   state: 'hello' | 'auth' | 'ready' | 'closed' = 'hello';
   name = '';
@@ -47,7 +50,16 @@ export class AgentSession {
   /** Monotonic time of the last frame (hub.monotonic): silence is measured on this, never on the wall clock. */
   lastFrameMono: number;
   draining = false;
+  /**
+   * The runs the agent lists as its own (hello, then every heartbeat; plus dispatches it accepted since). Only the
+   * agent's next list removes one: a committed end of a run does not (a stale end of an earlier attempt removed the
+   * current attempt, which then looked unknown to the agent until its next heartbeat).
+   */
   activeRuns = new Set<number>();
+  /** The agent's last list was at the protocol's limit, so it may be cut: it proves no absence. */
+  activeRunsCut = false;
+  /** Increases with every list received, on any connection: reconciliation counts a sighting only on a newer list. */
+  listVersion = 0;
   private nonce = '';
   private lastSeq = 0;
   /** Reports received and not yet committed, in sequence order. */
@@ -215,7 +227,7 @@ export class AgentSession {
     this.state = 'ready';
     this.connectedAt = Date.now();
     this.draining = hello.draining;
-    this.activeRuns = new Set(hello.activeRuns);
+    this.takeList(hello.activeRuns);
     this.agentDurable = hello.protocol >= 3 ? 0 : Number.MAX_SAFE_INTEGER;
     // Welcome first: dispatches that follow agent:connected must reach an agent that knows it is connected.
     this.send({ type: 'welcome', serverTime: Date.now(), heartbeatMs: this.hub.config.heartbeatMs });
@@ -230,7 +242,7 @@ export class AgentSession {
   private onReady(m: AgentMessage): void {
     switch (m.type) {
       case 'heartbeat':
-        this.activeRuns = new Set(m.activeRuns);
+        this.takeList(m.activeRuns);
         this.send({ type: 'ack', seq: this.hub.acceptedSeq(this) });
         return;
       case 'report':
@@ -427,7 +439,6 @@ export class AgentSession {
       if (own === 'stale') this.hub.logger.info({ agent: this.name, runId: item.runId, attempt: item.attempt, kind: item.kind }, 'late report of an earlier attempt ignored');
       else if (item.kind === 'output') chunks.push({ runId: item.runId, stream: item.stream, seq: item.chunk, at: item.at, data: item.data });
       else await this.hub.deliver(this, item);
-      if (item.kind === 'finished' || item.kind === 'lost') this.activeRuns.delete(item.runId);
       upTo = seq;
     }
     // What came before an offending report is committed and acknowledged; nothing from the offending one.
@@ -484,6 +495,12 @@ export class AgentSession {
     this.waits.set(key, { ...settle, timer, answer });
     this.send(m);
     return answer as Promise<T>;
+  }
+
+  private takeList(ids: number[]): void {
+    this.activeRuns = new Set(ids);
+    this.activeRunsCut = ids.length >= MAX_ACTIVE_RUNS;
+    this.listVersion = ++listsReceived;
   }
 
   /** An answer to a request that timed out: logged and dropped, once per request. */

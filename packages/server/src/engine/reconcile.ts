@@ -1,4 +1,3 @@
-import { MAX_ACTIVE_RUNS } from '@batchalyzer/protocol';
 import type { RunRecord } from '@batchalyzer/store';
 import type { ConnectedAgent } from '../link.js';
 import type { EngineState } from './state.js';
@@ -26,21 +25,31 @@ export interface Sighting {
   /** Monotonic time (ms) of the first check that found the run missing. */
   at: number;
   attempt: number;
+  /** The agent's list that did not have it (ConnectedAgent.listVersion). */
+  listVersion: number;
 }
 
-/** The decision for one run, from plain data (no I/O): what the engine does is in Reconciler.sweep. */
+/**
+ * The decision for one run, from plain data (no I/O; Reconciler.sweep acts on it). The second sighting counts only
+ * a period after the first and against a newer list from the agent: the same list seen twice says nothing new (a
+ * paused connection, a heartbeat not yet read).
+ */
 export function judge(
   run: Pick<RunRecord, 'id' | 'state' | 'attempt' | 'dispatchedAt'>,
-  agent: { list: ReadonlySet<number>; cut: boolean },
+  agent: Pick<ConnectedAgent, 'activeRuns' | 'activeRunsCut' | 'listVersion'>,
   facts: { accepted: boolean; dispatching: boolean; seen: Sighting | undefined; now: number; mono: number; periodMs: number },
 ): Verdict {
-  const mayHaveStarted = run.state === 'running' || facts.accepted;
-  if (agent.list.has(run.id) || facts.dispatching || agent.cut) return 'keep';
+  if (agent.activeRuns.has(run.id) || facts.dispatching || agent.activeRunsCut) return 'keep';
   if (run.state === 'dispatched' && (run.dispatchedAt === null || run.dispatchedAt > facts.now - facts.periodMs)) return 'keep';
-  // A sighting counts only for the same attempt and from the last few checks (not one left from long ago).
-  const age = facts.seen?.attempt === run.attempt ? facts.mono - facts.seen.at : Infinity;
-  if (age < facts.periodMs || age > 3 * facts.periodMs) return 'watch';
-  return mayHaveStarted ? 'lose' : 'requeue';
+  const seen = facts.seen?.attempt === run.attempt ? facts.seen : undefined;
+  const age = seen ? facts.mono - seen.at : Infinity;
+  if (age < facts.periodMs || age > 3 * facts.periodMs || agent.listVersion <= seen!.listVersion) return 'watch';
+  return run.state === 'running' || facts.accepted ? 'lose' : 'requeue';
+}
+
+/** A first sighting, or the one to keep: replaced when it is of another attempt or from long ago (see judge). */
+export function sighting(prev: Sighting | undefined, run: Pick<RunRecord, 'attempt'>, listVersion: number, mono: number, periodMs: number): Sighting {
+  return prev && prev.attempt === run.attempt && mono - prev.at <= 3 * periodMs ? prev : { at: mono, attempt: run.attempt, listVersion };
 }
 
 export interface ReconcilerDeps {
@@ -50,11 +59,12 @@ export interface ReconcilerDeps {
   agents: () => ConnectedAgent[];
   lose: (run: RunRecord, reason: string) => Promise<void>;
   requeue: (run: RunRecord, reason: string) => Promise<void>;
-  fail: (err: unknown) => void;
+  /** A decision that could not be recorded (store error): the run is judged again from scratch. */
+  failed: (err: unknown, run: RunRecord) => void;
 }
 
 export class Reconciler {
-  /** Runs found missing, with when and which attempt (cleared when seen again or decided). */
+  /** Runs found missing, with when, which attempt and which list (cleared when seen again or decided). */
   private readonly seen = new Map<number, Sighting>();
   /** Dispatched runs whose agent confirmed the dispatch (`accepted`), by attempt: the agent may have started them. */
   private readonly accepted = new Map<number, number>();
@@ -98,7 +108,7 @@ export class Reconciler {
   private schedule(): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      this.running = this.sweep().catch((err) => this.deps.fail(err)).finally(() => this.schedule());
+      this.running = this.sweep().finally(() => this.schedule());
     }, this.deps.periodMs).unref();
   }
 
@@ -106,30 +116,32 @@ export class Reconciler {
     const { state, periodMs } = this.deps;
     const agents = new Map(this.deps.agents().map((a) => [a.name, a] as const));
     if (agents.size === 0) return;
-    const lists = new Map<string, { list: Set<number>; cut: boolean }>();
     const now = this.deps.now();
     const mono = performance.now();
     const active: RunRecord[] = [];
     for (const ids of state.activeByJob.values()) for (const id of ids) active.push(state.runs.get(id)!);
+    let n = 0;
     for (const r of active) {
+      // 100,000 active runs take tens of milliseconds: the loop yields now and then (burst: loop lag ≤ 100 ms).
+      if (++n % 2000 === 0) await new Promise((resolve) => setImmediate(resolve));
       if (this.stopped) return;
       const agent = r?.agentName ? agents.get(r.agentName) : undefined;
-      // Changed while an earlier run's decision was committed: judged at the next check.
+      // Changed while an earlier decision was committed (or while yielding): judged at the next check.
       if (!agent || state.runs.get(r.id) !== r || (r.state !== 'dispatched' && r.state !== 'running')) continue;
-      let list = lists.get(agent.name);
-      if (!list) lists.set(agent.name, (list = { list: new Set(agent.activeRuns), cut: agent.activeRuns.length >= MAX_ACTIVE_RUNS }));
-      const verdict = judge(r, list, {
+      const verdict = judge(r, agent, {
         accepted: this.accepted.get(r.id) === r.attempt, dispatching: this.inFlight.has(r.id), seen: this.seen.get(r.id), now, mono, periodMs,
       });
       if (verdict === 'keep') this.seen.delete(r.id);
-      else if (verdict === 'watch') {
-        const s = this.seen.get(r.id);
-        if (!s || s.attempt !== r.attempt || mono - s.at > 3 * periodMs) this.seen.set(r.id, { at: mono, attempt: r.attempt });
-      } else {
+      else if (verdict === 'watch') this.seen.set(r.id, sighting(this.seen.get(r.id), r, agent.listVersion, mono, periodMs));
+      else {
+        try {
+          if (verdict === 'lose') {
+            await this.deps.lose(r, `agent ${agent.name} no longer has run ${r.id}: neither the job nor a report of it (host power loss, replaced agent data, or a report the agent gave up on); its result is unknown`);
+          } else await this.deps.requeue(r, `agent ${agent.name} does not have run ${r.id}`);
+        } catch (err) {
+          this.deps.failed(err, r);
+        }
         this.seen.delete(r.id);
-        if (verdict === 'lose') {
-          await this.deps.lose(r, `agent ${agent.name} no longer has run ${r.id}: neither the job nor a report of it (host power loss, replaced agent data, or a report the agent gave up on); its result is unknown`);
-        } else await this.deps.requeue(r, `agent ${agent.name} does not have run ${r.id}`);
       }
     }
   }
