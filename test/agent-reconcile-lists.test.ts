@@ -69,6 +69,9 @@ async function setup() {
 }
 
 describe('reconciliation against the agent\'s lists', () => {
+  // The server's copy of the list once dropped a run when any end of it was committed, even a stale one of an
+  // earlier attempt: the running attempt then looked unknown until the agent's next heartbeat. Only the agent's lists
+  // change it now, and a decision needs a newer list anyway: each of the two fixes alone keeps this run.
   it('a stale end of an earlier attempt does not make the running attempt look unknown to its agent', async () => {
     const { s, report, heartbeat, running } = await setup();
     const [run] = await s.actions.runNow('twice', 'test');

@@ -104,6 +104,22 @@ describe('runs unknown to their connected agent', () => {
     expect(await state(h, run!.id)).toBe('dispatched');
   });
 
+  it('a dispatch the agent lists without having confirmed it (a late or lost accepted) counts as confirmed: lost, not put back', async () => {
+    const h = await setup();
+    h.link.dispatch = async (agent: string, payload: DispatchPayload) => {
+      h!.link.sent.push({ agent, payload });
+      throw new Error(`agent ${agent} did not answer within 15000 ms`);
+    };
+    const [run] = await h.server.actions.runNow('once', 'test');
+    await h.server.engine.pass();
+    h.clock.advance(PERIOD * 2);
+    lists(h, [run!.id]); // its heartbeat: the agent has it after all
+    await new Promise((r) => setTimeout(r, PERIOD * 3));
+    lists(h, []); // and then no longer (its host lost power before the start reached the server)
+    await until('run lost', async () => ((await state(h, run!.id)) === 'lost' ? true : undefined), 10_000, 20);
+    expect(h.link.sent.filter((s) => s.payload.runId === run!.id)).toHaveLength(1);
+  });
+
   it('runs the agent lists stay, and a list cut at its limit proves nothing', async () => {
     const h = await setup();
     const listed = await start(h, 'once');

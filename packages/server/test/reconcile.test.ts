@@ -30,7 +30,6 @@ describe('judge', () => {
     expect(judge(run('running'), listed(), facts({ seen: seenAgo(P) }))).toBe('lose');
     expect(judge(run('dispatched'), listed(), facts({ accepted: true, seen: seenAgo(P) }))).toBe('lose');
     expect(judge(run('dispatched'), listed(), facts({ seen: seenAgo(P) }))).toBe('requeue');
-    expect(judge(run('dispatched'), listed(), facts({ seen: seenAgo(3 * P) }))).toBe('requeue');
   });
 
   it('the second sighting counts only against a newer list from the agent (the same list twice says nothing new)', () => {
@@ -38,9 +37,9 @@ describe('judge', () => {
     expect(judge(run('running'), listed([], false, 2), facts({ seen: seenAgo(2 * P) }))).toBe('lose');
   });
 
-  it('a sighting of another attempt, or one from long ago, counts as a first one', () => {
+  it('a sighting of another attempt counts as a first one; an old one still counts (checks that found the run listed clear it)', () => {
     expect(judge(run('running', { attempt: 2 }), listed(), facts({ seen: seenAgo(P, 1) }))).toBe('watch');
-    expect(judge(run('running'), listed(), facts({ seen: seenAgo(3 * P + 1) }))).toBe('watch');
+    expect(judge(run('running'), listed(), facts({ seen: seenAgo(30 * P) }))).toBe('lose');
   });
 
   it('a list cut at the protocol limit proves nothing (an accept whose answer was lost could be among the runs left out)', () => {
@@ -49,11 +48,11 @@ describe('judge', () => {
     expect(judge(run('dispatched'), listed([], true), facts({ seen: seenAgo(P) }))).toBe('keep');
   });
 
-  it('a sighting is kept while it counts, and replaced for another attempt or when too old', () => {
+  it('a sighting is kept, also when old, and replaced only for another attempt', () => {
     const first = seenAgo(P);
-    expect(sighting(first, { attempt: 1 }, 5, MONO, P)).toBe(first);
-    expect(sighting(first, { attempt: 2 }, 5, MONO, P)).toEqual({ at: MONO, attempt: 2, listVersion: 5 });
-    expect(sighting(seenAgo(3 * P + 1), { attempt: 1 }, 5, MONO, P)).toEqual({ at: MONO, attempt: 1, listVersion: 5 });
-    expect(sighting(undefined, { attempt: 1 }, 5, MONO, P)).toEqual({ at: MONO, attempt: 1, listVersion: 5 });
+    expect(sighting(first, { attempt: 1 }, 5, MONO)).toBe(first);
+    expect(sighting(seenAgo(30 * P), { attempt: 1 }, 5, MONO)).toEqual(seenAgo(30 * P));
+    expect(sighting(first, { attempt: 2 }, 5, MONO)).toEqual({ at: MONO, attempt: 2, listVersion: 5 });
+    expect(sighting(undefined, { attempt: 1 }, 5, MONO)).toEqual({ at: MONO, attempt: 1, listVersion: 5 });
   });
 });

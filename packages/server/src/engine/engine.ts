@@ -109,7 +109,9 @@ export class Engine implements Service {
       periodMs: options.reconcileAfterMs,
       now: () => this.clock.now(),
       agents: () => this.link?.connected() ?? [],
-      failed: (err, run) => this.logger.error({ err, runId: run.id, agent: run.agentName }, 'could not record what reconciliation decided; the run is checked again'),
+      failed: (err, run) => run
+        ? this.logger.error({ err, runId: run.id, agent: run.agentName }, 'could not record what reconciliation decided; the run is checked again')
+        : this.logger.error({ err }, 'reconciliation with the agents failed; it runs again in a period'),
       lose: async (run, reason) => {
         this.logger.warn({ runId: run.id, agent: run.agentName, state: run.state }, 'run unknown to its agent; it is lost');
         await this.onLost(run.id, reason);

@@ -42,14 +42,18 @@ export function judge(
   if (agent.activeRuns.has(run.id) || facts.dispatching || agent.activeRunsCut) return 'keep';
   if (run.state === 'dispatched' && (run.dispatchedAt === null || run.dispatchedAt > facts.now - facts.periodMs)) return 'keep';
   const seen = facts.seen?.attempt === run.attempt ? facts.seen : undefined;
-  const age = seen ? facts.mono - seen.at : Infinity;
-  if (age < facts.periodMs || age > 3 * facts.periodMs || agent.listVersion <= seen!.listVersion) return 'watch';
+  if (!seen || facts.mono - seen.at < facts.periodMs || agent.listVersion <= seen.listVersion) return 'watch';
   return run.state === 'running' || facts.accepted ? 'lose' : 'requeue';
 }
 
-/** A first sighting, or the one to keep: replaced when it is of another attempt or from long ago (see judge). */
-export function sighting(prev: Sighting | undefined, run: Pick<RunRecord, 'attempt'>, listVersion: number, mono: number, periodMs: number): Sighting {
-  return prev && prev.attempt === run.attempt && mono - prev.at <= 3 * periodMs ? prev : { at: mono, attempt: run.attempt, listVersion };
+/**
+ * A first sighting, or the one to keep (replaced only for another attempt). It lasts as long as every check finds
+ * the run missing: one that finds it listed (or cannot tell) clears it. No upper age: a sighting that started over
+ * after N periods adopted the newest list, and with heartbeats slower than the checks the one newer list could keep
+ * arriving just before each restart, so a dead run stayed.
+ */
+export function sighting(prev: Sighting | undefined, run: Pick<RunRecord, 'attempt'>, listVersion: number, mono: number): Sighting {
+  return prev && prev.attempt === run.attempt ? prev : { at: mono, attempt: run.attempt, listVersion };
 }
 
 export interface ReconcilerDeps {
@@ -59,8 +63,8 @@ export interface ReconcilerDeps {
   agents: () => ConnectedAgent[];
   lose: (run: RunRecord, reason: string) => Promise<void>;
   requeue: (run: RunRecord, reason: string) => Promise<void>;
-  /** A decision that could not be recorded (store error): the run is judged again from scratch. */
-  failed: (err: unknown, run: RunRecord) => void;
+  /** A decision that could not be recorded (store error): the run is judged again from scratch. Without a run: the sweep failed. */
+  failed: (err: unknown, run: RunRecord | undefined) => void;
 }
 
 export class Reconciler {
@@ -90,6 +94,7 @@ export class Reconciler {
   /** A dispatch frame is going out for the run. */
   dispatching(runId: number): void {
     this.accepted.delete(runId);
+    this.seen.delete(runId);
     this.inFlight.add(runId);
   }
 
@@ -108,7 +113,7 @@ export class Reconciler {
   private schedule(): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      this.running = this.sweep().finally(() => this.schedule());
+      this.running = this.sweep().catch((err) => this.deps.failed(err, undefined)).finally(() => this.schedule());
     }, this.deps.periodMs).unref();
   }
 
@@ -131,8 +136,12 @@ export class Reconciler {
       const verdict = judge(r, agent, {
         accepted: this.accepted.get(r.id) === r.attempt, dispatching: this.inFlight.has(r.id), seen: this.seen.get(r.id), now, mono, periodMs,
       });
-      if (verdict === 'keep') this.seen.delete(r.id);
-      else if (verdict === 'watch') this.seen.set(r.id, sighting(this.seen.get(r.id), r, agent.listVersion, mono, periodMs));
+      if (verdict === 'keep') {
+        this.seen.delete(r.id);
+        // Listed by its agent while dispatched: the agent has it, whether its `accepted` came late (after the
+        // request timed out) or was lost with a connection. It may start it: from now on it counts as accepted.
+        if (r.state === 'dispatched' && agent.activeRuns.has(r.id)) this.accepted.set(r.id, r.attempt);
+      } else if (verdict === 'watch') this.seen.set(r.id, sighting(this.seen.get(r.id), r, agent.listVersion, mono));
       else {
         try {
           if (verdict === 'lose') {
