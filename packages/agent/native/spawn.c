@@ -1,11 +1,13 @@
 // Native job spawner for the agent (docs/agent.md "Spawning"): posix_spawn (glibc: clone with CLONE_VM|CLONE_VFORK)
 // instead of libuv's fork, whose cost grows with the agent's mapped memory, and a pidfd watched by the event loop
-// to learn of the exit. Linux only; the agent falls back to child_process when this does not load or pidfd_open
-// is missing.
+// to learn of the exit. The agent uses spawnAsync: the spawn (and the read of the job's start time) runs on a
+// spawner thread, off the event loop (below, "Spawning off the event loop"). Linux only; the agent falls back to
+// child_process when this does not load or pidfd_open is missing.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <node_api.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -42,23 +45,6 @@ typedef struct {
       return NULL;                                                    \
     }                                                                 \
   } while (0)
-
-static napi_value throw_errno(napi_env env, int err, const char *syscall) {
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s", syscall, strerror(err));
-  napi_value code, message, error, errnum, sc;
-  const char *name = uv_err_name(-err);  // ENOENT, ELOOP, ETXTBSY…: the names child_process reports
-  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
-  napi_create_error(env, code, message, &error);
-  napi_create_int32(env, -err, &errnum);
-  napi_set_named_property(env, error, "errno", errnum);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sc);
-  napi_set_named_property(env, error, "syscall", sc);
-  napi_set_named_property(env, error, "code", code);
-  napi_throw(env, error);
-  return NULL;
-}
 
 // Reads a JS string into a malloc'd C string (NULL on failure).
 static char *str_of(napi_env env, napi_value v) {
@@ -171,32 +157,71 @@ static void on_timer(uv_timer_t *timer) {
   check_exit(timer->data);
 }
 
-// spawn(file, argv[], envp[], cwd, onExit(code|null, signal)) -> [pid, stdoutFd, stderrFd]
-static napi_value Spawn(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value args[5];
-  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
-  napi_valuetype cb_type = napi_undefined;
-  if (argc >= 5) napi_typeof(env, args[4], &cb_type);
-  if (cb_type != napi_function) {
-    napi_throw_type_error(env, NULL, "spawn(file, argv, envp, cwd, onExit)");
-    return NULL;
+// ── One spawn ──
+// A request carries everything the spawn needs as C data (copied from JS on the main thread), so that do_spawn can
+// run on any thread: it touches no napi value and no libuv handle. The main thread does not touch a request's
+// inputs or results from submission until its delivery (the queues' mutex orders the hand-overs).
+typedef struct req_s {
+  char *file, **argv, **envp, *cwd;
+  // results of do_spawn
+  int e;               // errno, 0 on success
+  const char *failed;  // the call that failed
+  pid_t pid;
+  int out, err, pidfd;  // the agent's ends of the socket pairs; the pidfd
+  int64_t ticks;        // /proc/PID/stat field 22, or -1
+  // JS side (main thread only)
+  napi_env env;
+  napi_ref on_spawn, on_exit;
+  napi_async_context async;
+  napi_async_work work;  // thread-pool mode
+  // bookkeeping (under `mu`)
+  int state;             // REQ_QUEUED, REQ_SPAWNING, REQ_SPAWNED
+  struct req_s *prev, *next;       // the list of requests not yet delivered (for the exit hook)
+  struct req_s *qnext;             // the spawner threads' queue, then its done list
+} req_t;
+
+enum { REQ_QUEUED, REQ_SPAWNING, REQ_SPAWNED };
+
+// Field 22 of /proc/PID/stat (start time in clock ticks since boot), or -1. The process is our unreaped child, so
+// its entry is there even if it already exited.
+static int64_t start_ticks(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n;
+  do n = read(fd, buf, sizeof buf - 1);
+  while (n < 0 && errno == EINTR);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  char *p = strrchr(buf, ')');  // the command name may hold spaces and parentheses: fields start after the last ')'
+  if (!p) return -1;
+  p++;
+  for (int field = 2; field < 22; field++) {  // p is just before field `field + 1`
+    p = strchr(p, ' ');
+    if (!p) return -1;
+    p++;
   }
-  char *file = str_of(env, args[0]);
-  char **argv = strv_of(env, args[1]);
-  char **envp = strv_of(env, args[2]);
-  char *cwd = str_of(env, args[3]);
-  napi_value result = NULL;
-  int out[2] = {-1, -1}, err[2] = {-1, -1}, pidfd = -1, e = 0;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(p, &end, 10);
+  if (end == p || errno) return -1;
+  return (int64_t)v;
+}
+
+// Socket pairs, posix_spawn, pidfd_open and the start time: everything of a spawn that does not need the event loop.
+// Thread-safe. Every descriptor it makes is close-on-exec from its creation (SOCK_CLOEXEC, pidfds always are), so a
+// spawn running at the same time on another thread (child_process's fork on the main thread) cannot inherit one.
+static void do_spawn(req_t *r) {
+  int out[2] = {-1, -1}, err[2] = {-1, -1}, e = 0;
   const char *failed = "spawn";
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   int fa_ok = 0, attr_ok = 0;
   pid_t pid = -1;
-  if (!file || !argv || !envp || !cwd) {
-    napi_throw_type_error(env, NULL, "spawn: file, argv, envp and cwd must be strings");
-    goto done;
-  }
+  r->pid = -1, r->out = r->err = r->pidfd = -1, r->ticks = -1;
+  char *file = r->file, **argv = r->argv, **envp = r->envp;
   // Unix socket pairs, as libuv uses for child stdio: reading them costs the agent less than pipes.
   // [0] is the agent's end, [1] the job's.
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, out) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, err) < 0) {
@@ -208,7 +233,7 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   if ((e = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) ||
       (e = posix_spawn_file_actions_adddup2(&fa, out[1], 1)) ||
       (e = posix_spawn_file_actions_adddup2(&fa, err[1], 2)) ||
-      (e = posix_spawn_file_actions_addchdir_np(&fa, cwd)))
+      (e = posix_spawn_file_actions_addchdir_np(&fa, r->cwd)))
     goto done;
   if ((e = posix_spawnattr_init(&attr))) goto done;
   attr_ok = 1;
@@ -243,7 +268,7 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   }
   close(out[1]), out[1] = -1;
   close(err[1]), err[1] = -1;
-  pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   if (pidfd < 0) {
     // Cannot watch it: end it now rather than leave an unwatched job running.
     e = errno, failed = "pidfd_open";
@@ -251,29 +276,98 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
     waitpid(pid, NULL, 0);
     goto done;
   }
+  r->pid = pid, r->pidfd = pidfd, r->out = out[0], r->err = err[0];
+  out[0] = err[0] = -1;
+  r->ticks = start_ticks(pid);
+done:
+  if (fa_ok) posix_spawn_file_actions_destroy(&fa);
+  if (attr_ok) posix_spawnattr_destroy(&attr);
+  for (int i = 0; i < 2; i++) {
+    if (out[i] >= 0) close(out[i]);
+    if (err[i] >= 0) close(err[i]);
+  }
+  r->e = e, r->failed = failed;
+}
+
+// Ends a spawned job that cannot be handed to JS: its whole group killed, reaped, its descriptors closed.
+static void discard_spawned(req_t *r, bool reap) {
+  if (r->pid <= 0) return;
+  kill(-r->pid, SIGKILL);
+  if (reap) waitpid(r->pid, NULL, 0);
+  if (r->pidfd >= 0) close(r->pidfd);
+  if (r->out >= 0) close(r->out);
+  if (r->err >= 0) close(r->err);
+  r->pid = -1, r->pidfd = r->out = r->err = -1;
+}
+
+static void free_req(req_t *r) {
+  free(r->file);
+  free(r->cwd);
+  free_strv(r->argv);
+  free_strv(r->envp);
+  free(r);
+}
+
+// Reads the JS arguments (file, argv, envp, cwd) into a new request; throws and returns NULL on bad arguments.
+static req_t *req_of(napi_env env, napi_value *args) {
+  req_t *r = calloc(1, sizeof *r);
+  if (!r) {
+    napi_throw_error(env, "ENOMEM", "spawn: out of memory");
+    return NULL;
+  }
+  r->file = str_of(env, args[0]);
+  r->argv = strv_of(env, args[1]);
+  r->envp = strv_of(env, args[2]);
+  r->cwd = str_of(env, args[3]);
+  r->pid = -1, r->out = r->err = r->pidfd = -1, r->ticks = -1;
+  if (!r->file || !r->argv || !r->envp || !r->cwd) {
+    free_req(r);
+    napi_throw_type_error(env, NULL, "spawn: file, argv, envp and cwd must be strings");
+    return NULL;
+  }
+  return r;
+}
+
+static napi_value errno_error(napi_env env, int err, const char *syscall) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: %s", syscall, strerror(err));
+  napi_value code, message, error, errnum, sc;
+  const char *name = uv_err_name(-err);  // ENOENT, ELOOP, ETXTBSY…: the names child_process reports
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, code, message, &error);
+  napi_create_int32(env, -err, &errnum);
+  napi_set_named_property(env, error, "errno", errnum);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sc);
+  napi_set_named_property(env, error, "syscall", sc);
+  napi_set_named_property(env, error, "code", code);
+  return error;
+}
+
+// On the main thread, after do_spawn: the exit watch on the event loop. Returns 0, or an errno with r->failed set
+// (the job then ended and reaped). Takes the pidfd and the on_exit reference on success.
+static int watch_spawned(napi_env env, req_t *r, napi_value on_exit) {
   watch_t *w = calloc(1, sizeof *w);
   if (w) live_watches++;
   uv_loop_t *loop;
-  napi_value resource_name;
   if (!w || napi_get_uv_event_loop(env, &loop) != napi_ok) {
-    e = ENOMEM, failed = "watch";
-    kill(-pid, SIGKILL);  // its session's group: anything it forked meanwhile too
-    waitpid(pid, NULL, 0);
-    close(pidfd);
     if (w) free(w), live_watches--;
-    goto done;
+    discard_spawned(r, true);
+    r->failed = "watch";
+    return ENOMEM;
   }
+  napi_value resource_name;
   w->env = env;
-  w->pid = pid;
-  w->pidfd = pidfd;
-  napi_create_reference(env, args[4], 1, &w->callback);
+  w->pid = r->pid;
+  w->pidfd = r->pidfd;
+  napi_create_reference(env, on_exit, 1, &w->callback);
   napi_create_string_utf8(env, "batchalyzer:spawn", NAPI_AUTO_LENGTH, &resource_name);
   napi_async_init(env, NULL, resource_name, &w->async);
   w->poll.data = w;
   w->timer.data = w;
   uv_timer_init(loop, &w->timer);
   w->open_handles = 1;
-  int rc = uv_poll_init(loop, &w->poll, pidfd);
+  int rc = uv_poll_init(loop, &w->poll, w->pidfd);
   if (rc == 0 && force_poll_failure) {
     // Test hook (setTestFailure): as if uv_poll_start had failed, to exercise this path's cleanup.
     w->open_handles = 2;
@@ -284,38 +378,266 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   }
   if (rc) {
     // Cannot watch it: end it now rather than leave an unwatched job running.
-    kill(-pid, SIGKILL);  // its session's group: anything it forked meanwhile too
-    waitpid(pid, NULL, 0);
     napi_delete_reference(env, w->callback);
     napi_async_destroy(env, w->async);
     if (w->open_handles == 2) uv_close((uv_handle_t *)&w->poll, on_closed);
     uv_close((uv_handle_t *)&w->timer, on_closed);  // the last close frees w
-    close(pidfd);
-    e = -rc, failed = "uv_poll";
-    goto done;
+    discard_spawned(r, true);  // closes the pidfd, after uv_close took it out of epoll
+    r->failed = "uv_poll";
+    return -rc;
   }
-  napi_value vpid, vout, verr;
+  r->pidfd = -1;  // the watch's now
+  return 0;
+}
+
+// spawn(file, argv[], envp[], cwd, onExit(code|null, signal)) -> [pid, stdoutFd, stderrFd]
+// The synchronous form (the main thread waits for the child's exec): kept for the benchmarks' raw loop and tools.
+static napi_value Spawn(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value args[5];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  napi_valuetype cb_type = napi_undefined;
+  if (argc >= 5) napi_typeof(env, args[4], &cb_type);
+  if (cb_type != napi_function) {
+    napi_throw_type_error(env, NULL, "spawn(file, argv, envp, cwd, onExit)");
+    return NULL;
+  }
+  req_t *r = req_of(env, args);
+  if (!r) return NULL;
+  do_spawn(r);
+  int e = r->e;
+  if (!e) e = watch_spawned(env, r, args[4]);
+  if (e) {
+    napi_throw(env, errno_error(env, e, r->failed));
+    free_req(r);
+    return NULL;
+  }
+  napi_value result, vpid, vout, verr;
   napi_create_array_with_length(env, 3, &result);
-  napi_create_int32(env, pid, &vpid);
-  napi_create_int32(env, out[0], &vout);
-  napi_create_int32(env, err[0], &verr);
+  napi_create_int32(env, r->pid, &vpid);
+  napi_create_int32(env, r->out, &vout);
+  napi_create_int32(env, r->err, &verr);
   napi_set_element(env, result, 0, vpid);
   napi_set_element(env, result, 1, vout);
   napi_set_element(env, result, 2, verr);
-  out[0] = err[0] = -1;  // handed to JS
-done:
-  if (fa_ok) posix_spawn_file_actions_destroy(&fa);
-  if (attr_ok) posix_spawnattr_destroy(&attr);
-  for (int i = 0; i < 2; i++) {
-    if (out[i] >= 0) close(out[i]);
-    if (err[i] >= 0) close(err[i]);
-  }
-  free(file);
-  free(cwd);
-  free_strv(argv);
-  free_strv(envp);
-  if (e) return throw_errno(env, e, failed);
+  free_req(r);
   return result;
+}
+
+// ── Spawning off the event loop ──
+// posix_spawn suspends its calling thread until the child execs (CLONE_VFORK), about 0.5 ms for /bin/true: done
+// on the main thread, that is the agent's event loop stopped for each job. spawnAsync queues the request (under
+// `mu`) for two dedicated spawner threads, which run do_spawn and hand the result back through a uv_async on the
+// main loop. Not libuv's thread pool: the agent's disk queue does its writes and fdatasyncs there (milliseconds
+// each), and a spawn would wait behind them. Two threads, not one: jobs dispatched together (a burst, or
+// concurrency 4 of short jobs) do not wait in line for each other's exec. BATCHALYZER_SPAWN_THREAD=pool selects
+// the thread pool and BATCHALYZER_SPAWN_THREADS=N the number of spawner threads, for measurements only.
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t todo_cv = PTHREAD_COND_INITIALIZER;   // the spawner threads wait for work
+static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;   // the exit hook waits for a spawn in progress
+static req_t *pending = NULL;              // every request not yet delivered to JS (doubly linked)
+static req_t *todo_head = NULL, *todo_tail = NULL;  // the spawner threads' queue
+static req_t *done_head = NULL, *done_tail = NULL;  // spawned (or failed), waiting for the main thread
+static int spawning = 0;                   // requests in do_spawn now
+static bool exiting = false;               // the process is exiting: spawn nothing more
+static bool use_pool = false;
+static int threads_started = 0;
+static int spawner_threads = 2;  // BATCHALYZER_SPAWN_THREADS (1–16); two: jobs started together do not wait in line
+static uv_async_t done_async;
+static int64_t in_flight = 0;              // requests submitted, not yet delivered (main thread only)
+
+static void pending_add(req_t *r) {
+  r->prev = NULL, r->next = pending;
+  if (pending) pending->prev = r;
+  pending = r;
+}
+
+static void pending_remove(req_t *r) {
+  if (r->prev) r->prev->next = r->next;
+  else pending = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->prev = r->next = NULL;
+}
+
+// Runs a request's spawn on whatever thread calls it, unless the process is exiting.
+static void run_req(req_t *r) {
+  pthread_mutex_lock(&mu);
+  if (exiting) {
+    r->e = ECANCELED, r->failed = "spawn";
+    pthread_mutex_unlock(&mu);
+    return;
+  }
+  r->state = REQ_SPAWNING;
+  spawning++;
+  pthread_mutex_unlock(&mu);
+  do_spawn(r);
+  pthread_mutex_lock(&mu);
+  r->state = REQ_SPAWNED;
+  spawning--;
+  if (exiting) discard_spawned(r, false);  // the exit hook is waiting: nobody will watch this job
+  pthread_cond_broadcast(&idle_cv);
+  pthread_mutex_unlock(&mu);
+}
+
+// process.exit (or the end of the process) with spawns in flight: a job that was spawned but never reached JS has
+// no journal entry with its pid, so nothing would ever end it. Wait (briefly) for a spawn in progress, then kill
+// every such job's group. Runs in exit(), on the thread that exits.
+static void at_exit(void) {
+  pthread_mutex_lock(&mu);
+  exiting = true;
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 2;
+  while (spawning > 0 && pthread_cond_timedwait(&idle_cv, &mu, &until) == 0) {}
+  for (req_t *r = pending; r; r = r->next)
+    if (r->state == REQ_SPAWNED && r->pid > 0) kill(-r->pid, SIGKILL);
+  pthread_mutex_unlock(&mu);
+}
+
+static void *spawner_main(void *arg) {
+  (void)arg;
+  // No signal for this thread: the main thread handles the agent's (SIGTERM, SIGINT, SIGCHLD for child_process).
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  for (;;) {
+    pthread_mutex_lock(&mu);
+    while (!todo_head) pthread_cond_wait(&todo_cv, &mu);
+    req_t *r = todo_head;
+    todo_head = r->qnext;
+    if (!todo_head) todo_tail = NULL;
+    r->qnext = NULL;
+    pthread_mutex_unlock(&mu);
+    run_req(r);
+    pthread_mutex_lock(&mu);
+    if (done_tail) done_tail->qnext = r;
+    else done_head = r;
+    done_tail = r;
+    pthread_mutex_unlock(&mu);
+    uv_async_send(&done_async);
+  }
+  return NULL;
+}
+
+// On the main thread: hands one finished request to JS — onSpawn(null, pid, stdoutFd, stderrFd, startTicks) or
+// onSpawn(error) — and frees it.
+static void deliver(req_t *r) {
+  napi_env env = r->env;
+  pthread_mutex_lock(&mu);
+  pending_remove(r);
+  pthread_mutex_unlock(&mu);
+  if (--in_flight == 0 && !use_pool) uv_unref((uv_handle_t *)&done_async);
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value on_spawn, on_exit, recv, argv[5], result;
+  napi_get_reference_value(env, r->on_spawn, &on_spawn);
+  napi_get_reference_value(env, r->on_exit, &on_exit);
+  napi_get_global(env, &recv);
+  int e = r->e;
+  if (!e) e = watch_spawned(env, r, on_exit);
+  size_t argc = 1;
+  if (e) {
+    argv[0] = errno_error(env, e, r->failed);
+  } else {
+    argc = 5;
+    napi_get_null(env, &argv[0]);
+    napi_create_int32(env, r->pid, &argv[1]);
+    napi_create_int32(env, r->out, &argv[2]);
+    napi_create_int32(env, r->err, &argv[3]);
+    if (r->ticks >= 0) napi_create_int64(env, r->ticks, &argv[4]);
+    else napi_get_undefined(env, &argv[4]);
+  }
+  if (napi_make_callback(env, r->async, recv, on_spawn, argc, argv, &result) == napi_pending_exception) {
+    napi_value exception;
+    napi_get_and_clear_last_exception(env, &exception);
+    napi_fatal_exception(env, exception);
+  }
+  napi_close_handle_scope(env, scope);
+  napi_delete_reference(env, r->on_spawn);
+  napi_delete_reference(env, r->on_exit);
+  napi_async_destroy(env, r->async);
+  free_req(r);
+}
+
+static void on_done(uv_async_t *a) {
+  (void)a;
+  pthread_mutex_lock(&mu);
+  req_t *list = done_head;
+  done_head = done_tail = NULL;
+  pthread_mutex_unlock(&mu);
+  while (list) {
+    req_t *next = list->qnext;
+    deliver(list);
+    list = next;
+  }
+}
+
+static void pool_execute(napi_env env, void *data) {
+  (void)env;
+  run_req(data);
+}
+
+static void pool_complete(napi_env env, napi_status status, void *data) {
+  req_t *r = data;
+  napi_delete_async_work(env, r->work);
+  if (status == napi_cancelled) r->e = ECANCELED, r->failed = "spawn";
+  deliver(r);
+}
+
+// spawnAsync(file, argv[], envp[], cwd, onSpawn(err | null, pid, stdoutFd, stderrFd, startTicks), onExit(code|null, signal))
+// Starts the job off the event loop; onSpawn comes on a later turn of the loop, onExit after it.
+static napi_value SpawnAsync(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value args[6];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  napi_valuetype t4 = napi_undefined, t5 = napi_undefined;
+  if (argc >= 6) napi_typeof(env, args[4], &t4), napi_typeof(env, args[5], &t5);
+  if (t4 != napi_function || t5 != napi_function) {
+    napi_throw_type_error(env, NULL, "spawnAsync(file, argv, envp, cwd, onSpawn, onExit)");
+    return NULL;
+  }
+  req_t *r = req_of(env, args);
+  if (!r) return NULL;
+  r->env = env;
+  napi_value resource_name;
+  napi_create_string_utf8(env, "batchalyzer:spawn", NAPI_AUTO_LENGTH, &resource_name);
+  while (!use_pool && threads_started < spawner_threads) {
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, spawner_main, NULL);
+    if (rc) {
+      if (threads_started > 0) {
+        spawner_threads = threads_started;  // fewer threads will do
+        break;
+      }
+      free_req(r);
+      napi_throw(env, errno_error(env, rc, "pthread_create"));
+      return NULL;
+    }
+    pthread_detach(t);
+    threads_started++;
+  }
+  if (use_pool && napi_create_async_work(env, NULL, resource_name, pool_execute, pool_complete, r, &r->work) != napi_ok) {
+    free_req(r);
+    napi_throw_error(env, "EINTERNAL", "spawn.c: napi_create_async_work failed");
+    return NULL;
+  }
+  napi_create_reference(env, args[4], 1, &r->on_spawn);
+  napi_create_reference(env, args[5], 1, &r->on_exit);
+  napi_async_init(env, NULL, resource_name, &r->async);
+  if (++in_flight == 1 && !use_pool) uv_ref((uv_handle_t *)&done_async);  // a spawn in flight keeps the loop alive
+  pthread_mutex_lock(&mu);
+  r->state = REQ_QUEUED;
+  pending_add(r);
+  if (!use_pool) {
+    if (todo_tail) todo_tail->qnext = r;
+    else todo_head = r;
+    todo_tail = r;
+    pthread_cond_signal(&todo_cv);
+  }
+  pthread_mutex_unlock(&mu);
+  if (use_pool) napi_queue_async_work(env, r->work);
+  return NULL;
 }
 
 // Test hooks: liveWatches() -> number; setTestFailure(bool).
@@ -353,9 +675,25 @@ NAPI_MODULE_INIT() {
     napi_throw_error(env, NULL, "the native spawner runs only on the main thread");
     return NULL;
   }
+  static bool initialized = false;
+  if (!initialized) {
+    if (uv_async_init(loop, &done_async, on_done) != 0) {
+      napi_throw_error(env, NULL, "spawn.c: uv_async_init failed");
+      return NULL;
+    }
+    uv_unref((uv_handle_t *)&done_async);  // ref'd only while a spawn is in flight
+    const char *mode = getenv("BATCHALYZER_SPAWN_THREAD");
+    use_pool = mode && strcmp(mode, "pool") == 0;
+    const char *n = getenv("BATCHALYZER_SPAWN_THREADS");
+    if (n && atoi(n) >= 1 && atoi(n) <= 16) spawner_threads = atoi(n);
+    atexit(at_exit);
+    initialized = true;
+  }
   napi_value fn;
   napi_create_function(env, "spawn", NAPI_AUTO_LENGTH, Spawn, NULL, &fn);
   napi_set_named_property(env, exports, "spawn", fn);
+  napi_create_function(env, "spawnAsync", NAPI_AUTO_LENGTH, SpawnAsync, NULL, &fn);
+  napi_set_named_property(env, exports, "spawnAsync", fn);
   napi_create_function(env, "supported", NAPI_AUTO_LENGTH, Supported, NULL, &fn);
   napi_set_named_property(env, exports, "supported", fn);
   napi_create_function(env, "liveWatches", NAPI_AUTO_LENGTH, LiveWatches, NULL, &fn);

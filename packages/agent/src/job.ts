@@ -133,7 +133,15 @@ export class JobRun {
         ? spawnNative(file, args, env, cwd)
         : spawn(file, args, { ...common, stdio: ['ignore', 'pipe', 'pipe'] });
     }
-    this.wire(this.child, 'node' in r ? r.config : undefined);
+    const child = this.child;
+    child.on('error', (err) => {
+      if (child.pid === undefined) this.finish({ error: `cannot start: ${err.message}` });
+      else this.ctx.log.warn(`run ${this.runId}: ${err.message}`);
+    });
+    const nodeConfig = 'node' in r ? r.config : undefined;
+    // The native spawner starts the process on its own thread: pid, pipes and start time come with 'spawn'.
+    if (child.pid !== undefined) this.wire(child, nodeConfig);
+    else child.once('spawn', () => this.wire(child, nodeConfig));
   }
 
   private checkLists(exe: string): void {
@@ -153,14 +161,11 @@ export class JobRun {
     }
   }
 
+  /** The process exists (pid set): journal, `started`, output, timeout, exit. */
   private wire(child: JobChild, nodeConfig: unknown): void {
     const p = this.payload;
-    child.on('error', (err) => {
-      if (child.pid === undefined) this.finish({ error: `cannot start: ${err.message}` });
-      else this.ctx.log.warn(`run ${this.runId}: ${err.message}`);
-    });
     if (child.pid === undefined) return;
-    this.ctx.journal.writeProcess(this.runId, child.pid, processStartTicks(child.pid));
+    this.ctx.journal.writeProcess(this.runId, child.pid, child.startTicks ?? processStartTicks(child.pid));
     this.ctx.log.debug(`run ${this.runId}: pid ${child.pid} (${child instanceof ChildProcess ? 'child_process' : 'posix_spawn'})`);
     this.item({ kind: 'started', pid: child.pid });
     // Finish once the process exited and both pipes closed (not on 'close': it never fires for a forked
@@ -201,6 +206,8 @@ export class JobRun {
       if (this.groupAlive()) this.terminate();
       maybeFinish();
     });
+    // Terminated (kill, drain) while its spawn was in flight: ended now that it has a process group.
+    if (this.terminating) this.signalTerminate();
   }
 
   private runInfo() {
@@ -272,12 +279,14 @@ export class JobRun {
   /** SIGTERM to the whole process group, SIGKILL after the grace period (brief §3). */
   terminate(): void {
     if (this.terminating) return;
-    if (!this.child) {
-      this.terminating = true; // accepted, not started yet (a microtask away): start() ends it instead
-      return;
-    }
-    if (!this.child.pid) return;
+    // Accepted, not started yet (a microtask away): start() ends it instead. Or its spawn is in flight (the native
+    // spawner's thread): wire() ends it once its pid is known. Or it could not start: its 'error' finishes it.
     this.terminating = true;
+    if (!this.child?.pid) return;
+    this.signalTerminate();
+  }
+
+  private signalTerminate(): void {
     this.signalGroup('SIGTERM');
     setTimeout(() => {
       if (this.groupAlive()) this.signalGroup('SIGKILL');

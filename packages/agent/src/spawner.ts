@@ -5,9 +5,10 @@
  * mapped memory: page tables copied, then torn down again by the child's `exec` — about 1.3–1.8 ms of CPU per
  * spawn here, most of the agent's cost per `/bin/true` run. The native spawner (native/spawn.c) uses glibc's
  * `posix_spawn` (clone with CLONE_VM|CLONE_VFORK: nothing copied) and learns of the exit through a pidfd watched
- * by the event loop: about 0.6 ms per spawn, child included. It is built at `npm install` when a C toolchain is
- * there; without it, or for what it cannot do (switching user, Node scripts with their IPC channel), the agent
- * uses child_process.
+ * by the event loop: about 0.6 ms per spawn, child included. The spawn runs on one of the addon's spawner threads,
+ * off the event loop (posix_spawn holds its calling thread until the child execs); the process, its pipes and its
+ * start time arrive on a later turn ('spawn'). It is built at `npm install` when a C toolchain is there; without
+ * it, or for what it cannot do (switching user, Node scripts with their IPC channel), the agent uses child_process.
  */
 
 import type { Serializable } from 'node:child_process';
@@ -18,14 +19,22 @@ import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { AgentConfigError, type SpawnerChoice } from './config.js';
 
-/** What JobRun needs of a started process; child_process's ChildProcess has all of it too. */
+/**
+ * What JobRun needs of a started process; child_process's ChildProcess has all of it too. `pid` is undefined until
+ * the process exists: then 'spawn' is emitted (the native spawner: on a later turn of the loop; stdout and stderr are
+ * there from then on), or 'error' if it could not start (`spawn FILE CODE`, pid still undefined).
+ */
 export interface JobChild {
   readonly pid?: number | undefined;
+  /** The process's start time (/proc/PID/stat field 22), when the spawner read it (the native spawner does). */
+  readonly startTicks?: number | undefined;
   readonly stdout: Readable | null;
   readonly stderr: Readable | null;
+  on(event: 'spawn', listener: () => void): this;
   on(event: 'exit', listener: (code: number | null, signal: string | null) => void): this;
   on(event: 'error', listener: (err: Error) => void): this;
   on(event: 'message', listener: (message: unknown) => void): this;
+  once(event: 'spawn', listener: () => void): this;
   /** Only for Node scripts (child_process.fork): their IPC channel. */
   send?: ((message: Serializable, callback: (err: Error | null) => void) => boolean) | undefined;
   readonly connected?: boolean;
@@ -39,7 +48,14 @@ export interface JobChild {
 }
 
 interface Addon {
+  /** Synchronous: the calling thread waits for the child's exec (the benchmarks' raw loop uses it). */
   spawn(file: string, argv: string[], envp: string[], cwd: string, onExit: (code: number | null, signal: number) => void): [number, number, number];
+  /** On one of the addon's spawner threads; onSpawn comes on a later turn of the loop, onExit after it. */
+  spawnAsync(
+    file: string, argv: string[], envp: string[], cwd: string,
+    onSpawn: (err: NodeJS.ErrnoException | null, pid?: number, out?: number, err2?: number, startTicks?: number) => void,
+    onExit: (code: number | null, signal: number) => void,
+  ): void;
   supported(): boolean;
   /** Test hooks: exit watches not yet freed; make the next spawns fail as if the exit watch could not start. */
   liveWatches(): number;
@@ -92,13 +108,16 @@ let readBuffer: Buffer | undefined;
 
 /** A process started by the native spawner, shaped like a ChildProcess without IPC. */
 class NativeChild extends EventEmitter {
-  readonly pid: number;
-  readonly stdout: Socket;
-  readonly stderr: Socket;
+  pid: number | undefined;
+  startTicks: number | undefined;
+  stdout: Socket | null = null;
+  stderr: Socket | null = null;
   private onData: ((stream: 'stdout' | 'stderr', data: Buffer) => void) | undefined;
-  constructor(pid: number, out: number, err: number) {
-    super();
+
+  /** The spawner thread started the process: its pipes are opened and 'spawn' is emitted. */
+  spawned(pid: number, out: number, err: number, startTicks: number | undefined): void {
     this.pid = pid;
+    this.startTicks = startTicks;
     readBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES);
     // Reading starts on a later loop turn, after JobRun.wire set onData (a read before would be dropped).
     // `onread` is a net.Socket constructor option since Node 12 (@types/node declares it for connect() only).
@@ -108,6 +127,7 @@ class NativeChild extends EventEmitter {
     } as SocketConstructorOpts);
     this.stdout = open(out, 'stdout');
     this.stderr = open(err, 'stderr');
+    this.emit('spawn');
   }
 
   readOutput(onData: (stream: 'stdout' | 'stderr', data: Buffer) => void): void {
@@ -117,8 +137,10 @@ class NativeChild extends EventEmitter {
 
 /**
  * Starts `file` with `args` in its own session (so a process group, like child_process's `detached`), stdin from
- * /dev/null, stdout and stderr to pipes, every signal at its default. Throws like a failed spawn: the message is
- * `spawn FILE CODE` (e.g. ENOENT, EACCES).
+ * /dev/null, stdout and stderr to pipes, every signal at its default. Returns at once, before the process exists
+ * (posix_spawn runs on one of the addon's spawner threads): like child_process, the child emits 'spawn' once it runs (pid,
+ * startTicks, stdout and stderr set), or 'error' if it could not start, with the message `spawn FILE CODE` (e.g.
+ * ENOENT, EACCES). Throws only for arguments that cannot be passed (a NUL byte).
  */
 export function spawnNative(file: string, args: readonly string[], env: Record<string, string | undefined>, cwd: string): JobChild {
   const { addon, why } = nativeSpawner();
@@ -131,16 +153,16 @@ export function spawnNative(file: string, args: readonly string[], env: Record<s
     const i = list.findIndex((s) => s.includes('\0'));
     if (i >= 0) throw new Error(`cannot start: ${what} ${list === argv ? i : JSON.stringify(list[i]!.slice(0, 40))} contains a NUL byte`);
   }
-  let child: NativeChild | undefined;
-  let pid: number;
-  let out: number;
-  let err: number;
+  const child = new NativeChild();
   try {
-    // The exit is seen on a later turn of the event loop at the earliest, so `child` is set by then.
-    [pid, out, err] = addon.spawn(file, argv, envp, cwd, (code, sig) => child!.emit('exit', code, sig ? signalName(sig) : null));
+    addon.spawnAsync(file, argv, envp, cwd, (e, pid, out, err, startTicks) => {
+      if (e) {
+        child.emit('error', Object.assign(new Error(`spawn ${file} ${e.code ?? e.message}`), { code: e.code, errno: e.errno, syscall: `spawn ${file}`, path: file }));
+      } else child.spawned(pid!, out!, err!, startTicks);
+    }, (code, sig) => child.emit('exit', code, sig ? signalName(sig) : null));
   } catch (e) {
+    // Nothing was started (no spawner thread could be created, say): a failed spawn, thrown at once.
     throw new Error(`cannot start: spawn ${file} ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  child = new NativeChild(pid, out, err);
   return child;
 }

@@ -4,6 +4,11 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { AgentItem } from '../src/queue.js';
+import { compileAgentConfig } from '../src/config.js';
+import { JobRun } from '../src/job.js';
+import { processStartTicks, type RunJournal } from '../src/journal.js';
+import { createLog } from '../src/log.js';
 import { type JobChild, nativeSpawner, resolveSpawner, spawnNative } from '../src/spawner.js';
 
 const PATH = '/usr/local/bin:/usr/bin:/bin';
@@ -22,6 +27,23 @@ interface Outcome {
   pid: number;
 }
 
+/** Resolves once the process exists (the native spawner's comes on a later turn: pid, pipes, start time). */
+function spawned(child: JobChild): Promise<void> {
+  if (child.pid !== undefined) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.on('error', reject);
+  });
+}
+
+/** The error of a spawn that fails: `spawn FILE CODE`, as child_process words it. */
+function failure(child: JobChild): Promise<string> {
+  return new Promise((resolve, reject) => {
+    child.on('error', (e) => (child.pid === undefined ? resolve(e.message) : reject(e)));
+    child.once('spawn', () => reject(new Error(`started (pid ${child.pid})`)));
+  });
+}
+
 function run(child: JobChild): Promise<Outcome> {
   return new Promise((resolve, reject) => {
     const out: Buffer[] = [];
@@ -34,17 +56,48 @@ function run(child: JobChild): Promise<Outcome> {
     child.on('error', reject);
     // The native spawner hands out views of one reused read buffer (readOutput): copied here, as RunOutput does.
     if (child.readOutput) child.readOutput((stream, d) => (stream === 'stdout' ? out : err).push(Buffer.from(d)));
-    else {
-      child.stdout!.on('data', (d: Buffer) => out.push(d));
-      child.stderr!.on('data', (d: Buffer) => err.push(d));
-    }
-    child.stdout!.on('close', done);
-    child.stderr!.on('close', done);
+    const streams = () => {
+      if (!child.readOutput) {
+        child.stdout!.on('data', (d: Buffer) => out.push(d));
+        child.stderr!.on('data', (d: Buffer) => err.push(d));
+      }
+      child.stdout!.on('close', done);
+      child.stderr!.on('close', done);
+    };
+    if (child.stdout) streams();
+    else child.once('spawn', streams);
     child.on('exit', (code, signal) => {
       exit = { code, signal };
       done();
     });
   });
+}
+
+/**
+ * A JobRun (job.ts) on its own, with the agent around it faked: the items it reports and what it journals.
+ * `native` picks the spawner, as the agent's --spawner does.
+ */
+function jobRun(native: boolean, command: string[]) {
+  const items: AgentItem[] = [];
+  const journaled: { pid: number; startTicks: number | undefined }[] = [];
+  /** The start time /proc gives when the run reports `started` (the process is there then). */
+  const procTicks: (number | undefined)[] = [];
+  const config = compileAgentConfig({ flags: { name: 't', server: ['http://127.0.0.1:1'] }, env: { BATCHALYZER_AGENT_KEY: 'bza1.k', PATH }, cwd: '/' });
+  const journal = { writeProcess: (_runId: number, pid: number, startTicks: number | undefined) => journaled.push({ pid, startTicks }), remove: () => {} };
+  const job = new JobRun({
+    runId: 1, attempt: 1, jobName: 'j', planDate: '2026-01-01', nominalAt: null, run: { command }, env: {}, secrets: [],
+    cwd: '/', killGraceMs: 2000, maxOutputBytes: 1_000_000,
+  }, {
+    config, log: createLog('silent'), journal: journal as unknown as RunJournal, nativeSpawn: native,
+    emit: (item) => {
+      if (item.kind === 'started') procTicks.push(processStartTicks(item.pid!));
+      return items.push(item);
+    },
+    afterDurable: (_seq, cb) => cb(),
+    backlogged: () => false,
+    onRelief: () => {},
+  });
+  return { job, items, journaled, procTicks };
 }
 
 describe('native spawner', () => {
@@ -85,7 +138,8 @@ describe('native spawner', () => {
           }
         };
         if (child.readOutput) child.readOutput(onData);
-        else child.stdout!.on('data', (d: Buffer) => onData('stdout', d));
+        await spawned(child);
+        if (!child.readOutput) child.stdout!.on('data', (d: Buffer) => onData('stdout', d));
         const closed = new Promise((r) => child.stdout!.on('close', r));
         await new Promise((r) => setTimeout(r, 300));
         expect(paused).toBe(true);
@@ -171,8 +225,64 @@ describe('native spawner', () => {
         });
         expect(zombies).toEqual([]);
       });
+
+      it('fails like a failed spawn, with the code and the file, without starting anything', async () => {
+        const dir = mkdtempSync(join(tmpdir(), 'bza-spawn-'));
+        const script = join(dir, 'not-executable');
+        writeFileSync(script, '#!/bin/sh\necho hi\n');
+        chmodSync(script, 0o644);
+        expect(await failure(start('/no/such/program', [], { PATH }, '/'))).toBe('spawn /no/such/program ENOENT');
+        expect(await failure(start(script, [], { PATH }, '/'))).toBe(`spawn ${script} EACCES`);
+        expect(await failure(start('/bin/true', [], { PATH }, join(dir, 'missing')))).toBe('spawn /bin/true ENOENT');
+      });
+
+      it('a job killed before its spawn completed is ended once it exists: started with its pid, start time journaled', async () => {
+        const t = performance.now();
+        const { job, items, journaled, procTicks } = jobRun(name === 'native', ['/bin/sleep', '30']);
+        job.start();
+        job.kill(); // the native spawner's spawn is still in flight here: no pid yet
+        await job.done;
+        expect(performance.now() - t).toBeLessThan(1500); // SIGTERM, not the 2 s grace's SIGKILL, nor the 30 s
+        const started = items.filter((i) => i.kind === 'started');
+        expect(started).toHaveLength(1);
+        const pid = (started[0] as { pid: number }).pid;
+        expect(pid).toBeGreaterThan(0);
+        expect(items.at(-1)).toMatchObject({ kind: 'finished', signal: 'SIGTERM', exitCode: null });
+        expect(items.at(-1)).not.toHaveProperty('error');
+        // The start time journaled is the kernel's for that process (what a restarted agent compares before a kill).
+        expect(journaled).toEqual([{ pid, startTicks: procTicks[0] }]);
+        expect(procTicks[0]).toBeGreaterThan(0);
+        expect(() => process.kill(-pid, 0)).toThrow(); // nothing of its group is left
+      });
+
+      it('a job that cannot start fails with the spawn error and reports no start', async () => {
+        const { job, items, journaled } = jobRun(name === 'native', ['/no/such/dir/program']);
+        job.start();
+        await job.done;
+        expect(items.filter((i) => i.kind === 'started')).toEqual([]);
+        expect(items.at(-1)).toMatchObject({ kind: 'finished', error: 'cannot start: spawn /no/such/dir/program ENOENT' });
+        expect(journaled).toEqual([]);
+      });
     });
   }
+
+  it('starts the process off the event loop and hands over its start time as /proc has it (field 22)', async () => {
+    const child = spawnNative('/bin/sleep', ['5'], { PATH }, '/');
+    // posix_spawn runs on a spawner thread: nothing of the process is known when spawnNative returns.
+    expect(child.pid).toBeUndefined();
+    expect(child.stdout).toBeNull();
+    const outcome = run(child);
+    await spawned(child);
+    expect(child.startTicks).toBeGreaterThan(0);
+    expect(child.startTicks).toBe(processStartTicks(child.pid!));
+    process.kill(-child.pid!, 'SIGKILL');
+    expect(await outcome).toMatchObject({ signal: 'SIGKILL' });
+    // Also for a process that exited before the spawner thread read /proc: it is not reaped before its exit is seen.
+    const quick = spawnNative('/bin/true', [], { PATH }, '/');
+    await spawned(quick);
+    expect(quick.startTicks).toBe(processStartTicks(quick.pid!));
+    await run(quick);
+  });
 
   it('does not spin while a tracer holds a job\'s exit (the pidfd is readable, nothing to reap yet)', async (ctx) => {
     // A job whose child ptrace-seizes it and holds its exit for 1.5 s. Needs a C compiler (the addon's build needs one too).
@@ -209,7 +319,7 @@ int main(void) {
     expect(addon!.liveWatches()).toBe(before);
     addon!.setTestFailure(true);
     try {
-      expect(() => spawnNative('/bin/sleep', ['30'], { PATH }, '/')).toThrow('cannot start: spawn /bin/sleep EINVAL');
+      expect(await failure(spawnNative('/bin/sleep', ['30'], { PATH }, '/'))).toBe('spawn /bin/sleep EINVAL');
     } finally {
       addon!.setTestFailure(false);
     }
@@ -225,6 +335,25 @@ int main(void) {
     expect(children).toEqual([]); // the sleep was killed and reaped
   });
 
+  it('kills, when the agent exits, a job spawned but not yet handed over (it was never journaled with its pid)', async () => {
+    const addonPath = new URL('../build/Release/spawn.node', import.meta.url).pathname;
+    const marker = `29.${process.pid}${Date.now() % 100000}`;
+    // Exits at once: the spawns are queued or in progress on the spawner threads, none delivered.
+    const script = `const a = require(${JSON.stringify(addonPath)}); for (let i = 0; i < 3; i++) a.spawnAsync('/bin/sleep', ['/bin/sleep', '${marker}'], [], '/', () => {}, () => {}); process.exit(0);`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 10_000 });
+    expect(r.status).toBe(0);
+    await new Promise((res) => setTimeout(res, 200));
+    const left = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker) && !/\) Z /.test(readFileSync(`/proc/${p}/stat`, 'utf8'));
+      } catch {
+        return false;
+      }
+    });
+    for (const p of left) process.kill(Number(p), 'SIGKILL');
+    expect(left).toEqual([]);
+  });
+
   it('names real-time signals, which Node has no names for', async () => {
     expect(await run(spawnNative('/bin/sh', ['-c', 'kill -s 40 $$'], { PATH }, '/'))).toMatchObject({ code: null, signal: 'SIGRTMIN+6' });
   });
@@ -238,16 +367,10 @@ int main(void) {
     expect(message).toBe('the native spawner runs only on the main thread');
   });
 
-  it('fails like a failed spawn, with the code and the file', () => {
+  it('names any errno of a failed spawn (ELOOP)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'bza-spawn-'));
-    const script = join(dir, 'not-executable');
-    writeFileSync(script, '#!/bin/sh\necho hi\n');
-    chmodSync(script, 0o644);
-    expect(() => spawnNative('/no/such/program', [], { PATH }, '/')).toThrow('cannot start: spawn /no/such/program ENOENT');
-    expect(() => spawnNative(script, [], { PATH }, '/')).toThrow(`cannot start: spawn ${script} EACCES`);
-    expect(() => spawnNative('/bin/true', [], { PATH }, join(dir, 'missing'))).toThrow('cannot start: spawn /bin/true ENOENT');
     symlinkSync(join(dir, 'loop'), join(dir, 'loop'));
-    expect(() => spawnNative(join(dir, 'loop'), [], { PATH }, '/')).toThrow(`cannot start: spawn ${join(dir, 'loop')} ELOOP`);
+    expect(await failure(spawnNative(join(dir, 'loop'), [], { PATH }, '/'))).toBe(`spawn ${join(dir, 'loop')} ELOOP`);
   });
 
   it('refuses NUL bytes instead of cutting the string short', () => {
