@@ -1,23 +1,22 @@
 import { CompiledQuery, type Kysely, type Selectable, sql } from 'kysely';
 import { type ApplyPlan, ConflictError, type Definitions, emptyDefinitions, NotFoundError, parseDuration } from '@batchalyzer/core';
-import { type Connection, lockResources, sqliteDirect, writeTx } from './connection.js';
+import { lockResources, sqliteDirect } from './connection.js';
 import type Database from 'better-sqlite3';
 import { EarlyRunTouchedError, OutputFileError } from './errors.js';
 import type { DB } from './db.js';
-import { LATEST_SCHEMA_VERSION, migrate, type MigrationReport } from './migrate.js';
+import { LATEST_SCHEMA_VERSION } from './migrate.js';
 import { insertRunsPostgres, insertRunsSqlite, type LoadedSpecs, newRunRecord, specTexts, setWaitReasonsSqlite, writeEntriesPostgres, writeEntriesSqlite } from './bulk-writes.js';
-import { OutputFiles, type OutputWarning, type Touched } from './output-files.js';
-import { messageFromRow, runFromRow, tokenFromRow, agentFromRow } from './rows.js';
+import type { OutputFiles, Touched } from './output-files.js';
+import { json, parse } from './sql-base.js';
+import { SqlRecords } from './sql-records.js';
+import { runFromRow, agentFromRow } from './rows.js';
 import { ACTIVE_STATES } from './port.js';
 import type {
-  AgentLinkUpdate, AgentRecord, CheckValue, ConditionRecord, ConditionRef, DispatchResult, FinishResult, FinishRun, MessageEvent,
-  MessageRecord, MessageStatus, NewRun, OutputChunk, Page, PlanDayRecord, PlanEntryRecord, PoolTake, RaiseMessage, RateTake, Role, RunEvent, RunFilter,
-  RunRecord, RunState, RunStep, Store, TokenRecord,
+  AgentLinkUpdate, AgentRecord, ConditionRecord, ConditionRef, DispatchResult, FinishResult, FinishRun, NewRun, OutputChunk, Page,
+  PlanDayRecord, PlanEntryRecord, PoolTake, RateTake, RunEvent, RunFilter, RunRecord, RunState, RunStep, Store,
 } from './port.js';
 
 const EMPTY = Buffer.alloc(0);
-const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
-const parse = (v: string | null): unknown => (v === null ? null : JSON.parse(v));
 
 /** Aborts a transaction (rolling back its writes) and carries the refusal out of it. */
 class Refusal extends Error {
@@ -26,59 +25,15 @@ class Refusal extends Error {
   }
 }
 
-/** The store on Kysely: one query codebase for SQLite and PostgreSQL (dialect details live in connection.ts). */
 /** The advisory lock applyDefinitions holds on PostgreSQL: hashtext(this || current_schema()). Exported for tests. */
 export const DEFINITIONS_LOCK = 'batchalyzer.definitions.';
 
-export class SqlStore implements Store {
-  readonly kind: 'sqlite' | 'postgres';
-  readonly location: string;
-  private readonly db: Kysely<DB>;
-  /** SQLite with a database file: output bytes go to files, the store keeps the index (output-files.ts). */
-  private readonly files: OutputFiles | undefined;
-
-  constructor(private readonly conn: Connection, onWarning: (w: OutputWarning) => void = (w) => process.emitWarning(w.message, { code: w.code })) {
-    this.kind = conn.dialect;
-    this.location = conn.location;
-    this.db = conn.db;
-    this.files = conn.outputDir ? new OutputFiles(conn.outputDir, onWarning) : undefined;
-  }
-
-  private tx<T>(fn: (trx: Kysely<DB>) => Promise<T>): Promise<T> {
-    return writeTx(this.conn, fn);
-  }
-
-  async migrate(): Promise<MigrationReport> {
-    if (this.conn.schema) {
-      await sql.raw(`CREATE SCHEMA IF NOT EXISTS "${this.conn.schema}"`).execute(this.db).catch(async (err) => {
-        // Two processes creating the schema at once: fine if it exists now.
-        const r = await sql<{ n: number }>`SELECT count(*) AS n FROM pg_namespace WHERE nspname = ${this.conn.schema}`.execute(this.db);
-        if (!r.rows[0]?.n) throw err;
-      });
-    }
-    return this.tx((trx) => migrate(trx, this.kind, Date.now()));
-  }
-
-  async schemaVersion(): Promise<number> {
-    try {
-      const r = await this.db.selectFrom('schema_migrations').select((eb) => eb.fn.max('version').as('v')).executeTakeFirst();
-      return Number(r?.v ?? 0);
-    } catch {
-      return 0; // no ledger yet: a database batchalyzer has never migrated
-    }
-  }
-
-  async ping(): Promise<void> {
-    await sql`SELECT 1`.execute(this.db);
-  }
-
-  async close(): Promise<void> {
-    await this.conn.checkpointer?.stop();
-    // Files last: an append still queued for the connection runs before destroy() returns, and may open one.
-    await this.db.destroy();
-    await this.files?.close();
-  }
-
+/**
+ * The store on Kysely: one query codebase for SQLite and PostgreSQL (dialect details live in connection.ts). The
+ * run lifecycle, definitions, plan and output are here; connection and lifecycle in sql-base.ts, messages, checks
+ * and auth in sql-records.ts.
+ */
+export class SqlStore extends SqlRecords implements Store {
   // ── Definitions ──────────────────────────────────────────────────────────────────────────────
 
   async loadDefinitions(): Promise<Definitions> {
@@ -792,138 +747,6 @@ export class SqlStore implements Store {
     if (filter.name !== undefined) q = q.where('name', '=', filter.name);
     const rows = await q.orderBy('plan_date').orderBy('name').execute();
     return rows.map((r) => ({ name: r.name, planDate: r.plan_date, postedAt: r.posted_at, runId: r.run_id, actor: r.actor }));
-  }
-
-  // ── Messages ─────────────────────────────────────────────────────────────────────────────────
-
-  async raiseMessage(m: RaiseMessage): Promise<{ message: MessageRecord; created: boolean }> {
-    return this.tx(async (trx) => {
-      const live = await trx.selectFrom('messages').selectAll().where('key', '=', m.key).where('status', '<>', 'resolved').executeTakeFirst();
-      if (live) {
-        const row = await trx.updateTable('messages').set((eb) => ({
-          count: eb('count', '+', 1), last_at: m.at, severity: m.severity, text: m.text,
-        })).where('id', '=', live.id).returningAll().executeTakeFirstOrThrow();
-        const detail = live.severity !== m.severity ? { from: live.severity, to: m.severity } : { count: row.count };
-        await trx.insertInto('message_events').values({ message_id: live.id, at: m.at, actor: m.actor, action: live.severity !== m.severity ? 'severity' : 'repeat', detail: json(detail) }).execute();
-        return { message: messageFromRow(row), created: false };
-      }
-      const row = await trx.insertInto('messages').values({
-        key: m.key, severity: m.severity, source: m.source, source_ref: m.sourceRef ?? null, agent_name: m.agentName ?? null,
-        job_name: m.jobName ?? null, text: m.text, status: 'open', parent_id: null, first_at: m.at, last_at: m.at,
-        deferred_until: null, resolved_at: null,
-      }).returningAll().executeTakeFirstOrThrow();
-      await trx.insertInto('message_events').values({ message_id: row.id, at: m.at, actor: m.actor, action: 'open', detail: json({ text: m.text }) }).execute();
-      return { message: messageFromRow(row), created: true };
-    });
-  }
-
-  async resolveMessage(key: string, actor: string, at: number, why?: string): Promise<MessageRecord | undefined> {
-    if (this.kind === 'sqlite') {
-      // Asked after every successful run, nearly always to find nothing open: a cached statement (e2e-true).
-      const open = await sqliteDirect(this.conn, false, (prepare) => prepare(`SELECT id FROM messages WHERE key = ? AND status <> 'resolved'`).get(key) as { id: number } | undefined);
-      return open ? this.setMessageStatus(open.id, 'resolved', actor, at, null, why) : undefined;
-    }
-    const live = await this.db.selectFrom('messages').select('id').where('key', '=', key).where('status', '<>', 'resolved').executeTakeFirst();
-    if (!live) return undefined;
-    return this.setMessageStatus(live.id, 'resolved', actor, at, null, why);
-  }
-
-  async setMessageStatus(id: number, status: MessageStatus, actor: string, at: number, until?: number | null, why?: string): Promise<MessageRecord | undefined> {
-    if (status === 'deferred' && (until === undefined || until === null)) {
-      throw new ConflictError('deferring a message needs a time until which it stays deferred', { id });
-    }
-    return this.tx(async (trx) => {
-      const row = await trx.updateTable('messages').set({
-        status, deferred_until: status === 'deferred' ? until! : null, resolved_at: status === 'resolved' ? at : null,
-      }).where('id', '=', id).where('status', '<>', 'resolved').returningAll().executeTakeFirst();
-      if (row) {
-        await trx.insertInto('message_events').values({ message_id: id, at, actor, action: status, detail: json({ until: until ?? null, why: why ?? null }) }).execute();
-      }
-      return row && messageFromRow(row);
-    });
-  }
-
-  async listMessages(filter: { status?: MessageStatus[] }, page: { limit: number; before?: number }): Promise<Page<MessageRecord>> {
-    let q = this.db.selectFrom('messages').selectAll();
-    if (filter.status?.length) q = q.where('status', 'in', filter.status);
-    if (page.before !== undefined) q = q.where('id', '<', page.before);
-    const rows = await q.orderBy('id', 'desc').limit(page.limit + 1).execute();
-    const items = rows.slice(0, page.limit).map(messageFromRow);
-    return rows.length > page.limit ? { items, next: items[items.length - 1]!.id } : { items };
-  }
-
-  async messageEvents(id: number): Promise<MessageEvent[]> {
-    const rows = await this.db.selectFrom('message_events').selectAll().where('message_id', '=', id).orderBy('id').execute();
-    return rows.map((r) => ({ at: r.at, actor: r.actor, action: r.action, detail: parse(r.detail) }));
-  }
-
-  // ── Checks ───────────────────────────────────────────────────────────────────────────────────
-
-  async recordCheckValues(values: CheckValue[]): Promise<void> {
-    if (values.length === 0) return;
-    if (this.kind === 'postgres') {
-      // One statement per 10,000 values with one array parameter per column (INSERT … SELECT unnest): about three
-      // times the rows/s of multi-row VALUES on PostgreSQL (STACK.md; bench check-ingest).
-      await this.tx(async (trx) => {
-        for (let i = 0; i < values.length; i += 10_000) {
-          const part = values.slice(i, i + 10_000);
-          await sql`INSERT INTO check_values (check_name, agent_name, series, at, value, state)
-            SELECT * FROM unnest(${part.map((v) => v.checkName)}::text[], ${part.map((v) => v.agentName)}::text[], ${part.map((v) => v.series)}::text[],
-              ${part.map((v) => v.at)}::bigint[], ${part.map((v) => v.value)}::float8[], ${part.map((v) => v.state ?? null)}::text[])`.execute(trx);
-        }
-      });
-      return;
-    }
-    await this.tx(async (trx) => {
-      // Parameter limits: SQLite allows 32766 bound values, PostgreSQL 65535; 6 per row.
-      for (let i = 0; i < values.length; i += 1000) {
-        await trx.insertInto('check_values').values(values.slice(i, i + 1000).map((v) => ({
-          check_name: v.checkName, agent_name: v.agentName, series: v.series, at: v.at, value: v.value, state: v.state ?? null,
-        }))).execute();
-      }
-    });
-  }
-
-  async checkValues(checkName: string, agentName: string, series: string, since: number): Promise<{ at: number; value: number }[]> {
-    return this.db.selectFrom('check_values').select(['at', 'value']).where('check_name', '=', checkName).where('agent_name', '=', agentName)
-      .where('series', '=', series).where('at', '>=', since).orderBy('at').execute();
-  }
-
-  // ── Auth ─────────────────────────────────────────────────────────────────────────────────────
-
-  async createToken(t: { name: string; tokenHash: string; role: Role; createdBy: string; at: number; expiresAt?: number | null }): Promise<TokenRecord> {
-    const row = await this.tx((trx) => trx.insertInto('api_tokens').values({
-      name: t.name, token_hash: t.tokenHash, role: t.role, created_by: t.createdBy, created_at: t.at, expires_at: t.expiresAt ?? null,
-    }).returningAll().executeTakeFirstOrThrow());
-    return tokenFromRow(row);
-  }
-
-  async findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
-    const row = await this.db.selectFrom('api_tokens').selectAll().where('token_hash', '=', hash).executeTakeFirst();
-    return row && tokenFromRow(row);
-  }
-
-  async listTokens(): Promise<TokenRecord[]> {
-    return (await this.db.selectFrom('api_tokens').selectAll().orderBy('id').execute()).map(tokenFromRow);
-  }
-
-  async revokeToken(id: number, actor: string, at: number): Promise<boolean> {
-    return this.tx(async (trx) => {
-      const r = await trx.updateTable('api_tokens').set({ revoked: 1 }).where('id', '=', id).where('revoked', '=', 0).executeTakeFirst();
-      const done = Number(r.numUpdatedRows) > 0;
-      if (done) await trx.insertInto('audit_log').values({ at, actor, action: 'revoke', target: `tokens/${id}`, detail: null }).execute();
-      return done;
-    });
-  }
-
-  async upsertUser(u: { name: string; passwordHash: string; role: Role; at: number }): Promise<void> {
-    await this.tx((trx) => trx.insertInto('users').values({ name: u.name, password_hash: u.passwordHash, role: u.role, created_at: u.at })
-      .onConflict((oc) => oc.column('name').doUpdateSet({ password_hash: u.passwordHash, role: u.role })).execute());
-  }
-
-  async getUser(name: string): Promise<{ name: string; passwordHash: string; role: Role; disabled: boolean } | undefined> {
-    const row = await this.db.selectFrom('users').selectAll().where('name', '=', name).executeTakeFirst();
-    return row && { name: row.name, passwordHash: row.password_hash, role: row.role as Role, disabled: row.disabled === 1 };
   }
 }
 
