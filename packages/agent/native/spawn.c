@@ -9,6 +9,7 @@
 #include <node_api.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <spawn.h>
@@ -85,6 +86,7 @@ static void free_strv(char **v) {
 static int64_t live_watches = 0;
 // Set by the tests only: the next spawns fail as if uv_poll_start had.
 static bool force_poll_failure = false;
+static _Atomic int test_spawn_delay_ms = 0;  // test hook: a spawn that hangs (an exec on a dead NFS mount)
 
 static void on_closed(uv_handle_t *h) {
   watch_t *w = h->data;
@@ -173,7 +175,6 @@ typedef struct req_s {
   napi_env env;
   napi_ref on_spawn, on_exit;
   napi_async_context async;
-  napi_async_work work;  // thread-pool mode
   // bookkeeping (under `mu`)
   int state;             // REQ_QUEUED, REQ_SPAWNING, REQ_SPAWNED
   struct req_s *prev, *next;       // the list of requests not yet delivered (for the exit hook)
@@ -233,6 +234,12 @@ static void do_spawn(req_t *r) {
   if ((e = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) ||
       (e = posix_spawn_file_actions_adddup2(&fa, out[1], 1)) ||
       (e = posix_spawn_file_actions_adddup2(&fa, err[1], 2)) ||
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+      // Nothing but 0–2 reaches the job: close-on-exec takes effect only at exec, so a job spawned at the same
+      // moment on the other spawner thread held this one's socket ends until its exec (a hung exec: this job's
+      // output never reached EOF), and a descriptor the agent inherited without close-on-exec went to every job.
+      (e = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) ||
+#endif
       (e = posix_spawn_file_actions_addchdir_np(&fa, r->cwd)))
     goto done;
   if ((e = posix_spawnattr_init(&attr))) goto done;
@@ -430,20 +437,18 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
 // `mu`) for two dedicated spawner threads, which run do_spawn and hand the result back through a uv_async on the
 // main loop. Not libuv's thread pool: the agent's disk queue does its writes and fdatasyncs there (milliseconds
 // each), and a spawn would wait behind them. Two threads, not one: jobs dispatched together (a burst, or
-// concurrency 4 of short jobs) do not wait in line for each other's exec. BATCHALYZER_SPAWN_THREAD=pool selects
-// the thread pool and BATCHALYZER_SPAWN_THREADS=N the number of spawner threads, for measurements only.
+// concurrency 4 of short jobs) do not wait in line for each other's exec (measurements: docs/agent.md).
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t todo_cv = PTHREAD_COND_INITIALIZER;   // the spawner threads wait for work
-static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;   // the exit hook waits for a spawn in progress
+static pthread_cond_t idle_cv;  // the exit hook waits for a spawn in progress (monotonic clock: module init)
 static req_t *pending = NULL;              // every request not yet delivered to JS (doubly linked)
 static req_t *todo_head = NULL, *todo_tail = NULL;  // the spawner threads' queue
 static req_t *done_head = NULL, *done_tail = NULL;  // spawned (or failed), waiting for the main thread
 static int spawning = 0;                   // requests in do_spawn now
 static bool exiting = false;               // the process is exiting: spawn nothing more
-static bool use_pool = false;
 static int threads_started = 0;
-static int spawner_threads = 2;  // BATCHALYZER_SPAWN_THREADS (1–16); two: jobs started together do not wait in line
+static int spawner_threads = 2;  // two: jobs started together do not wait in line for each other's exec
 static uv_async_t done_async;
 static int64_t in_flight = 0;              // requests submitted, not yet delivered (main thread only)
 
@@ -471,6 +476,8 @@ static void run_req(req_t *r) {
   r->state = REQ_SPAWNING;
   spawning++;
   pthread_mutex_unlock(&mu);
+  int delay = atomic_load(&test_spawn_delay_ms);
+  if (delay > 0) usleep((useconds_t)delay * 1000);
   do_spawn(r);
   pthread_mutex_lock(&mu);
   r->state = REQ_SPAWNED;
@@ -487,7 +494,7 @@ static void at_exit(void) {
   pthread_mutex_lock(&mu);
   exiting = true;
   struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
+  clock_gettime(CLOCK_MONOTONIC, &until);
   until.tv_sec += 2;
   while (spawning > 0 && pthread_cond_timedwait(&idle_cv, &mu, &until) == 0) {}
   for (req_t *r = pending; r; r = r->next)
@@ -497,10 +504,8 @@ static void at_exit(void) {
 
 static void *spawner_main(void *arg) {
   (void)arg;
-  // No signal for this thread: the main thread handles the agent's (SIGTERM, SIGINT, SIGCHLD for child_process).
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  // Born with every signal blocked (SpawnAsync): process-directed ones (SIGTERM, SIGINT, SIGCHLD for
+  // child_process) go to a thread that has them unblocked, the main thread or libuv's pool, never to a spawner.
   for (;;) {
     pthread_mutex_lock(&mu);
     while (!todo_head) pthread_cond_wait(&todo_cv, &mu);
@@ -527,7 +532,7 @@ static void deliver(req_t *r) {
   pthread_mutex_lock(&mu);
   pending_remove(r);
   pthread_mutex_unlock(&mu);
-  if (--in_flight == 0 && !use_pool) uv_unref((uv_handle_t *)&done_async);
+  if (--in_flight == 0) uv_unref((uv_handle_t *)&done_async);
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
   napi_value on_spawn, on_exit, recv, argv[5], result;
@@ -573,18 +578,6 @@ static void on_done(uv_async_t *a) {
   }
 }
 
-static void pool_execute(napi_env env, void *data) {
-  (void)env;
-  run_req(data);
-}
-
-static void pool_complete(napi_env env, napi_status status, void *data) {
-  req_t *r = data;
-  napi_delete_async_work(env, r->work);
-  if (status == napi_cancelled) r->e = ECANCELED, r->failed = "spawn";
-  deliver(r);
-}
-
 // spawnAsync(file, argv[], envp[], cwd, onSpawn(err | null, pid, stdoutFd, stderrFd, startTicks), onExit(code|null, signal))
 // Starts the job off the event loop; onSpawn comes on a later turn of the loop, onExit after it.
 static napi_value SpawnAsync(napi_env env, napi_callback_info info) {
@@ -602,9 +595,14 @@ static napi_value SpawnAsync(napi_env env, napi_callback_info info) {
   r->env = env;
   napi_value resource_name;
   napi_create_string_utf8(env, "batchalyzer:spawn", NAPI_AUTO_LENGTH, &resource_name);
-  while (!use_pool && threads_started < spawner_threads) {
+  while (threads_started < spawner_threads) {
     pthread_t t;
+    // The new thread inherits the creating thread's mask: all blocked from its first instruction on.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(&t, NULL, spawner_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {
       if (threads_started > 0) {
         spawner_threads = threads_started;  // fewer threads will do
@@ -617,30 +615,22 @@ static napi_value SpawnAsync(napi_env env, napi_callback_info info) {
     pthread_detach(t);
     threads_started++;
   }
-  if (use_pool && napi_create_async_work(env, NULL, resource_name, pool_execute, pool_complete, r, &r->work) != napi_ok) {
-    free_req(r);
-    napi_throw_error(env, "EINTERNAL", "spawn.c: napi_create_async_work failed");
-    return NULL;
-  }
   napi_create_reference(env, args[4], 1, &r->on_spawn);
   napi_create_reference(env, args[5], 1, &r->on_exit);
   napi_async_init(env, NULL, resource_name, &r->async);
-  if (++in_flight == 1 && !use_pool) uv_ref((uv_handle_t *)&done_async);  // a spawn in flight keeps the loop alive
+  if (++in_flight == 1) uv_ref((uv_handle_t *)&done_async);  // a spawn in flight keeps the loop alive
   pthread_mutex_lock(&mu);
   r->state = REQ_QUEUED;
   pending_add(r);
-  if (!use_pool) {
-    if (todo_tail) todo_tail->qnext = r;
-    else todo_head = r;
-    todo_tail = r;
-    pthread_cond_signal(&todo_cv);
-  }
+  if (todo_tail) todo_tail->qnext = r;
+  else todo_head = r;
+  todo_tail = r;
+  pthread_cond_signal(&todo_cv);
   pthread_mutex_unlock(&mu);
-  if (use_pool) napi_queue_async_work(env, r->work);
   return NULL;
 }
 
-// Test hooks: liveWatches() -> number; setTestFailure(bool).
+// Test hooks: liveWatches() -> number; setTestFailure(bool); setTestSpawnDelay(ms).
 static napi_value LiveWatches(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value v;
@@ -655,6 +645,16 @@ static napi_value SetTestFailure(napi_env env, napi_callback_info info) {
   bool on = false;
   if (argc >= 1) napi_get_value_bool(env, arg, &on);
   force_poll_failure = on;
+  return NULL;
+}
+
+static napi_value SetTestSpawnDelay(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
+  int32_t ms = 0;
+  if (argc >= 1) napi_get_value_int32(env, arg, &ms);
+  atomic_store(&test_spawn_delay_ms, ms > 0 ? ms : 0);
   return NULL;
 }
 
@@ -682,10 +682,11 @@ NAPI_MODULE_INIT() {
       return NULL;
     }
     uv_unref((uv_handle_t *)&done_async);  // ref'd only while a spawn is in flight
-    const char *mode = getenv("BATCHALYZER_SPAWN_THREAD");
-    use_pool = mode && strcmp(mode, "pool") == 0;
-    const char *n = getenv("BATCHALYZER_SPAWN_THREADS");
-    if (n && atoi(n) >= 1 && atoi(n) <= 16) spawner_threads = atoi(n);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);  // the exit hook's 2 s wait is not moved by a clock step
+    pthread_cond_init(&idle_cv, &ca);
+    pthread_condattr_destroy(&ca);
     atexit(at_exit);
     initialized = true;
   }
@@ -698,6 +699,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "supported", fn);
   napi_create_function(env, "liveWatches", NAPI_AUTO_LENGTH, LiveWatches, NULL, &fn);
   napi_set_named_property(env, exports, "liveWatches", fn);
+  napi_create_function(env, "setTestSpawnDelay", NAPI_AUTO_LENGTH, SetTestSpawnDelay, NULL, &fn);
+  napi_set_named_property(env, exports, "setTestSpawnDelay", fn);
   napi_create_function(env, "setTestFailure", NAPI_AUTO_LENGTH, SetTestFailure, NULL, &fn);
   napi_set_named_property(env, exports, "setTestFailure", fn);
   return exports;

@@ -47,6 +47,8 @@ export class JobRun {
   private flushTimer: NodeJS.Timeout | undefined;
   private timeoutTimer: NodeJS.Timeout | undefined;
   private terminating = false;
+  /** Its spawn is in flight on a native spawner thread (no pid yet). */
+  private spawnPending = false;
   private timedOut = false;
   private finished = false;
   private exit: { code: number | null; signal: string | null } | undefined;
@@ -79,7 +81,16 @@ export class JobRun {
     try {
       this.spawn();
     } catch (err) {
-      this.finish({ error: (err as Error).message });
+      return this.finish({ error: (err as Error).message });
+    }
+    // From here, its spawn included: an exec that hangs (a dead NFS mount) must not hold the run past its timeout.
+    const { timeoutMs } = this.payload;
+    if (timeoutMs && !this.finished) {
+      this.timeoutTimer = setTimeout(() => {
+        this.timedOut = true;
+        this.ctx.log.info(`run ${this.runId}: timeout after ${timeoutMs} ms; terminating its process group`);
+        this.terminate();
+      }, timeoutMs);
     }
   }
 
@@ -140,8 +151,26 @@ export class JobRun {
     });
     const nodeConfig = 'node' in r ? r.config : undefined;
     // The native spawner starts the process on its own thread: pid, pipes and start time come with 'spawn'.
-    if (child.pid !== undefined) this.wire(child, nodeConfig);
-    else child.once('spawn', () => this.wire(child, nodeConfig));
+    if (child.pid !== undefined) {
+      try {
+        return this.wire(child, nodeConfig);
+      } catch (err) {
+        discard(child); // start() fails the run: its process must not run on unwatched
+        throw err;
+      }
+    }
+    this.spawnPending = true;
+    child.once('spawn', () => {
+      this.spawnPending = false;
+      if (this.finished) return discard(child); // given up while its start was pending (terminate)
+      try {
+        this.wire(child, nodeConfig);
+      } catch (err) {
+        // On the addon's callback an exception would end the agent: the run fails instead, and its process goes.
+        discard(child);
+        this.finish({ error: `cannot start: ${(err as Error).message}` });
+      }
+    });
   }
 
   private checkLists(exe: string): void {
@@ -161,9 +190,8 @@ export class JobRun {
     }
   }
 
-  /** The process exists (pid set): journal, `started`, output, timeout, exit. */
+  /** The process exists (pid set): journal, `started`, output, exit. */
   private wire(child: JobChild, nodeConfig: unknown): void {
-    const p = this.payload;
     if (child.pid === undefined) return;
     this.ctx.journal.writeProcess(this.runId, child.pid, child.startTicks ?? processStartTicks(child.pid));
     this.ctx.log.debug(`run ${this.runId}: pid ${child.pid} (${child instanceof ChildProcess ? 'child_process' : 'posix_spawn'})`);
@@ -187,13 +215,6 @@ export class JobRun {
       if (!child.readOutput) child[stream]!.on('data', (d: Buffer) => onData(stream, d));
     }
     this.flushTimer = setInterval(() => this.output.flush(), this.ctx.config.flushIntervalMs);
-    if (p.timeoutMs) {
-      this.timeoutTimer = setTimeout(() => {
-        this.timedOut = true;
-        this.ctx.log.info(`run ${this.runId}: timeout after ${p.timeoutMs} ms; terminating its process group`);
-        this.terminate();
-      }, p.timeoutMs);
-    }
     if (child.send) {
       child.on('message', (m) => this.onScriptMessage(m));
       child.send({ type: 'config', config: nodeConfig ?? null, run: this.runInfo() }, (err) => {
@@ -282,8 +303,16 @@ export class JobRun {
     // Accepted, not started yet (a microtask away): start() ends it instead. Or its spawn is in flight (the native
     // spawner's thread): wire() ends it once its pid is known. Or it could not start: its 'error' finishes it.
     this.terminating = true;
-    if (!this.child?.pid) return;
-    this.signalTerminate();
+    if (this.child?.pid) return this.signalTerminate();
+    if (!this.spawnPending) return;
+    // An exec that hangs (a dead NFS mount) holds its spawner thread: the run does not wait for it past the grace
+    // period. It ends without a process; one that still starts later is killed at once (the 'spawn' listener).
+    const grace = this.payload.killGraceMs;
+    setTimeout(() => {
+      if (!this.spawnPending || this.finished) return;
+      this.ctx.log.warn(`run ${this.runId}: its process has not started ${grace} ms after it was ${this.timedOut ? 'timed out' : 'terminated'}; the run ends without it`);
+      this.finish({ error: `${this.timedOut ? 'timed out' : 'terminated'} before its process started (the spawn did not complete within the ${grace} ms grace period; a process that starts later is killed at once)` });
+    }, grace).unref();
   }
 
   private signalTerminate(): void {
@@ -321,4 +350,15 @@ export class JobRun {
     else this.ctx.log.info(`run ${this.runId} (${this.payload.jobName}) ended`, { exitCode: code, signal: this.exit?.signal ?? null, timedOut: this.timedOut });
     this.resolveDone();
   }
+}
+
+/** A process whose run has ended already (or failed to take it): its group killed, its pipes closed. */
+function discard(child: JobChild): void {
+  try {
+    if (child.pid) process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+  child.stdout?.destroy();
+  child.stderr?.destroy();
 }

@@ -57,9 +57,13 @@ interface Addon {
     onExit: (code: number | null, signal: number) => void,
   ): void;
   supported(): boolean;
-  /** Test hooks: exit watches not yet freed; make the next spawns fail as if the exit watch could not start. */
+  /**
+   * Test hooks: exit watches not yet freed; make the next spawns fail as if the exit watch could not start; make
+   * every spawn wait this long on its spawner thread first, as an exec on a dead NFS mount does (0: off).
+   */
   liveWatches(): number;
   setTestFailure(on: boolean): void;
+  setTestSpawnDelay(ms: number): void;
 }
 
 let loaded: { addon?: Addon; why?: string } | undefined;
@@ -140,7 +144,8 @@ class NativeChild extends EventEmitter {
  * /dev/null, stdout and stderr to pipes, every signal at its default. Returns at once, before the process exists
  * (posix_spawn runs on one of the addon's spawner threads): like child_process, the child emits 'spawn' once it runs (pid,
  * startTicks, stdout and stderr set), or 'error' if it could not start, with the message `spawn FILE CODE` (e.g.
- * ENOENT, EACCES). Throws only for arguments that cannot be passed (a NUL byte).
+ * ENOENT, EACCES). Throws only when nothing could be queued: an argument that cannot be passed (a NUL byte), or no
+ * spawner thread could be created.
  */
 export function spawnNative(file: string, args: readonly string[], env: Record<string, string | undefined>, cwd: string): JobChild {
   const { addon, why } = nativeSpawner();

@@ -27,6 +27,17 @@ interface Outcome {
   pid: number;
 }
 
+/** Whether a `/bin/sleep ARG` process with this argument is alive (its command line readable). */
+function sleeping(arg: string): boolean {
+  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).some((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8') === `/bin/sleep\0${arg}\0`;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** Resolves once the process exists (the native spawner's comes on a later turn: pid, pipes, start time). */
 function spawned(child: JobChild): Promise<void> {
   if (child.pid !== undefined) return Promise.resolve();
@@ -77,16 +88,22 @@ function run(child: JobChild): Promise<Outcome> {
  * A JobRun (job.ts) on its own, with the agent around it faked: the items it reports and what it journals.
  * `native` picks the spawner, as the agent's --spawner does.
  */
-function jobRun(native: boolean, command: string[]) {
+function jobRun(native: boolean, command: string[], over: { timeoutMs?: number; killGraceMs?: number } = {}, journalFails = false) {
   const items: AgentItem[] = [];
   const journaled: { pid: number; startTicks: number | undefined }[] = [];
   /** The start time /proc gives when the run reports `started` (the process is there then). */
   const procTicks: (number | undefined)[] = [];
   const config = compileAgentConfig({ flags: { name: 't', server: ['http://127.0.0.1:1'] }, env: { BATCHALYZER_AGENT_KEY: 'bza1.k', PATH }, cwd: '/' });
-  const journal = { writeProcess: (_runId: number, pid: number, startTicks: number | undefined) => journaled.push({ pid, startTicks }), remove: () => {} };
+  const journal = {
+    writeProcess: (_runId: number, pid: number, startTicks: number | undefined) => {
+      if (journalFails) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+      journaled.push({ pid, startTicks });
+    },
+    remove: () => {},
+  };
   const job = new JobRun({
     runId: 1, attempt: 1, jobName: 'j', planDate: '2026-01-01', nominalAt: null, run: { command }, env: {}, secrets: [],
-    cwd: '/', killGraceMs: 2000, maxOutputBytes: 1_000_000,
+    cwd: '/', killGraceMs: 2000, maxOutputBytes: 1_000_000, ...over,
   }, {
     config, log: createLog('silent'), journal: journal as unknown as RunJournal, nativeSpawn: native,
     emit: (item) => {
@@ -255,6 +272,17 @@ describe('native spawner', () => {
         expect(() => process.kill(-pid, 0)).toThrow(); // nothing of its group is left
       });
 
+      it('a journal that cannot take the process fails the run (the agent goes on) and ends the process', async () => {
+        const marker = `${30 + Math.random()}`.slice(0, 8);
+        const { job, items } = jobRun(name === 'native', ['/bin/sleep', marker], {}, true);
+        job.start();
+        await job.done;
+        expect(items.filter((i) => i.kind === 'started')).toEqual([]);
+        expect(items.at(-1)).toMatchObject({ kind: 'finished', error: expect.stringMatching(/EIO/) });
+        await new Promise((r) => setTimeout(r, 100));
+        expect(sleeping(marker)).toBe(false); // killed (a zombie has no command line)
+      });
+
       it('a job that cannot start fails with the spawn error and reports no start', async () => {
         const { job, items, journaled } = jobRun(name === 'native', ['/no/such/dir/program']);
         job.start();
@@ -307,6 +335,41 @@ int main(void) {
     expect(performance.now() - t).toBeGreaterThan(1000); // the exit really was held
     // A busy poll burns the whole 1.5 s; the back-off a few milliseconds. 500 ms leaves room for a loaded machine.
     expect((used.user + used.system) / 1000).toBeLessThan(500);
+  });
+
+  it('a job gets no descriptor but 0–2, also none the agent inherited without close-on-exec', async () => {
+    // An agent started with extra descriptors (fds 3 and 4 here, not close-on-exec: inherited by the process that
+    // starts the job): posix_spawn would pass them on; the spawner closes everything above 2 in the child.
+    const script = `
+      import { spawnNative } from ${JSON.stringify(new URL('../dist/spawner.js', import.meta.url).href)};
+      const c = spawnNative('/bin/sh', ['-c', 'ls /proc/$$/fd'], { PATH: '/usr/bin:/bin' }, '/');
+      let out = '';
+      c.once('spawn', () => c.readOutput((stream, d) => { if (stream === 'stdout') out += d; }));
+      c.on('exit', () => setTimeout(() => console.log(JSON.stringify(out.trim().split('\\n'))), 100));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit', 'pipe', 'pipe'], encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual(['0', '1', '2']);
+  });
+
+  it('a spawn that hangs does not hold its run: the timeout ends it after the grace period, and the late process is killed at once', async () => {
+    const { addon } = nativeSpawner();
+    const marker = `${30 + Math.random()}`.slice(0, 8); // an argument no other process has
+    addon!.setTestSpawnDelay(2500); // the spawner thread is stuck, as in an exec on a dead NFS mount
+    try {
+      const t = performance.now();
+      const { job, items } = jobRun(true, ['/bin/sleep', marker], { timeoutMs: 200, killGraceMs: 300 });
+      job.start();
+      await job.done;
+      expect(performance.now() - t).toBeLessThan(2000); // timeout + grace, not the spawn's 2.5 s
+      expect(items.at(-1)).toMatchObject({ kind: 'finished', timedOut: true, error: expect.stringMatching(/^timed out before its process started/) });
+      addon!.setTestSpawnDelay(0);
+      await new Promise((r) => setTimeout(r, 3500 - (performance.now() - t))); // the stuck spawn completes meanwhile
+      expect(sleeping(marker)).toBe(false); // started at ~2.5 s and killed when it was handed over (a zombie has no cmdline)
+      expect(items.filter((i) => i.kind === 'started')).toEqual([]); // nothing reported after the run's end
+      expect(items.filter((i) => i.kind === 'finished')).toHaveLength(1);
+    } finally {
+      addon!.setTestSpawnDelay(0);
+    }
   });
 
   it('frees every exit watch, also when watching fails (then the job is ended, not left running)', async () => {
