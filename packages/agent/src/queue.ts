@@ -43,6 +43,13 @@ interface Entry {
 }
 
 const SEGMENT_BYTES = 8 * 1024 * 1024;
+/**
+ * Batches up to this size are written on the loop, straight into the page cache: through the thread pool a write of
+ * a run's few hundred bytes of reports cost ~40 µs of CPU in hand-overs against ~4 µs (e2e-true: ~2 writes a run).
+ * Output in bulk keeps the pool, so that a write the kernel makes wait (dirty-page throttling) holds a pool thread,
+ * not the loop.
+ */
+const SYNC_WRITE_BYTES = 16 * 1024;
 /** How long an acknowledged sequence may wait before it is written to `acked` (a stale file only means re-sends). */
 const ACKED_WRITE_MS = 100;
 
@@ -358,6 +365,17 @@ export class DiskQueue extends EventEmitter {
   private commitAsync(): void {
     if (this.pending.length === 0 || this.inflight || this.fd < 0) return;
     const batch = this.takePending();
+    let size = 0;
+    for (const p of batch.parts) size += p.length;
+    if (size <= SYNC_WRITE_BYTES) {
+      try {
+        writeAllSync(batch.fd, batch.parts, batch.position);
+      } catch (err) {
+        this.closeIdle();
+        throw err; // as below
+      }
+      return this.landedWrite(batch);
+    }
     this.inflight = batch;
     writeAll(batch.fd, batch.parts, batch.position, (err) => {
       this.inflight = undefined;
@@ -365,19 +383,24 @@ export class DiskQueue extends EventEmitter {
         this.closeIdle();
         throw err; // the disk failed: nothing written since the last fsync may be acknowledged; the agent stops
       }
-      this.landed = Math.max(this.landed, batch.upTo);
-      if (batch.upTo > this.durable) {
-        this.unsynced.add(batch.fd);
-        this.unsyncedDir ||= batch.syncDir;
-        this.sync();
-      } else {
-        // flush() already wrote these bytes at this offset and fsynced them: this late write put the same bytes
-        // there again, so the file on disk already holds them. Its descriptor may be waiting to be closed.
-        this.closeIdle();
-      }
-      this.emit('written', batch.upTo);
-      if (this.pending.length) this.schedule();
+      this.landedWrite(batch);
     });
+  }
+
+  /** A batch is in the file (page cache): the next sync round makes it durable. */
+  private landedWrite(batch: Batch): void {
+    this.landed = Math.max(this.landed, batch.upTo);
+    if (batch.upTo > this.durable) {
+      this.unsynced.add(batch.fd);
+      this.unsyncedDir ||= batch.syncDir;
+      this.sync();
+    } else {
+      // flush() already wrote these bytes at this offset and fsynced them: this late write put the same bytes
+      // there again, so the file on disk already holds them. Its descriptor may be waiting to be closed.
+      this.closeIdle();
+    }
+    this.emit('written', batch.upTo);
+    if (this.pending.length) this.schedule();
   }
 
   /**

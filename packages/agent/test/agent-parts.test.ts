@@ -360,13 +360,29 @@ describe('disk queue: raw output records and group commit', () => {
     expect(q.writing(a)).toBe(true); // pending
     await vi.waitFor(() => expect(q.durableSeq).toBe(a));
     expect(q.writing(a)).toBe(false);
-    const b = q.append(output(2, Buffer.alloc(1024, 2)));
+    const b = q.append(output(2, Buffer.alloc(32 * 1024, 2))); // bulk: written in the thread pool
     await new Promise((r) => setImmediate(r)); // the batch of b goes to the thread pool
     expect(q.writing(b)).toBe(true);
     expect(q.writing(a)).toBe(false);
     q.flush(); // durable now, but the thread pool may still be writing b's bytes: still "writing"
     expect(q.durableSeq).toBe(b);
     await vi.waitFor(() => expect(q.writing(b)).toBe(false));
+    q.close();
+  });
+
+  it('a small batch (a run\'s reports) is written on the loop, in the turn after it was appended', async () => {
+    const dir = tmp();
+    const q = DiskQueue.open(dir);
+    const a = q.append(output(1, Buffer.alloc(300, 0x61)));
+    const written: number[] = [];
+    q.on('written', (upTo: number) => written.push(upTo));
+    expect(q.writing(a)).toBe(true); // pending
+    await new Promise((r) => setImmediate(r));
+    expect(written).toEqual([a]); // landed within that turn: no thread-pool round trip
+    expect(q.writing(a)).toBe(false);
+    const log = readdirSync(dir).filter((f) => f.endsWith('.log')).map((f) => readFileSync(join(dir, f)));
+    expect(Buffer.concat(log).includes(Buffer.alloc(300, 0x61))).toBe(true);
+    await vi.waitFor(() => expect(q.durableSeq).toBe(a)); // still made durable by a sync round
     q.close();
   });
 
