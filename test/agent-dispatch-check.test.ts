@@ -2,10 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { pino } from 'pino';
 import { compileConfig } from '@batchalyzer/core';
-import { AGENT_PATH, generateAgentKey, PROTOCOL_VERSION, signChallenge } from '@batchalyzer/protocol';
 import { type BatchalyzerServer, createServer, type DispatchPayload } from '@batchalyzer/server';
 import { tempDir } from './support/cli.js';
-import { until } from './support/agent.js';
+import { protocolAgent } from './support/protocol-agent.js';
 
 let server: BatchalyzerServer | undefined;
 let ws: WebSocket | undefined;
@@ -20,29 +19,15 @@ async function connectedAgent(): Promise<{ frames: Record<string, unknown>[] }> 
   const dir = tempDir();
   server = await createServer(compileConfig({ flags: { data: dir, listen: '127.0.0.1:0', timezone: 'UTC' }, env: {}, cwd: dir, hostTimezone: 'UTC' }), { logger: pino({ level: 'silent' }) });
   await server.start();
-  const key = generateAgentKey();
-  await server.store.registerAgent('a1', key.publicKey, Date.now());
-  const frames: Record<string, unknown>[] = [];
-  const client = new WebSocket(server.url().replace(/^http/, 'ws') + AGENT_PATH);
-  ws = client;
-  const send = (m: unknown) => client.send(JSON.stringify(m));
-  client.on('message', (d: Buffer) => {
-    const m = JSON.parse(d.toString()) as Record<string, unknown>;
-    frames.push(m);
-    if (m.type === 'challenge') send({ type: 'auth', signature: signChallenge(key.key, m.nonce as string, 'a1', PROTOCOL_VERSION) });
-    if (m.type === 'dispatch') {
+  const agent = await protocolAgent(server, {
+    onFrame: (m, send) => {
+      if (m.type !== 'dispatch') return;
       const p = m.payload as { runId: number; attempt: number };
       send({ type: 'accepted', runId: p.runId, attempt: p.attempt });
-    }
+    },
   });
-  await new Promise((r) => client.once('open', r));
-  send({
-    type: 'hello', protocol: PROTOCOL_VERSION, agent: 'a1', version: 'test', clock: Date.now(), facts: {},
-    capabilities: { command: true, shell: true, node: true, checks: { builtin: true, plugin: true, node: true } },
-    queueId: 'test-queue-0001', activeRuns: [], draining: false,
-  });
-  await until('connected', async () => server!.agents.connected().length === 1 || undefined);
-  return { frames };
+  ws = agent.ws;
+  return { frames: agent.frames };
 }
 
 const payload = (over: Partial<DispatchPayload> = {}): DispatchPayload => ({

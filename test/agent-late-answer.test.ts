@@ -2,10 +2,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { pino } from 'pino';
 import { compileConfig } from '@batchalyzer/core';
-import { AGENT_PATH, generateAgentKey, PROTOCOL_VERSION, signChallenge } from '@batchalyzer/protocol';
 import { type BatchalyzerServer, createServer, type DispatchPayload } from '@batchalyzer/server';
 import { tempDir } from './support/cli.js';
 import { until } from './support/agent.js';
+import { protocolAgent } from './support/protocol-agent.js';
 
 let server: BatchalyzerServer | undefined;
 let ws: WebSocket | undefined;
@@ -21,25 +21,8 @@ async function slowAgent() {
   const config = compileConfig({ flags: { data: dir, listen: '127.0.0.1:0', timezone: 'UTC' }, env: {}, cwd: dir, hostTimezone: 'UTC' });
   server = await createServer(config, { logger: pino({ level: 'silent' }), agents: { dispatchTimeoutMs: 200 } });
   await server.start();
-  const key = generateAgentKey();
-  await server.store.registerAgent('a1', key.publicKey, Date.now());
-  const frames: Record<string, unknown>[] = [];
-  const client = new WebSocket(server.url().replace(/^http/, 'ws') + AGENT_PATH);
+  const { ws: client, send, frames, closed } = await protocolAgent(server);
   ws = client;
-  const closed = new Promise<{ code: number; reason: string }>((r) => client.on('close', (code, reason) => r({ code, reason: reason.toString() })));
-  const send = (m: unknown) => client.send(JSON.stringify(m));
-  client.on('message', (d: Buffer) => {
-    const m = JSON.parse(d.toString()) as Record<string, unknown>;
-    frames.push(m);
-    if (m.type === 'challenge') send({ type: 'auth', signature: signChallenge(key.key, m.nonce as string, 'a1', PROTOCOL_VERSION) });
-  });
-  await new Promise((r) => client.once('open', r));
-  send({
-    type: 'hello', protocol: PROTOCOL_VERSION, agent: 'a1', version: 'test', clock: Date.now(), facts: {},
-    capabilities: { command: true, shell: true, node: true, checks: { builtin: true, plugin: true, node: true } },
-    queueId: 'test-queue-0001', activeRuns: [], draining: false,
-  });
-  await until('connected', async () => server!.agents.connected().length === 1 || undefined);
   /** A heartbeat and its ack: the server read everything sent before it, and the link is still up. */
   const roundTrip = async () => {
     const acks = frames.filter((f) => f.type === 'ack').length;

@@ -2,10 +2,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { pino } from 'pino';
 import { compileConfig, planApplyFromYaml } from '@batchalyzer/core';
-import { AGENT_PATH, generateAgentKey, PROTOCOL_VERSION, signChallenge } from '@batchalyzer/protocol';
 import { type BatchalyzerServer, createServer } from '@batchalyzer/server';
 import { tempDir } from './support/cli.js';
 import { until } from './support/agent.js';
+import { protocolAgent } from './support/protocol-agent.js';
 
 /**
  * Reconciliation reads the agent's own list of active runs through the real link (engine/reconcile.ts): only the
@@ -31,34 +31,24 @@ async function setup() {
   const s = await createServer(config, { logger: pino({ level: 'silent' }), engine: { reconcileAfterMs: 300 } });
   server = s;
   await s.start();
-  const key = generateAgentKey();
-  await s.store.registerAgent('a1', key.publicKey, Date.now());
   await s.store.applyDefinitions(planApplyFromYaml(await s.store.loadDefinitions(), JOBS, 't.yaml', { defaultTimezone: 'UTC' }), 'test', Date.now());
   s.events.emit('definitions:applied', { changes: 1, actor: 'test' });
-  const client = new WebSocket(s.url().replace(/^http/, 'ws') + AGENT_PATH);
-  ws = client;
-  const send = (m: unknown) => client.send(JSON.stringify(m));
   let seq = 0;
+  let send!: (m: unknown) => void;
   const report = (item: Record<string, unknown>) => {
     send({ type: 'report', seq: ++seq, item });
     send({ type: 'durable', seq });
   };
-  client.on('message', (d: Buffer) => {
-    const m = JSON.parse(d.toString()) as Record<string, unknown>;
-    if (m.type === 'challenge') send({ type: 'auth', signature: signChallenge(key.key, m.nonce as string, 'a1', PROTOCOL_VERSION) });
-    if (m.type === 'dispatch') {
+  const agent = await protocolAgent(s, {
+    onFrame: (m) => {
+      if (m.type !== 'dispatch') return;
       const p = m.payload as { runId: number; attempt: number };
       send({ type: 'accepted', runId: p.runId, attempt: p.attempt });
       report({ kind: 'started', runId: p.runId, attempt: p.attempt, at: Date.now(), pid: 1000 + p.attempt });
-    }
+    },
   });
-  await new Promise((r) => client.once('open', r));
-  send({
-    type: 'hello', protocol: PROTOCOL_VERSION, agent: 'a1', version: 'test', clock: Date.now(), facts: {},
-    capabilities: { command: true, shell: true, node: true, checks: { builtin: true, plugin: true, node: true } },
-    queueId: 'test-queue-0001', activeRuns: [], draining: false,
-  });
-  await until('connected', async () => s.agents.connected().length === 1 || undefined);
+  ws = agent.ws;
+  send = agent.send;
   const heartbeat = (activeRuns: number[]) => send({ type: 'heartbeat', at: Date.now(), activeRuns });
   const running = (id: number, attempt = 1) =>
     until(`run ${id} attempt ${attempt} running`, async () => {
