@@ -452,6 +452,14 @@ static int spawner_threads = 2;  // two: jobs started together do not wait in li
 static uv_async_t done_async;
 static int64_t in_flight = 0;              // requests submitted, not yet delivered (main thread only)
 
+// Appends to a singly linked queue (todo, done); the caller holds `mu`.
+static void append(req_t **head, req_t **tail, req_t *r) {
+  r->qnext = NULL;
+  if (*tail) (*tail)->qnext = r;
+  else *head = r;
+  *tail = r;
+}
+
 static void pending_add(req_t *r) {
   r->prev = NULL, r->next = pending;
   if (pending) pending->prev = r;
@@ -516,9 +524,7 @@ static void *spawner_main(void *arg) {
     pthread_mutex_unlock(&mu);
     run_req(r);
     pthread_mutex_lock(&mu);
-    if (done_tail) done_tail->qnext = r;
-    else done_head = r;
-    done_tail = r;
+    append(&done_head, &done_tail, r);
     pthread_mutex_unlock(&mu);
     uv_async_send(&done_async);
   }
@@ -622,9 +628,7 @@ static napi_value SpawnAsync(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&mu);
   r->state = REQ_QUEUED;
   pending_add(r);
-  if (todo_tail) todo_tail->qnext = r;
-  else todo_head = r;
-  todo_tail = r;
+  append(&todo_head, &todo_tail, r);
   pthread_cond_signal(&todo_cv);
   pthread_mutex_unlock(&mu);
   return NULL;
