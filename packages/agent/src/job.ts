@@ -156,7 +156,7 @@ export class JobRun {
         return this.wire(child, nodeConfig);
       } catch (err) {
         discard(child); // start() fails the run: its process must not run on unwatched
-        throw err;
+        throw new Error(`cannot start: ${(err as Error).message}`);
       }
     }
     this.spawnPending = true;

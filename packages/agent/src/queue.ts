@@ -23,8 +23,8 @@ export type AgentItem = Exclude<QueueItem, { kind: 'output' }> | (Omit<WireOutpu
  * neither base64-encoded nor JSON-escaped (lines with base64 `data`, written by earlier versions, still load).
  * A torn last record (crash while writing) is cut off at start.
  *
- * Group commit: items appended while a batch is written (in the thread pool, so the event loop keeps reading job
- * output and sending) are written together by the next one; writes that landed while an fdatasync ran are
+ * Group commit: items appended while a batch is written (bulk output in the thread pool, so the event loop keeps
+ * reading job output and sending; small batches on the loop, SYNC_WRITE_BYTES) are written together by the next one; writes that landed while an fdatasync ran are
  * fsynced together by the next sync round, which runs beside the writes (commitAsync, sync). Writes are positional
  * (each batch at the offset reserved for it), one batch at a time, so a segment never has a hole. `durableSeq`
  * only moves after an fsync returned. Protocol 1–2 links send only items up to it; a protocol-3 link sends every
@@ -50,6 +50,8 @@ const SEGMENT_BYTES = 8 * 1024 * 1024;
  * not the loop.
  */
 const SYNC_WRITE_BYTES = 16 * 1024;
+/** How long small batches go to the thread pool after one written on the loop was slow (DiskQueue.open, slowWriteMs). */
+const POOL_AFTER_SLOW_WRITE_MS = 1000;
 /** How long an acknowledged sequence may wait before it is written to `acked` (a stale file only means re-sends). */
 const ACKED_WRITE_MS = 100;
 
@@ -185,6 +187,10 @@ export class DiskQueue extends EventEmitter {
   private syncTimer: NodeJS.Timeout | undefined;
   private lastRoundAt = -Infinity;
 
+  /** A small batch written on the loop slower than this sends small batches to the thread pool until poolUntil. */
+  private slowWriteMs = 1;
+  private poolUntil = 0;
+
   private constructor(dir: string, private readonly memoryBudget: number, private readonly syncGapMs: number) {
     super();
     this.dir = dir;
@@ -218,12 +224,14 @@ export class DiskQueue extends EventEmitter {
   /**
    * `syncGapMs`: the least time between the starts of two sync rounds. 0 (the default) syncs as soon as a write
    * lands, which protocols 1–2 need (they send only durable items). A protocol-3 agent sends before the sync and
-   * nothing on its critical path waits for one, while every round is a device flush that the running journal's
-   * fdatasync — which a job does wait for before it starts — queues behind: spacing the rounds (5 ms) leaves the
-   * disk to it (e2e-true: the journal's sync took 3.4 ms of a run's 6 ms from dispatch to start).
+   * nothing on its critical path waits for one, while every round is a device flush that other writers' syncs
+   * queue behind: spacing the rounds (5 ms) leaves the disk to them. `slowWriteMs`: a small batch written on the
+   * loop that took longer sends the next second's small batches to the thread pool (SYNC_WRITE_BYTES).
    */
-  static open(dir: string, memoryBudget = 8 * 1024 * 1024, opts: { syncGapMs?: number } = {}): DiskQueue {
-    return new DiskQueue(dir, memoryBudget, opts.syncGapMs ?? 0);
+  static open(dir: string, memoryBudget = 8 * 1024 * 1024, opts: { syncGapMs?: number; slowWriteMs?: number } = {}): DiskQueue {
+    const q = new DiskQueue(dir, memoryBudget, opts.syncGapMs ?? 0);
+    if (opts.slowWriteMs !== undefined) q.slowWriteMs = opts.slowWriteMs;
+    return q;
   }
 
   private load(): void {
@@ -367,13 +375,17 @@ export class DiskQueue extends EventEmitter {
     const batch = this.takePending();
     let size = 0;
     for (const p of batch.parts) size += p.length;
-    if (size <= SYNC_WRITE_BYTES) {
+    if (size <= SYNC_WRITE_BYTES && performance.now() >= this.poolUntil) {
+      const t = performance.now();
       try {
         writeAllSync(batch.fd, batch.parts, batch.position);
       } catch (err) {
         this.closeIdle();
         throw err; // as below
       }
+      // The kernel made it wait (dirty-page throttling, the file system's journal behind a sync): small writes go to
+      // the thread pool for a while, so that the loop (heartbeats, dispatches, job pipes) does not stall with them.
+      if (performance.now() - t > this.slowWriteMs) this.poolUntil = performance.now() + POOL_AFTER_SLOW_WRITE_MS;
       return this.landedWrite(batch);
     }
     this.inflight = batch;

@@ -386,6 +386,18 @@ describe('disk queue: raw output records and group commit', () => {
     q.close();
   });
 
+  it('after a slow small write on the loop, small batches go to the thread pool for a while', async () => {
+    const q = DiskQueue.open(tmp(), undefined, { slowWriteMs: -1 }); // every write counts as slow
+    const a = q.append(output(1, Buffer.alloc(300, 1)));
+    await new Promise((r) => setImmediate(r));
+    expect(q.writing(a)).toBe(false); // the first went on the loop (and was "slow")
+    const b = q.append(output(2, Buffer.alloc(300, 2)));
+    await new Promise((r) => setImmediate(r));
+    expect(q.writing(b)).toBe(true); // in the thread pool now
+    await vi.waitFor(() => expect(q.durableSeq).toBe(b));
+    q.close();
+  });
+
   it('keeps items in memory until the link sent them (release), then reads a re-send back from disk', () => {
     const dir = tmp();
     const a = Buffer.alloc(600, 0x41);

@@ -110,7 +110,7 @@ describe('the queue serves items before they are on disk (protocol 3)', () => {
   it('from memory while pending, from the batch in the thread pool until its write landed, then from the file', async () => {
     const q = DiskQueue.open(mkdtempSync(join(tmpdir(), 'bz-queue-ahead-')), 0); // no memory budget: sent items are read back
     cleanup.push(() => q.close());
-    const data = Buffer.alloc(1000, 0x61);
+    const data = Buffer.alloc(32 * 1024, 0x61); // bulk: its batch is written in the thread pool, not on the loop
     const pool = blockThreadPool();
     const seq = q.append({ kind: 'output', runId: 7, attempt: 1, at: 1, stream: 'stdout', chunk: 1, data });
     expect(q.get(seq)).toBeUndefined(); // not durable: a protocol-2 link does not see it

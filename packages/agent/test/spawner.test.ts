@@ -338,15 +338,16 @@ int main(void) {
   });
 
   it('a job gets no descriptor but 0–2, also none the agent inherited without close-on-exec', async () => {
-    // An agent started with extra descriptors (fds 3 and 4 here, not close-on-exec: inherited by the process that
-    // starts the job): posix_spawn would pass them on; the spawner closes everything above 2 in the child.
+    // An agent started with an extra descriptor (fd 30, not close-on-exec: Node marks only its low inherited fds
+    // close-on-exec at start-up): posix_spawn would pass it on; the spawner closes everything above 2 in the child.
     const script = `
       import { spawnNative } from ${JSON.stringify(new URL('../dist/spawner.js', import.meta.url).href)};
       const c = spawnNative('/bin/sh', ['-c', 'ls /proc/$$/fd'], { PATH: '/usr/bin:/bin' }, '/');
       let out = '';
       c.once('spawn', () => c.readOutput((stream, d) => { if (stream === 'stdout') out += d; }));
       c.on('exit', () => setTimeout(() => console.log(JSON.stringify(out.trim().split('\\n'))), 100));`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit', 'pipe', 'pipe'], encoding: 'utf8' });
+    // bash, not sh: dash cannot redirect a descriptor above 9.
+    const r = spawnSync('/bin/bash', ['-c', 'exec "$0" --input-type=module -e "$1" 30</dev/null', process.execPath, script], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual(['0', '1', '2']);
   });
