@@ -25,8 +25,9 @@ export type AgentItem = Exclude<QueueItem, { kind: 'output' }> | (Omit<WireOutpu
  *
  * Group commit: items appended while a batch is written (bulk output in the thread pool, so the event loop keeps
  * reading job output and sending; small batches on the loop, SYNC_WRITE_BYTES) are written together by the next
- * one; writes that landed while an fdatasync ran are fsynced together by the next sync round, which runs beside the writes (commitAsync, sync). Writes are positional
- * (each batch at the offset reserved for it), one batch at a time, so a segment never has a hole. `durableSeq`
+ * one; writes that landed while an fdatasync ran are fsynced together by the next sync round, which runs beside
+ * the writes (commitAsync, sync). Writes are positional (each batch at the offset reserved for it), one batch at a
+ * time, so a segment never has a hole. `durableSeq`
  * only moves after an fsync returned. Protocol 1–2 links send only items up to it; a protocol-3 link sends every
  * appended item at once (`lastSeq`) and reports `durableSeq` to the server, which acknowledges nothing beyond it,
  * and `ack` never forgets beyond it either: so nothing the server acknowledged can be lost by a crash, and no
