@@ -88,6 +88,17 @@ static int64_t live_watches = 0;
 static bool force_poll_failure = false;
 static _Atomic int test_spawn_delay_ms = 0;  // test hook: a spawn that hangs (an exec on a dead NFS mount)
 
+// Calls a JS callback from a libuv callback. A throwing callback is an uncaught exception, as it would be for a
+// child_process listener.
+static void call_js(napi_env env, napi_async_context async, napi_value recv, napi_value fn, size_t argc, napi_value *argv) {
+  napi_value result;
+  if (napi_make_callback(env, async, recv, fn, argc, argv, &result) == napi_pending_exception) {
+    napi_value exception;
+    napi_get_and_clear_last_exception(env, &exception);
+    napi_fatal_exception(env, exception);
+  }
+}
+
 static void on_closed(uv_handle_t *h) {
   watch_t *w = h->data;
   if (--w->open_handles == 0) {
@@ -125,7 +136,7 @@ static void check_exit(watch_t *w) {
   napi_env env = w->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  napi_value cb, recv, argv[2], result;
+  napi_value cb, recv, argv[2];
   napi_get_reference_value(env, w->callback, &cb);
   napi_get_global(env, &recv);  // make_callback wants an object as `this`
   if (r < 0) {
@@ -139,12 +150,7 @@ static void check_exit(watch_t *w) {
     napi_get_null(env, &argv[0]);
     napi_create_int32(env, info.si_status, &argv[1]);
   }
-  if (napi_make_callback(env, w->async, recv, cb, 2, argv, &result) == napi_pending_exception) {
-    // A throwing listener is an uncaught exception, as it would be for a child_process 'exit' listener.
-    napi_value exception;
-    napi_get_and_clear_last_exception(env, &exception);
-    napi_fatal_exception(env, exception);
-  }
+  call_js(env, w->async, recv, cb, 2, argv);
   napi_close_handle_scope(env, scope);
   napi_delete_reference(env, w->callback);
   napi_async_destroy(env, w->async);
@@ -541,7 +547,7 @@ static void deliver(req_t *r) {
   if (--in_flight == 0) uv_unref((uv_handle_t *)&done_async);
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  napi_value on_spawn, on_exit, recv, argv[5], result;
+  napi_value on_spawn, on_exit, recv, argv[5];
   napi_get_reference_value(env, r->on_spawn, &on_spawn);
   napi_get_reference_value(env, r->on_exit, &on_exit);
   napi_get_global(env, &recv);
@@ -559,11 +565,7 @@ static void deliver(req_t *r) {
     if (r->ticks >= 0) napi_create_int64(env, r->ticks, &argv[4]);
     else napi_get_undefined(env, &argv[4]);
   }
-  if (napi_make_callback(env, r->async, recv, on_spawn, argc, argv, &result) == napi_pending_exception) {
-    napi_value exception;
-    napi_get_and_clear_last_exception(env, &exception);
-    napi_fatal_exception(env, exception);
-  }
+  call_js(env, r->async, recv, on_spawn, argc, argv);
   napi_close_handle_scope(env, scope);
   napi_delete_reference(env, r->on_spawn);
   napi_delete_reference(env, r->on_exit);
