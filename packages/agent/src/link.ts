@@ -1,4 +1,4 @@
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import {
@@ -86,6 +86,9 @@ export class ServerLink {
       queue.on('durable', () => this.pump());
     }
     queue.on('durable', () => this.settleSkipped());
+    // Items skipped before a restart stay skipped: rejected.log names them (each logged once it was on disk, so its
+    // number cannot have gone to another item). Sent again, a known-bad report cost three more rejections.
+    for (const seq of loggedRejections(join(config.dataDir, 'queue', 'rejected.log'))) if (seq > queue.acked) this.skipped.add(seq);
   }
 
   /** Whether items are sent before they are durable (protocol 3 and later). */
@@ -104,6 +107,7 @@ export class ServerLink {
 
   start(): void {
     this.stopped = false;
+    this.settleSkipped();
     this.connect();
   }
 
@@ -433,3 +437,31 @@ function zeroMask(mask: Buffer): void {
   mask.fill(0);
 }
 
+/** The sequence numbers rejected.log names (its last 4 MiB: the file only grows by bad reports). */
+function loggedRejections(path: string): number[] {
+  let text: string;
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const size = fstatSync(fd).size;
+      const n = Math.min(size, 4 * 1024 * 1024);
+      const buf = Buffer.alloc(n);
+      readSync(fd, buf, 0, n, size - n);
+      text = buf.toString('utf8');
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return []; // none yet
+  }
+  const seqs: number[] = [];
+  for (const line of text.split('\n')) {
+    try {
+      const seq = (JSON.parse(line) as { seq?: unknown }).seq;
+      if (typeof seq === 'number' && Number.isSafeInteger(seq) && seq > 0) seqs.push(seq);
+    } catch {
+      /* the cut first line of the tail, or a line torn by a crash */
+    }
+  }
+  return seqs;
+}

@@ -103,8 +103,7 @@ async function rejectingServer(closeAfter: number, reason: string) {
   };
 }
 
-async function agentLink(port: number, reconnectMax = '50ms') {
-  const data = mkdtempSync(join(tmpdir(), 'bz-link-rejected-'));
+async function agentLink(port: number, reconnectMax = '50ms', data = mkdtempSync(join(tmpdir(), 'bz-link-rejected-'))) {
   const config = compileAgentConfig({
     env: { BATCHALYZER_AGENT_KEY: generateAgentKey().key }, cwd: data,
     flags: { name: 'a1', server: [`http://127.0.0.1:${port}`], data, reconnectMax },
@@ -114,7 +113,7 @@ async function agentLink(port: number, reconnectMax = '50ms') {
   cleanup.push(() => link.stop(), () => queue.close());
   const rejectedLog = join(data, 'queue', 'rejected.log');
   const rejected = () => (existsSync(rejectedLog) ? readFileSync(rejectedLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { seq: number; reason: string; item: { step: number } }) : []);
-  return { link, queue, rejected };
+  return { link, queue, rejected, data };
 }
 
 const step = (n: number) => ({ kind: 'step' as const, runId: 5, attempt: 1, at: 1, step: n, stepKind: 'message' as const, text: `step ${n}` });
@@ -136,6 +135,28 @@ describe('the agent charges the report the server names', () => {
     server.ack(4); // cumulative: covers the skipped item too
     await until('acked', () => queue.acked === 4);
     expect(queue.length).toBe(0);
+  });
+
+  it('a skipped item stays skipped after the agent restarts (rejected.log names it): it is not sent again', async () => {
+    const server = await rejectingServer(3, rejectionReason('invalid item.text: too long', 3));
+    const first = await agentLink(server.port);
+    for (let n = 1; n <= 4; n++) first.queue.append(step(n));
+    first.queue.flush();
+    first.link.start();
+    await until('rejected.log', () => first.rejected().length > 0);
+    first.link.stop();
+    first.queue.close();
+    // A new agent process on the same data: the server still rejects item 3, but it never arrives.
+    const before = server.connections.length;
+    const again = await agentLink(server.port, '50ms', first.data);
+    again.link.start();
+    await until('reconnected', () => server.connections[before]?.length === 3);
+    expect(server.connections[before]).toEqual([1, 2, 4]);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(server.connections.length).toBe(before + 1); // no rejection, no reconnect
+    expect(again.rejected().map((r) => r.seq)).toEqual([3]); // no second line
+    server.ack(4);
+    await until('acked', () => again.queue.acked === 4);
   });
 
   it('a skipped item with nothing after it is forgotten once the items before it are acknowledged', async () => {
