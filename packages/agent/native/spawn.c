@@ -183,6 +183,7 @@ typedef struct req_s {
   napi_async_context async;
   // bookkeeping (under `mu`)
   int state;             // REQ_QUEUED, REQ_SPAWNING, REQ_SPAWNED
+  uint64_t queued_ms;    // when it was queued (uv_hrtime), for the growth check
   struct req_s *prev, *next;       // the list of requests not yet delivered (for the exit hook)
   struct req_s *qnext;             // the spawner threads' queue, then its done list
 } req_t;
@@ -455,6 +456,11 @@ static int spawning = 0;                   // requests in do_spawn now
 static bool exiting = false;               // the process is exiting: spawn nothing more
 static int threads_started = 0;
 static int spawner_threads = 2;  // two: jobs started together do not wait in line for each other's exec
+// An exec that hangs (a dead NFS mount) holds its thread for as long: when a queued spawn has waited this long for
+// a thread, one more is started, up to MAX_SPAWNER_THREADS, so that the agent can still start other jobs.
+#define GROW_AFTER_MS 1000
+#define MAX_SPAWNER_THREADS 16
+static uv_timer_t grow_timer;
 static uv_async_t done_async;
 static int64_t in_flight = 0;              // requests submitted, not yet delivered (main thread only)
 
@@ -586,6 +592,32 @@ static void on_done(uv_async_t *a) {
   }
 }
 
+
+// Starts one more spawner thread (main thread); 0 or the error of pthread_create.
+static int start_thread(void) {
+  pthread_t t;
+  // The new thread inherits the creating thread's mask: all blocked from its first instruction on.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(&t, NULL, spawner_main, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc) return rc;
+  pthread_detach(t);
+  threads_started++;
+  return 0;
+}
+
+// Every half second while spawns are queued: a spawn that has waited GROW_AFTER_MS for a thread gets a new one.
+static void on_grow(uv_timer_t *t) {
+  pthread_mutex_lock(&mu);
+  bool waiting = todo_head != NULL;
+  bool stuck = waiting && uv_hrtime() / 1000000 - todo_head->queued_ms >= GROW_AFTER_MS;
+  pthread_mutex_unlock(&mu);
+  if (!waiting) uv_timer_stop(t);
+  else if (stuck && threads_started < MAX_SPAWNER_THREADS && start_thread() == 0) spawner_threads = threads_started;
+}
+
 // spawnAsync(file, argv[], envp[], cwd, onSpawn(err | null, pid, stdoutFd, stderrFd, startTicks), onExit(code|null, signal))
 // Starts the job off the event loop; onSpawn comes on a later turn of the loop, onExit after it.
 static napi_value SpawnAsync(napi_env env, napi_callback_info info) {
@@ -604,13 +636,7 @@ static napi_value SpawnAsync(napi_env env, napi_callback_info info) {
   napi_value resource_name;
   napi_create_string_utf8(env, "batchalyzer:spawn", NAPI_AUTO_LENGTH, &resource_name);
   while (threads_started < spawner_threads) {
-    pthread_t t;
-    // The new thread inherits the creating thread's mask: all blocked from its first instruction on.
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&t, NULL, spawner_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = start_thread();
     if (rc) {
       if (threads_started > 0) {
         spawner_threads = threads_started;  // fewer threads will do
@@ -620,8 +646,6 @@ static napi_value SpawnAsync(napi_env env, napi_callback_info info) {
       napi_throw(env, errno_error(env, rc, "pthread_create"));
       return NULL;
     }
-    pthread_detach(t);
-    threads_started++;
   }
   napi_create_reference(env, args[4], 1, &r->on_spawn);
   napi_create_reference(env, args[5], 1, &r->on_exit);
@@ -629,14 +653,16 @@ static napi_value SpawnAsync(napi_env env, napi_callback_info info) {
   if (++in_flight == 1) uv_ref((uv_handle_t *)&done_async);  // a spawn in flight keeps the loop alive
   pthread_mutex_lock(&mu);
   r->state = REQ_QUEUED;
+  r->queued_ms = uv_hrtime() / 1000000;
   pending_add(r);
   append(&todo_head, &todo_tail, r);
   pthread_cond_signal(&todo_cv);
   pthread_mutex_unlock(&mu);
+  if (!uv_is_active((uv_handle_t *)&grow_timer)) uv_timer_start(&grow_timer, on_grow, 500, 500);
   return NULL;
 }
 
-// Test hooks: liveWatches() -> number; setTestFailure(bool); setTestSpawnDelay(ms).
+// Test hooks: liveWatches() -> number; setTestFailure(bool); setTestSpawnDelay(ms); spawnerThreads() -> number.
 static napi_value LiveWatches(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value v;
@@ -652,6 +678,13 @@ static napi_value SetTestFailure(napi_env env, napi_callback_info info) {
   if (argc >= 1) napi_get_value_bool(env, arg, &on);
   force_poll_failure = on;
   return NULL;
+}
+
+static napi_value SpawnerThreads(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value v;
+  napi_create_int32(env, threads_started, &v);
+  return v;
 }
 
 static napi_value SetTestSpawnDelay(napi_env env, napi_callback_info info) {
@@ -688,6 +721,8 @@ NAPI_MODULE_INIT() {
       return NULL;
     }
     uv_unref((uv_handle_t *)&done_async);  // ref'd only while a spawn is in flight
+    uv_timer_init(loop, &grow_timer);
+    uv_unref((uv_handle_t *)&grow_timer);  // the loop stays up for done_async, not for this
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);  // the exit hook's 2 s wait is not moved by a clock step
@@ -705,6 +740,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "supported", fn);
   napi_create_function(env, "liveWatches", NAPI_AUTO_LENGTH, LiveWatches, NULL, &fn);
   napi_set_named_property(env, exports, "liveWatches", fn);
+  napi_create_function(env, "spawnerThreads", NAPI_AUTO_LENGTH, SpawnerThreads, NULL, &fn);
+  napi_set_named_property(env, exports, "spawnerThreads", fn);
   napi_create_function(env, "setTestSpawnDelay", NAPI_AUTO_LENGTH, SetTestSpawnDelay, NULL, &fn);
   napi_set_named_property(env, exports, "setTestSpawnDelay", fn);
   napi_create_function(env, "setTestFailure", NAPI_AUTO_LENGTH, SetTestFailure, NULL, &fn);

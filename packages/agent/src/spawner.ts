@@ -64,6 +64,8 @@ interface Addon {
   liveWatches(): number;
   setTestFailure(on: boolean): void;
   setTestSpawnDelay(ms: number): void;
+  /** Spawner threads started so far (two, more once spawns waited over a second for one: hung execs). */
+  spawnerThreads(): number;
 }
 
 let loaded: { addon?: Addon; why?: string } | undefined;

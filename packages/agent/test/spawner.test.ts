@@ -373,6 +373,26 @@ int main(void) {
     }
   });
 
+  it('spawns that wait over a second for a spawner thread (execs hanging on both) get another thread', async () => {
+    const { addon } = nativeSpawner();
+    await run(spawnNative('/bin/true', [], { PATH }, '/')); // the first spawn starts the usual threads
+    const before = addon!.spawnerThreads();
+    expect(before).toBe(2);
+    addon!.setTestSpawnDelay(2500); // every spawn holds its thread 2.5 s, as an exec on a dead NFS mount would
+    try {
+      const children = Array.from({ length: before + 1 }, () => spawnNative('/bin/true', [], { PATH }, '/'));
+      // One more than there are threads: the last waits, and after a second a thread is started for it.
+      const deadline = performance.now() + 5000;
+      while (addon!.spawnerThreads() <= before && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(addon!.spawnerThreads()).toBe(before + 1);
+      addon!.setTestSpawnDelay(0);
+      const outcomes = await Promise.all(children.map((c) => run(c)));
+      expect(outcomes.map((o) => o.code)).toEqual(children.map(() => 0));
+    } finally {
+      addon!.setTestSpawnDelay(0);
+    }
+  });
+
   it('frees every exit watch, also when watching fails (then the job is ended, not left running)', async () => {
     const { addon } = nativeSpawner();
     const settle = () => new Promise((r) => setImmediate(() => setImmediate(r)));
