@@ -441,8 +441,8 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
 // ── Spawning off the event loop ──
 // posix_spawn suspends its calling thread until the child execs (CLONE_VFORK), about 0.5 ms for /bin/true: done
 // on the main thread, that is the agent's event loop stopped for each job. spawnAsync queues the request (under
-// `mu`) for two dedicated spawner threads, which run do_spawn and hand the result back through a uv_async on the
-// main loop. Not libuv's thread pool: the agent's disk queue does its writes and fdatasyncs there (milliseconds
+// `mu`) for the spawner threads (two, more while spawns wait for one: on_grow), which run do_spawn and hand the
+// result back through a uv_async on the main loop. Not libuv's thread pool: the agent's disk queue does its writes and fdatasyncs there (milliseconds
 // each), and a spawn would wait behind them. Two threads, not one: jobs dispatched together (a burst, or
 // concurrency 4 of short jobs) do not wait in line for each other's exec (measurements: docs/agent.md).
 

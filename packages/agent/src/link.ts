@@ -87,8 +87,11 @@ export class ServerLink {
     }
     queue.on('durable', () => this.settleSkipped());
     // Items skipped before a restart stay skipped: rejected.log names them (each logged once it was on disk, so its
-    // number cannot have gone to another item). Sent again, a known-bad report cost three more rejections.
-    for (const seq of loggedRejections(join(config.dataDir, 'queue', 'rejected.log'))) if (seq > queue.acked) this.skipped.add(seq);
+    // number cannot have gone to another item of this queue; lines of another queue, or of earlier versions without
+    // the queue's id, are not trusted). Sent again, a known-bad report cost three more rejections.
+    for (const seq of loggedRejections(join(config.dataDir, 'queue', 'rejected.log'), queue.queueId)) {
+      if (seq > queue.acked && seq <= queue.lastSeq) this.skipped.add(seq);
+    }
   }
 
   /** Whether items are sent before they are durable (protocol 3 and later). */
@@ -327,8 +330,7 @@ export class ServerLink {
    *   (settleSkipped), which is what the old rule did at once: the queue's `acked` never passes an unacknowledged
    *   item before N, and never passes the durable watermark.
    * Numbering is the agent's and never reused, so a gap cannot make the server take a new report for a replay. The
-   * skip is kept in memory only: an agent restarted before N is acknowledged sends N again, and the server rejects
-   * it three more times (one more line in rejected.log), nothing worse.
+   * skip survives a restart: the constructor reloads what rejected.log names for this queue (its id is in each line).
    */
   private onRejected(text: string): boolean {
     const { seq: named, reason, noItem } = parseRejectionReason(text);
@@ -359,7 +361,8 @@ export class ServerLink {
     this.rejections.delete(seq);
     const entry = this.queue.get(seq, this.queue.lastSeq);
     const item = entry?.item.kind === 'output' ? { ...entry.item, data: entry.item.data.toString('base64') } : entry?.item;
-    appendFileSync(join(this.config.dataDir, 'queue', 'rejected.log'), `${JSON.stringify({ at: new Date().toISOString(), reason, seq, item })}\n`);
+    // `queue` and `seq` before the item: a restart reloads them (loggedRejections) without the item mattering.
+    appendFileSync(join(this.config.dataDir, 'queue', 'rejected.log'), `${JSON.stringify({ at: new Date().toISOString(), queue: this.queue.queueId, seq, reason, item })}\n`);
     this.skipped.add(seq);
     this.settleSkipped();
     this.log.error(`the server rejected queued report ${seq} three times (${reason}); it was moved to rejected.log and skipped`);
@@ -437,8 +440,8 @@ function zeroMask(mask: Buffer): void {
   mask.fill(0);
 }
 
-/** The sequence numbers rejected.log names (its last 4 MiB: the file only grows by bad reports). */
-function loggedRejections(path: string): number[] {
+/** The sequence numbers rejected.log names for this queue (its last 4 MiB: the file only grows by bad reports). */
+function loggedRejections(path: string, queueId: string): number[] {
   let text: string;
   try {
     const fd = openSync(path, 'r');
@@ -457,8 +460,8 @@ function loggedRejections(path: string): number[] {
   const seqs: number[] = [];
   for (const line of text.split('\n')) {
     try {
-      const seq = (JSON.parse(line) as { seq?: unknown }).seq;
-      if (typeof seq === 'number' && Number.isSafeInteger(seq) && seq > 0) seqs.push(seq);
+      const { queue, seq } = JSON.parse(line) as { queue?: unknown; seq?: unknown };
+      if (queue === queueId && typeof seq === 'number' && Number.isSafeInteger(seq) && seq > 0) seqs.push(seq);
     } catch {
       /* the cut first line of the tail, or a line torn by a crash */
     }

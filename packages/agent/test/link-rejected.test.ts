@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -126,7 +126,7 @@ describe('the agent charges the report the server names', () => {
     queue.flush();
     link.start();
     await until('rejected.log', () => rejected().length > 0);
-    expect(rejected()).toEqual([expect.objectContaining({ seq: 3, reason: 'invalid item.text: too long', item: step(3) })]);
+    expect(rejected()).toEqual([expect.objectContaining({ queue: queue.queueId, seq: 3, reason: 'invalid item.text: too long', item: step(3) })]);
     expect(server.connections.slice(0, 3)).toEqual([[1, 2, 3], [1, 2, 3], [1, 2, 3]]);
     // The next connection sends the items before and after it, not it (a gap the server takes).
     await until('fourth connection', () => server.connections[3]?.length === 3);
@@ -157,6 +157,25 @@ describe('the agent charges the report the server names', () => {
     expect(again.rejected().map((r) => r.seq)).toEqual([3]); // no second line
     server.ack(4);
     await until('acked', () => again.queue.acked === 4);
+  });
+
+  it('a rejected.log of another queue (or of an earlier version, without the queue id) skips nothing', async () => {
+    const server = await rejectingServer(99, rejectionReason('unused', 99));
+    const data = mkdtempSync(join(tmpdir(), 'bz-link-rejected-'));
+    mkdirSync(join(data, 'queue'), { recursive: true });
+    writeFileSync(join(data, 'queue', 'rejected.log'), [
+      JSON.stringify({ at: 'x', queue: 'an-older-queue-0001', seq: 2, reason: 'r', item: step(2) }),
+      JSON.stringify({ at: 'x', reason: 'r', seq: 3, item: step(3) }),
+      '{"at":"x","queue":"torn',
+    ].join('\n') + '\n');
+    const before = DiskQueue.open(join(data, 'queue')); // the queue holds its items when the agent starts
+    for (let n = 1; n <= 3; n++) before.append(step(n));
+    before.flush();
+    before.close();
+    const { link } = await agentLink(server.port, '50ms', data);
+    link.start();
+    await until('sent', () => server.connections[0]?.length === 3);
+    expect(server.connections[0]).toEqual([1, 2, 3]);
   });
 
   it('a skipped item with nothing after it is forgotten once the items before it are acknowledged', async () => {

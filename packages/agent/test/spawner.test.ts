@@ -376,8 +376,7 @@ int main(void) {
   it('spawns that wait over a second for a spawner thread (execs hanging on both) get another thread', async () => {
     const { addon } = nativeSpawner();
     await run(spawnNative('/bin/true', [], { PATH }, '/')); // the first spawn starts the usual threads
-    const before = addon!.spawnerThreads();
-    expect(before).toBe(2);
+    const before = addon!.spawnerThreads(); // two, or more if an earlier test made the pool grow
     addon!.setTestSpawnDelay(2500); // every spawn holds its thread 2.5 s, as an exec on a dead NFS mount would
     try {
       const children = Array.from({ length: before + 1 }, () => spawnNative('/bin/true', [], { PATH }, '/'));
