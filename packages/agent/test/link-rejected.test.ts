@@ -116,14 +116,19 @@ async function agentLink(port: number, reconnectMax = '50ms', data = mkdtempSync
   return { link, queue, rejected, data };
 }
 
+/** Steps 1..n in the queue, on disk. */
+function queueSteps(queue: DiskQueue, n: number): void {
+  for (let i = 1; i <= n; i++) queue.append(step(i));
+  queue.flush();
+}
+
 const step = (n: number) => ({ kind: 'step' as const, runId: 5, attempt: 1, at: 1, step: n, stepKind: 'message' as const, text: `step ${n}` });
 
 describe('the agent charges the report the server names', () => {
   it('a named item after unacknowledged ones is skipped after three rejections; the ones before and after it are still sent', async () => {
     const server = await rejectingServer(3, rejectionReason('invalid item.text: too long', 3));
     const { link, queue, rejected } = await agentLink(server.port);
-    for (let n = 1; n <= 4; n++) queue.append(step(n));
-    queue.flush();
+    queueSteps(queue, 4);
     link.start();
     await until('rejected.log', () => rejected().length > 0);
     expect(rejected()).toEqual([expect.objectContaining({ queue: queue.queueId, seq: 3, reason: 'invalid item.text: too long', item: step(3) })]);
@@ -181,8 +186,7 @@ describe('the agent charges the report the server names', () => {
   it('a skipped item with nothing after it is forgotten once the items before it are acknowledged', async () => {
     const server = await rejectingServer(3, rejectionReason('run 5 does not exist', 3));
     const { link, queue, rejected } = await agentLink(server.port);
-    for (let n = 1; n <= 3; n++) queue.append(step(n));
-    queue.flush();
+    queueSteps(queue, 3);
     link.start();
     await until('rejected.log', () => rejected().length > 0);
     await until('fourth connection', () => server.connections[3]?.length === 2);
@@ -197,8 +201,7 @@ describe('the agent charges the report the server names', () => {
   it('a reason without a sequence (a server of an earlier release): the first unacknowledged item is charged, as before', async () => {
     const server = await rejectingServer(3, 'invalid item.text: too long');
     const { link, queue, rejected } = await agentLink(server.port);
-    for (let n = 1; n <= 3; n++) queue.append(step(n));
-    queue.flush();
+    queueSteps(queue, 3);
     link.start();
     await until('rejected.log', () => rejected().length > 0);
     expect(rejected()).toEqual([expect.objectContaining({ seq: 1, reason: 'invalid item.text: too long', item: step(1) })]);
@@ -211,8 +214,7 @@ describe('the agent charges the report the server names', () => {
   it('a sequence that is not in the queue (garbage from the server) charges nothing', async () => {
     const server = await rejectingServer(2, rejectionReason('confused', 77));
     const { link, queue, rejected } = await agentLink(server.port);
-    for (let n = 1; n <= 2; n++) queue.append(step(n));
-    queue.flush();
+    queueSteps(queue, 2);
     link.start();
     await until('five connections', () => server.connections.length >= 5 && server.connections[4]!.length === 2);
     expect(rejected()).toEqual([]);
@@ -288,8 +290,7 @@ describe('what the agent does not charge, and how fast it retries (brief §8)', 
   it('`[seq -]` (no queued item\'s fault: a second or late answer, a replay) charges nothing', async () => {
     const server = await rejectingServer(2, rejectionReason('kill-result for run 1, which was not asked to be killed', null));
     const { link, queue, rejected } = await agentLink(server.port);
-    for (let n = 1; n <= 2; n++) queue.append(step(n));
-    queue.flush();
+    queueSteps(queue, 2);
     link.start();
     await until('five connections', () => server.connections.length >= 5 && server.connections[4]!.length === 2);
     expect(rejected()).toEqual([]);
@@ -299,8 +300,7 @@ describe('what the agent does not charge, and how fast it retries (brief §8)', 
   it('a named item that is not on disk yet is not charged; once it is, it is', async () => {
     const server = await rejectingServer(2, rejectionReason('invalid item.text: too long', 2));
     const { link, queue, rejected } = await agentLink(server.port);
-    for (let n = 1; n <= 2; n++) queue.append(step(n));
-    queue.flush();
+    queueSteps(queue, 2);
     // As if the fsync of item 2 had not completed: it is sent (protocol 3 sends ahead) but not durable.
     let durable = 1;
     Object.defineProperty(queue, 'durableSeq', { get: () => durable, configurable: true });
@@ -315,8 +315,7 @@ describe('what the agent does not charge, and how fast it retries (brief §8)', 
   it('a named item whose fsync hangs does not make the agent reconnect every 200 ms: the back-off grows', async () => {
     const server = await rejectingServer(2, rejectionReason('run 5 does not exist', 2));
     const { link, queue } = await agentLink(server.port, '5s');
-    for (let n = 1; n <= 2; n++) queue.append(step(n));
-    queue.flush();
+    queueSteps(queue, 2);
     Object.defineProperty(queue, 'durableSeq', { get: () => 1, configurable: true }); // the fsync of item 2 never returns
     link.start();
     await new Promise((r) => setTimeout(r, 4000));
