@@ -3,9 +3,10 @@
 // chunk to the store (SQLite). Measured: MB/s from dispatch to the run's end with every byte stored (checked),
 // the median of three runs after a warm-up, and the growth of the server process's RSS meanwhile (sampled every
 // 50 ms). Baseline in the same run: a Node spawn of `cat FILE` piped to a file on the same disk (median of three).
-// Each measurement starts after a `sync`, so none pays for the previous one's writeback.
+// Each measurement starts after a `sync`, so none pays for the previous one's writeback, and with the previous one's
+// output deleted (the baseline's copy; our run pruned from the store), so all write into the same page cache.
 import { execFileSync, spawn } from 'node:child_process';
-import { createWriteStream, openSync, closeSync, writeSync, statSync, unlinkSync } from 'node:fs';
+import { createWriteStream, existsSync, openSync, closeSync, readFileSync, writeSync, statSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { applyYaml, figure, log, median, now, processCpu, registerAgents, startServer, tempDir } from './lib.mjs';
@@ -71,11 +72,25 @@ const agent = spawn(process.execPath, [...agentNodeArgs, AGENT_BIN, '--server', 
 });
 process.on('exit', () => agent.kill('SIGKILL'));
 await server.events.once('agent:connected');
+/**
+ * After each measurement its output goes, as the baseline deletes its copy: through the store's retention prune (the
+ * run's row, index and file), waiting until the file is gone. Kept, every run's 256 MB needed page-cache pages the
+ * previous ones did not free, while the baseline wrote into the pages its deleted copy had freed; on a fresh VM
+ * (pages never touched since boot cost ~3 s of system time a GB here) that alone made each run slower than the one
+ * before it (523 → 777 ms over eight) while the baseline did not move.
+ */
+async function prune(runId) {
+  await server.store.pruneBefore(Date.now() + 1, '0000-01-01'); // ended runs only; no plan data (the date is before any)
+  const path = join(dir, 'batchalyzer.db.output', String(Math.floor(runId / 1000)), `${runId}.stdout`);
+  for (const t = now(); existsSync(path) && now() - t < 5000; ) await new Promise((r) => setTimeout(r, 10));
+  if (existsSync(path)) throw new Error(`output-stream: ${path} still exists 5 s after the prune`);
+}
 // Warm-up: a run whose output is capped at the default 1 MB.
 {
   const ended = server.events.once('run:ended');
-  await server.actions.runNow('small', 'bench');
+  const [run] = await server.actions.runNow('small', 'bench');
   await ended;
+  await prune(run.id);
 }
 // No forced GC first: this benchmark runs without --expose-gc (bench/run.mjs), so the growth is from the RSS after
 // the warm-up as it is.
@@ -107,6 +122,7 @@ async function endToEnd(i) {
   log(`end to end #${i}: ${end ? end.state : 'stopped at the deadline'}, ${bytes} bytes stored in ${ms.toFixed(0)} ms`);
   const complete = Boolean(end) && stored.outputBytes === SIZE && !stored.outputTruncated;
   if (end && !complete) log(`WARNING: stored ${stored.outputBytes} of ${SIZE} bytes (truncated: ${stored.outputTruncated})`);
+  if (end) await prune(run.id);
   return { rate: (bytes / MB) / (ms / 1000), complete, ms, bytes };
 }
 // CPU over the measured runs, from /proc: the agent, the jobs it reaped (cat), and this process (the server).
@@ -115,11 +131,12 @@ const a0 = processCpu(agent.pid);
 const s0 = process.cpuUsage();
 for (let i = 0; i < 3 && (i === 0 || now() < deadline); i++) runs.push(await endToEnd(i));
 const a1 = processCpu(agent.pid);
+const agentPeakRss = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${agent.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 const s1 = process.cpuUsage(s0);
 clearInterval(sampler);
 const perRun = (ms) => (ms / runs.length / 1000).toFixed(2);
 log(`CPU a run (s): server ${perRun((s1.user + s1.system) / 1000)} (user ${perRun(s1.user / 1000)}), agent ${perRun((a1.user + a1.system - a0.user - a0.system) * 1000)} (user ${perRun((a1.user - a0.user) * 1000)}), cat ${perRun((a1.children - a0.children) * 1000)}`);
-log(`end to end: ${runs.map((r) => r.rate.toFixed(0)).join(', ')} MB/s; RSS ${(rss0 / MB).toFixed(0)} → peak ${(peak / MB).toFixed(0)} MB`);
+log(`end to end: ${runs.map((r) => r.rate.toFixed(0)).join(', ')} MB/s; server RSS ${(rss0 / MB).toFixed(0)} → peak ${(peak / MB).toFixed(0)} MB; agent peak RSS ${agentPeakRss.toFixed(0)} MB`);
 const rate = median(runs.map((r) => r.rate));
 const b = median(raw);
 const allComplete = runs.every((r) => r.complete);
