@@ -122,20 +122,30 @@ async function endToEnd(i) {
   log(`end to end #${i}: ${end ? end.state : 'stopped at the deadline'}, ${bytes} bytes stored in ${ms.toFixed(0)} ms`);
   const complete = Boolean(end) && stored.outputBytes === SIZE && !stored.outputTruncated;
   if (end && !complete) log(`WARNING: stored ${stored.outputBytes} of ${SIZE} bytes (truncated: ${stored.outputTruncated})`);
-  if (end) await prune(run.id);
-  return { rate: (bytes / MB) / (ms / 1000), complete, ms, bytes };
+  return { rate: (bytes / MB) / (ms / 1000), complete, ms, bytes, runId: end ? run.id : undefined };
 }
-// CPU over the measured runs, from /proc: the agent, the jobs it reaped (cat), and this process (the server).
+// CPU of the measured runs (not of the prunes between them), from /proc: the agent, the jobs it reaped (cat), and
+// this process (the server); seconds.
 const runs = [];
-const a0 = processCpu(agent.pid);
-const s0 = process.cpuUsage();
-for (let i = 0; i < 3 && (i === 0 || now() < deadline); i++) runs.push(await endToEnd(i));
-const a1 = processCpu(agent.pid);
+const cpu = { server: 0, serverUser: 0, agent: 0, agentUser: 0, cat: 0 };
+for (let i = 0; i < 3 && (i === 0 || now() < deadline); i++) {
+  const a0 = processCpu(agent.pid);
+  const s0 = process.cpuUsage();
+  const r = await endToEnd(i);
+  const s1 = process.cpuUsage(s0);
+  const a1 = processCpu(agent.pid);
+  cpu.server += (s1.user + s1.system) / 1e6;
+  cpu.serverUser += s1.user / 1e6;
+  cpu.agent += a1.user + a1.system - a0.user - a0.system;
+  cpu.agentUser += a1.user - a0.user;
+  cpu.cat += a1.children - a0.children;
+  runs.push(r);
+  if (r.runId !== undefined) await prune(r.runId);
+}
 const agentPeakRss = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${agent.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
-const s1 = process.cpuUsage(s0);
 clearInterval(sampler);
-const perRun = (ms) => (ms / runs.length / 1000).toFixed(2);
-log(`CPU a run (s): server ${perRun((s1.user + s1.system) / 1000)} (user ${perRun(s1.user / 1000)}), agent ${perRun((a1.user + a1.system - a0.user - a0.system) * 1000)} (user ${perRun((a1.user - a0.user) * 1000)}), cat ${perRun((a1.children - a0.children) * 1000)}`);
+const perRun = (s) => (s / runs.length).toFixed(2);
+log(`CPU a run (s): server ${perRun(cpu.server)} (user ${perRun(cpu.serverUser)}), agent ${perRun(cpu.agent)} (user ${perRun(cpu.agentUser)}), cat ${perRun(cpu.cat)}`);
 log(`end to end: ${runs.map((r) => r.rate.toFixed(0)).join(', ')} MB/s; server RSS ${(rss0 / MB).toFixed(0)} → peak ${(peak / MB).toFixed(0)} MB; agent peak RSS ${agentPeakRss.toFixed(0)} MB`);
 const rate = median(runs.map((r) => r.rate));
 const b = median(raw);

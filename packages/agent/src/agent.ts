@@ -10,8 +10,8 @@ import { type AgentItem, DiskQueue } from './queue.js';
 import { resolveSpawner } from './spawner.js';
 import { AGENT_VERSION } from './version.js';
 
-/** Bytes of full output chunks remembered for reuse at most (Agent.rememberRecyclable): 64 chunks of 512 KiB. */
-const RECYCLE_WINDOW_BYTES = 32 * 1024 * 1024;
+/** Full output chunks remembered for reuse at most (Agent.rememberRecyclable): 32 MiB of 512 KiB chunks, 4 MiB of protocol 1's. */
+const RECYCLE_WINDOW = 64;
 /** Above this many bytes not yet written to the queue's segment, job output pipes pause. */
 const BACKLOG_BYTES = 4 * 1024 * 1024;
 
@@ -72,13 +72,13 @@ export class Agent {
   private recyclable: { seq: number; data: Buffer }[] = [];
 
   /**
-   * Remembers a full chunk for reuse. Only the newest RECYCLE_WINDOW_BYTES of unacknowledged ones are kept: while the server
+   * Remembers a full chunk for reuse. Only the newest RECYCLE_WINDOW unacknowledged ones are kept: while the server
    * acknowledges nothing (down, or its store failing) the queue lets older bytes go to disk only, and this list must
    * not keep them alive (an agent streaming 600 MB to a dead server reached 675 MB of RSS).
    */
   private rememberRecyclable(seq: number, data: Buffer): void {
     this.recyclable.push({ seq, data });
-    if (this.recyclable.length * data.length > RECYCLE_WINDOW_BYTES) this.recyclable.shift(); // short list: shift is cheap
+    if (this.recyclable.length > RECYCLE_WINDOW) this.recyclable.shift(); // the list is short: shift is cheap
   }
 
   private recycle(acked: number): void {

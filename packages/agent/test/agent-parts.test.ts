@@ -105,28 +105,32 @@ describe('run output', () => {
     expect(run((out) => feedReused(out, 'stdout', input, [5, 999]), 10 * input.length).text).toBe(input.toString().replaceAll('hunter2', '***'));
   });
 
+  // The agent's own chunk size (512 KiB with protocol ≥ 2): what a thousand jobs would hold if each kept a full chunk.
+  const defaultChunkBytes = () => compileAgentConfig({ env: { BATCHALYZER_AGENT_KEY: 'bza1.k' }, cwd: '/tmp', flags: { name: 'a1', server: ['http://h'] } }).chunkBytes;
+
   it('a thousand runs with a little output each do not each hold a chunk-size buffer between flushes', () => {
-    const chunkBytes = 256 * 1024;
+    const chunkBytes = defaultChunkBytes();
+    expect(chunkBytes).toBe(512 * 1024);
     const shared = Buffer.alloc(chunkBytes, 0x61);
     const sent: Buffer[] = [];
     const before = process.memoryUsage().arrayBuffers;
     const outs = Array.from({ length: 1000 }, () => new RunOutput(1024 * 1024, [], chunkBytes, { chunk: (_s, _n, d) => sent.push(d), truncated: () => undefined }));
     for (let round = 0; round < 3; round++) for (const out of outs) out.write('stdout', shared.subarray(0, 100 + round));
     const held = process.memoryUsage().arrayBuffers - before;
-    expect(held).toBeLessThan(32 * 1024 * 1024); // chunk-size buffers would be 256 MB
+    expect(held).toBeLessThan(32 * 1024 * 1024); // chunk-size buffers would be 512 MB
     for (const out of outs) out.flush();
     expect(sent.length).toBe(1000);
     expect(sent.every((d) => d.length === 303 && d.every((b) => b === 0x61))).toBe(true);
   });
 
   it('a thousand runs that each read one full pipe (64 KiB) hold about that much, not a chunk each', () => {
-    const chunkBytes = 256 * 1024;
+    const chunkBytes = defaultChunkBytes();
     const shared = Buffer.alloc(chunkBytes, 0x62);
     const before = process.memoryUsage().arrayBuffers;
     const outs = Array.from({ length: 1000 }, () => new RunOutput(1024 * 1024 * 1024, [], chunkBytes, { chunk: () => undefined, truncated: () => undefined }));
     for (const out of outs) out.write('stdout', shared.subarray(0, 64 * 1024));
     const held = process.memoryUsage().arrayBuffers - before;
-    expect(held).toBeLessThan(100 * 1024 * 1024); // 62.5 MiB read; a full chunk each was 250 MiB
+    expect(held).toBeLessThan(100 * 1024 * 1024); // 62.5 MiB read; a full chunk each would be 500 MiB
     expect(outs.length).toBe(1000); // (kept alive until here)
   });
 

@@ -50,7 +50,8 @@ export function outputBufferView(b: Buffer, length: number): Buffer {
  * Buffers of one size given back by recycleOutputBuffer, reused by allocOutputBuffer: a stream of output then
  * allocates no new external memory per chunk (that churn drove most of the agent's garbage collections).
  */
-const SPARE_BYTES = 16 * 1024 * 1024;
+/** At most this many spare buffers: 16 MiB of 512 KiB chunks, about as many as are in flight until acknowledged. */
+const SPARE_MAX = 32;
 let spareSize = -1;
 const spare: Buffer[] = [];
 /** Spare buffers not taken for a second are let go (an idle agent keeps none). */
@@ -75,7 +76,7 @@ export function recycleOutputBuffer(b: Buffer, size: number): void {
     spare.length = 0;
     spareSize = size;
   }
-  if ((spare.length + 1) * size <= SPARE_BYTES && !spare.includes(b)) {
+  if (spare.length < SPARE_MAX && !spare.includes(b)) {
     spare.push(b);
     spareUsedAt = Date.now();
     trimWhenIdle();
