@@ -4,8 +4,8 @@ import type { RunMap } from './state.js';
 
 /**
  * Runs created ahead of their due time (docs/scheduling.md, "Runs created ahead"): which jobs get them, and which
- * of them to take back when the definitions change or after downtime. The engine creates them (materializeDue)
- * and commits the withdrawals (withdrawStale); what is decided here reads only what it is given.
+ * of them to take back when the definitions change or after downtime. The plan book creates them (plan-book.ts,
+ * materializeDue), the engine commits the withdrawals (withdrawStale); what is decided here reads only what it is given.
  */
 
 /**

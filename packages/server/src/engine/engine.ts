@@ -1,13 +1,14 @@
 import type { Logger } from 'pino';
 import {
-  compileSchedule, ConflictError, DueHeap, type Definitions, expandTarget, type JobSpec, materialize, type Occurrences, type Schedule, planCalendar, type PlanCalendar,
-  addDays, planDateOf, planDayBounds, type WaitReason, canonicalJson, parseDuration, parseSize,
+  ConflictError, type Definitions, type Occurrences, planCalendar, type PlanCalendar, planDateOf, planDayBounds, type WaitReason, canonicalJson,
+  parseDuration, parseSize,
 } from '@batchalyzer/core';
-import { EarlyRunTouchedError, type NewRun, type PlanEntryRecord, type RunRecord, type Store } from '@batchalyzer/store';
+import { EarlyRunTouchedError, type PlanEntryRecord, type RunRecord, type Store } from '@batchalyzer/store';
 import type { EventBus } from '../events.js';
 import type { Service } from '../lifecycle.js';
 import type { AgentLink, ConnectedAgent, DispatchPayload } from '../link.js';
-import { createdAhead, hasRunAhead, planWithdrawal, untouchedAhead } from './ahead.js';
+import { planWithdrawal, untouchedAhead } from './ahead.js';
+import { PlanBook } from './plan-book.js';
 import { Reconciler } from './reconcile.js';
 import { EngineState } from './state.js';
 
@@ -61,22 +62,8 @@ export class Engine implements Service {
   calendar!: PlanCalendar;
   private link: AgentLink | null = null;
   private registered = new Set<string>();
-  private readonly entries = new Map<string, PlanEntryRecord>();
-  /** Due times of `entries`, ordered; stale heap items (entry moved or gone) are skipped when popped. */
-  private readonly due = new DueHeap<string>();
-  private readonly loadedDays = new Set<string>();
-  /**
-   * Compiled schedules shared by every job with the same schedule (a cron library instance costs ~0.6 ms and
-   * tens of KB; 100,000 jobs usually have far fewer distinct schedules), each remembering its last answer, so
-   * that loading a plan day asks each distinct schedule once (docs/performance.md, plan-100k).
-   */
-  private readonly compiled = new Map<string, Occurrences>();
-  /**
-   * The same by schedule object, for the current definitions and calendar (replaced together, and this with
-   * them): filled while loading a plan day, so that a tick finds a due job's schedule without serialising it
-   * (10,000 due jobs at once, plan-100k).
-   */
-  private bySchedule = new Map<object, Occurrences>();
+  /** Plan days, plan entries, their due times and the compiled schedules (engine/plan-book.ts). */
+  private readonly book: PlanBook;
   private readonly persistedReasons = new Map<number, string>();
   /**
    * Runs created ahead are to be checked (withdrawStale): at start, after a definitions change, when no pass has
@@ -104,6 +91,14 @@ export class Engine implements Service {
     readonly clock: Clock,
     readonly options: EngineOptions,
   ) {
+    this.book = new PlanBook({
+      store, events, logger, options, actor: ACTOR,
+      now: () => this.clock.now(),
+      defs: () => this.defs,
+      calendar: () => this.calendar,
+      state: this.state,
+      track: (r) => this.track(r),
+    });
     this.reconciler = new Reconciler({
       state: this.state,
       periodMs: options.reconcileAfterMs,
@@ -140,16 +135,15 @@ export class Engine implements Service {
     await this.reloadDefinitions();
     const now = this.clock.now();
     await this.state.load(this.store, this.maxRateWindow(), now);
-    for (const d of await this.store.planDays()) this.loadedDays.add(d.planDate);
-    for (const e of await this.store.pendingPlanEntries()) this.setEntry(e);
+    await this.book.load();
     this.registered = new Set((await this.store.listAgents()).map((a) => a.name));
     // Jobs defined while the server was down get today's entry from now on; existing entries keep catching up.
-    await this.syncEntries(true);
+    await this.book.syncEntries(true);
     // Runs created ahead before a crash: those the definitions no longer describe, or whose time passed while the
     // server was down (no pass of this process decided them: decidedAt is 0), are made again from the plan entries
     // (see withdrawStale), in the first pass.
     this.withdraw = 'start';
-    await this.repairAfterChains(now);
+    await this.book.repairAfterChains(now);
     this.unsubscribe.push(
       this.events.on('definitions:applied', () => this.poke()),
       this.events.on('agent:connected', ({ name }) => {
@@ -169,24 +163,6 @@ export class Engine implements Service {
     for (const off of this.unsubscribe.splice(0)) off();
     await this.running;
     await this.reconciler.stop();
-  }
-
-  private setEntry(e: PlanEntryRecord, key = `${e.planDate}|${e.jobName}`): void {
-    if (e.nextDueAt === null) {
-      this.entries.delete(key);
-      return;
-    }
-    this.entries.set(key, e);
-    this.due.push(e.nextDueAt, key);
-  }
-
-  /** The earliest pending due time, dropping heap items that no longer match their entry. */
-  private nextDue(): number | null {
-    for (let top = this.due.peek(); top; top = this.due.peek()) {
-      if (this.entries.get(top.key)?.nextDueAt === top.at) return top.at;
-      this.due.pop();
-    }
-    return null;
   }
 
   /** Requests a decision as soon as possible; passes never overlap, requests during a pass cause one more. */
@@ -252,37 +228,17 @@ export class Engine implements Service {
 
   private defsVersion = -1;
 
-  /** Set when the plan zone or new-day time changed: the next plan day is planned from now. */
-  private calendarChanged = false;
-
   async reloadDefinitions(): Promise<void> {
     this.defsVersion = await this.store.definitionsVersion();
     this.defs = await this.store.loadDefinitions();
-    this.bySchedule = new Map();
     const before = this.calendar ? canonicalJson(this.calendar) : null;
     this.calendar = planCalendar(this.defs.settings.timezone ?? this.options.timezone, this.defs.settings.newDayAt ?? '00:00');
-    if (before !== null && before !== canonicalJson(this.calendar)) this.calendarChanged = true;
+    // Schedules are compiled again for the new definitions; a changed calendar plans the next plan day from now.
+    this.book.reset(before !== null && before !== canonicalJson(this.calendar));
   }
 
   occurrencesOf(jobName: string): Occurrences | null {
-    const spec = this.defs.jobs[jobName];
-    return spec?.schedule ? this.compiledOf(spec.schedule) : null;
-  }
-
-  /** The shared compilation of a schedule. */
-  private compiledOf(schedule: Schedule): Occurrences {
-    let occ = this.bySchedule.get(schedule);
-    if (occ) return occ;
-    // Equal texts mean equal schedules (a different key order only costs one more compilation); canonical JSON
-    // of 100,000 schedules was a tenth of the plan-day load.
-    const key = `${this.calendar.timezone}|${this.calendar.newDayAtMinutes}|${JSON.stringify(schedule)}`;
-    occ = this.compiled.get(key);
-    if (!occ) {
-      occ = rememberLast(compileSchedule(schedule, this.calendar.timezone, this.calendar));
-      this.compiled.set(key, occ);
-    }
-    this.bySchedule.set(schedule, occ);
-    return occ;
+    return this.book.occurrencesOf(jobName);
   }
 
   private schedule(at: number): void {
@@ -299,7 +255,7 @@ export class Engine implements Service {
     this.slice = performance.now();
     if ((await this.store.definitionsVersion()) !== this.defsVersion) {
       await this.reloadDefinitions();
-      await this.syncEntries();
+      await this.book.syncEntries();
       this.withdraw ??= 'changed';
     }
     // Runs that came due more than the grace period ago with no pass deciding them since go through catch-up.
@@ -307,185 +263,13 @@ export class Engine implements Service {
     // A store error leaves it set (the next pass tries again); a refusal the engine could not resolve by reading
     // the runs again is retried by the next pass too, but this one goes on.
     if (this.withdraw !== null) this.withdraw = (await this.withdrawStale(now, this.withdraw)) ? null : 'refused';
-    await this.ensurePlanDay(now);
-    const aheadAt = await this.materializeDue(now);
+    await this.book.ensurePlanDay(now);
+    const aheadAt = await this.book.materializeDue(now);
     const wakeAt = await this.decideAndDispatch(now);
     this.decidedAt = now;
-    let next = Math.min(wakeAt ?? Number.POSITIVE_INFINITY, this.nextDue() ?? Number.POSITIVE_INFINITY, aheadAt);
+    let next = Math.min(wakeAt ?? Number.POSITIVE_INFINITY, this.book.nextDue() ?? Number.POSITIVE_INFINITY, aheadAt);
     next = Math.min(next, planDayBounds(planDateOf(now, this.calendar), this.calendar).end);
     this.schedule(next);
-  }
-
-  /** Loads the plan day containing `now` once: one entry per job whose schedule can fire that day. */
-  private async ensurePlanDay(now: number): Promise<void> {
-    const date = planDateOf(now, this.calendar);
-    if (this.loadedDays.has(date)) return;
-    // Whole plan days that passed while the server was down (or the clock jumped) are loaded too, oldest first,
-    // so that their occurrences go through each job's catch-up policy instead of vanishing (bounded by retention).
-    const fresh = this.loadedDays.size === 0 || this.calendarChanged;
-    const last = [...this.loadedDays].sort().at(-1);
-    const missed: string[] = [];
-    if (!fresh && last !== undefined) {
-      const oldest = planDateOf(now - this.options.retentionMs, this.calendar);
-      for (let d = addDays(last, 1); d < date; d = addDays(d, 1)) if (d >= oldest) missed.push(d);
-    }
-    for (const d of [...missed, date]) {
-      const { start, end } = planDayBounds(d, this.calendar);
-      // On the very first start, or after the plan zone or new-day time changed, there is nothing to catch up:
-      // plan from now (less the grace), not from the day's start.
-      const from = fresh ? Math.max(start, now - this.options.graceMs) : start;
-      const entries: PlanEntryRecord[] = [];
-      for (const jobName of Object.keys(this.defs.jobs)) {
-        const e = this.firstEntry(jobName, d, from, end);
-        if (e) entries.push(e);
-      }
-      const created = await this.store.createPlanDay({ planDate: d, timezone: this.calendar.timezone, startsAt: start, endsAt: end, loadedAt: now }, entries);
-      this.loadedDays.add(d);
-      // Entries of a plan day are only written once its row exists, so a day created here holds exactly these
-      // entries; reading 100,000 of them back cost a third of a second (plan-100k). A day created by another
-      // process holds its entries, not ours.
-      for (const e of created ? entries : await this.store.planEntries(d)) this.setEntry(e);
-      this.events.emit('plan:loaded', { planDate: d, entries: entries.length });
-      this.logger.info({ planDate: d, entries: entries.length, missed: d !== date }, 'plan day loaded');
-    }
-    this.calendarChanged = false;
-    // Retention (brief §12): a new day is the moment to forget what is older than the retention period.
-    const cutoff = now - this.options.retentionMs;
-    const pruned = await this.store.pruneBefore(cutoff, planDateOf(cutoff, this.calendar));
-    if (pruned.runs) this.logger.info({ runs: pruned.runs }, 'pruned ended runs past retention');
-  }
-
-  private firstEntry(jobName: string, date: string, from: number, end: number): PlanEntryRecord | null {
-    const spec = this.defs.jobs[jobName]!;
-    if (spec.enabled === false || !spec.schedule) return null;
-    const occ = this.compiledOf(spec.schedule);
-    const first = occ.kind === 'after' ? from : occ.next(from - 1);
-    if (first === null || first >= end) return null;
-    return { planDate: date, jobName, nextDueAt: first, lastNominalAt: null, jobRevision: 0 };
-  }
-
-  /** After definitions change: today's entries follow the new schedules from now on; removed jobs stop. */
-  private async syncEntries(onlyMissing = false): Promise<void> {
-    const now = this.clock.now();
-    const date = planDateOf(now, this.calendar);
-    if (!this.loadedDays.has(date)) return;
-    const { end } = planDayBounds(date, this.calendar);
-    const existing = new Map((await this.store.planEntries(date)).map((e) => [e.jobName, e]));
-    const updates: PlanEntryRecord[] = [];
-    for (const [jobName, e] of onlyMissing ? [] : existing) {
-      // A due occurrence not yet turned into a run stays due: the change applies from the next one.
-      if (e.nextDueAt !== null && e.nextDueAt <= now) continue;
-      const spec = this.defs.jobs[jobName];
-      const occ = spec && spec.enabled !== false ? this.occurrencesOf(jobName) : null;
-      const from = Math.max(now, (e.lastNominalAt ?? now - 1) + 1);
-      const next = occ ? (occ.kind === 'after' ? e.nextDueAt : occ.next(from - 1)) : null;
-      const nextDueAt = next !== null && next < end ? next : null;
-      if (nextDueAt !== e.nextDueAt) updates.push({ ...e, nextDueAt });
-    }
-    for (const jobName of Object.keys(this.defs.jobs)) {
-      if (existing.has(jobName)) continue;
-      const e = this.firstEntry(jobName, date, now, end);
-      if (e) updates.push(e);
-    }
-    await this.store.upsertPlanEntries(updates);
-    for (const e of updates) this.setEntry(e);
-  }
-
-  private fanOut(spec: JobSpec): string[] | null {
-    return spec.on.mode === 'all' ? expandTarget(spec.on, this.defs.groups) : null;
-  }
-
-  /**
-   * Turns the due plan entries into runs, and those coming due within `lookaheadMs` too, up to `lookaheadBudget`
-   * of them (docs/scheduling.md, "Runs created ahead"): one store transaction for the runs and the entries' next
-   * times. Returns when a pass should next create runs ahead (now: budget used up; +∞: nothing to create ahead).
-   */
-  private async materializeDue(now: number): Promise<number> {
-    const updates: PlanEntryRecord[] = [];
-    const keys: string[] = [];
-    const runs: NewRun[] = [];
-    const seen = new Set<string>();
-    /** Entries within the window that are not created ahead (overlap: skip): back on the heap after the loop. */
-    const later: string[] = [];
-    const aheadKeys = new Set<string>();
-    const creatingAhead = this.options.lookaheadMs > 0 && this.options.lookaheadBudget > 0;
-    const horizon = creatingAhead ? now + this.options.lookaheadMs : now;
-    let budget = this.options.lookaheadBudget;
-    let aheadAt = Number.POSITIVE_INFINITY;
-    // A tick's due entries are nearly all of one plan day: its bounds computed once, not per entry.
-    const dayEnds = new Map<string, number>();
-    while (this.due.size) {
-      const top = this.due.peek()!;
-      const e = this.entries.get(top.key);
-      if (!e || e.nextDueAt !== top.at || seen.has(top.key)) {
-        this.due.pop();
-        continue;
-      }
-      const ahead = top.at > now;
-      if (ahead && (top.at > horizon || budget <= 0)) {
-        // The window is refilled when its first uncreated occurrence is half a window away: passes that create
-        // runs ahead come in batches, not one per due time.
-        if (creatingAhead) aheadAt = budget <= 0 ? now : top.at - this.options.lookaheadMs / 2;
-        break;
-      }
-      this.due.pop();
-      const spec = this.defs.jobs[e.jobName];
-      // One run ahead per entry: the next is made once that one is due. Fewer runs to take back when the
-      // definitions change, and none made for an occurrence whose predecessor has not come due yet.
-      if (ahead && (!createdAhead(spec) || hasRunAhead(this.state.runs, e, now))) {
-        later.push(top.key);
-        continue;
-      }
-      if (ahead) aheadKeys.add(top.key);
-      seen.add(top.key);
-      keys.push(top.key);
-      if (!spec?.schedule || spec.enabled === false) {
-        updates.push({ planDate: e.planDate, jobName: e.jobName, nextDueAt: null, lastNominalAt: e.lastNominalAt, jobRevision: e.jobRevision });
-        continue;
-      }
-      let end = dayEnds.get(e.planDate);
-      if (end === undefined) dayEnds.set(e.planDate, (end = planDayBounds(e.planDate, this.calendar).end));
-      // Ahead of time the entry's next occurrence is taken as if it were due now: exactly that one, on time.
-      const m = materialize({
-        entry: e, spec, occurrences: this.compiledOf(spec.schedule), now: ahead ? top.at : now, dayEnd: end, graceMs: this.options.graceMs,
-        unfinished: (target) => this.state.unfinishedOf(e.jobName).filter((r) => r.targetAgent === target).length,
-        fanOut: this.fanOut(spec),
-      });
-      // Records built field by field, not spread: 10,000 of each in one tick (plan-100k).
-      updates.push({ planDate: e.planDate, jobName: e.jobName, nextDueAt: m.nextDueAt, lastNominalAt: m.lastNominalAt, jobRevision: e.jobRevision });
-      const priority = spec.priority ?? 0;
-      for (const r of m.runs) {
-        const run: NewRun = { jobName: r.jobName, planDate: r.planDate, nominalAt: r.nominalAt, dueAt: r.dueAt, origin: r.origin, priority, targetAgent: r.targetAgent, spec };
-        if (r.skipped !== undefined) run.skipped = r.skipped;
-        runs.push(run);
-      }
-      if (ahead) budget -= m.runs.length;
-    }
-    for (const key of later) this.due.push(this.entries.get(key)!.nextDueAt!, key);
-    if (updates.length === 0) return aheadAt;
-    let created: RunRecord[];
-    try {
-      created = await this.store.advancePlan(updates, runs, ACTOR, now);
-    } catch (err) {
-      for (const key of seen) {
-        const e = this.entries.get(key);
-        if (e?.nextDueAt != null) this.due.push(e.nextDueAt, key);
-      }
-      throw err;
-    }
-    // Entries move on only once the runs are committed: a crash in between repeats nothing and loses nothing.
-    for (let k = 0; k < updates.length; k++) {
-      const u = updates[k]!;
-      this.setEntry(u, keys[k]);
-      // A due entry moved to a time inside the window: the next pass makes its next run ahead.
-      if (u.nextDueAt !== null && u.nextDueAt <= horizon && !aheadKeys.has(keys[k]!) && createdAhead(this.defs.jobs[u.jobName])) aheadAt = now;
-    }
-    for (const r of created) {
-      this.track(r);
-      // An `after` chain continues past a skipped occurrence: the next one follows from now.
-      if (r.state === 'skipped') await this.followAfter(r, now);
-    }
-    return aheadAt;
   }
 
   /**
@@ -500,10 +284,10 @@ export class Engine implements Service {
     for (let attempt = 1; ; attempt++) {
       const { ids, entries, keys } = await planWithdrawal({
         runs: this.state.runs, defs: this.defs, now, decidedAt: this.decidedAt, graceMs: this.options.graceMs, touched: this.touchedAhead,
-        compiledOf: (schedule) => this.compiledOf(schedule),
+        compiledOf: (schedule) => this.book.compiledOf(schedule),
         dayEnd: (planDate) => planDayBounds(planDate, this.calendar).end,
         entryOf: async (planDate, jobName) => {
-          const e = this.entries.get(`${planDate}|${jobName}`);
+          const e = this.book.entry(`${planDate}|${jobName}`);
           if (e) return e;
           let day = stored.get(planDate);
           if (!day) stored.set(planDate, (day = new Map((await this.store.planEntries(planDate)).map((x) => [x.jobName, x]))));
@@ -532,7 +316,7 @@ export class Engine implements Service {
         this.forget(id);
         this.events.emit('run:withdrawn', { runId: id, jobName: r.jobName, planDate: r.planDate });
       }
-      for (let k = 0; k < entries.length; k++) this.setEntry(entries[k]!, keys[k]);
+      for (let k = 0; k < entries.length; k++) this.book.setEntry(entries[k]!, keys[k]);
       this.logger.info({ runs: ids.length, why }, 'runs created ahead of their time withdrawn; they are made again from the current definitions');
       return true;
     }
@@ -559,11 +343,7 @@ export class Engine implements Service {
       }
     }
     for (const planDate of gone) {
-      for (const e of await this.store.planEntries(planDate)) {
-        const key = `${e.planDate}|${e.jobName}`;
-        if (e.nextDueAt === null) this.entries.delete(key);
-        else if (this.entries.get(key)?.nextDueAt !== e.nextDueAt) this.setEntry(e, key);
-      }
+      for (const e of await this.store.planEntries(planDate)) this.book.reread(e);
     }
   }
 
@@ -731,37 +511,9 @@ export class Engine implements Service {
     this.persistedReasons.delete(runId);
   }
 
-  /**
-   * A crash between recording a run's end and moving its `after` entry on would stop the chain for the day:
-   * at start, an `after` entry with no next time, no unfinished run and room left in the day continues it.
-   */
-  private async repairAfterChains(now: number): Promise<void> {
-    const date = planDateOf(now, this.calendar);
-    if (!this.loadedDays.has(date)) return;
-    const { end } = planDayBounds(date, this.calendar);
-    const fixes: PlanEntryRecord[] = [];
-    for (const e of await this.store.planEntries(date)) {
-      const occ = e.nextDueAt === null && e.lastNominalAt !== null ? this.occurrencesOf(e.jobName) : null;
-      if (occ?.kind !== 'after' || this.state.unfinishedOf(e.jobName).length > 0) continue;
-      const last = (await this.store.listRuns({ job: e.jobName, planDate: date }, { limit: 1 })).items[0];
-      const next = Math.max(now, (last?.endedAt ?? now) + occ.afterMs!);
-      if (next < end) fixes.push({ ...e, nextDueAt: next });
-    }
-    await this.store.upsertPlanEntries(fixes);
-    for (const e of fixes) this.setEntry(e);
-  }
-
   /** The `after` schedule: the next occurrence follows the end of the run, within the same plan day. */
-  async followAfter(run: RunRecord, endedAt: number): Promise<void> {
-    const occ = this.occurrencesOf(run.jobName);
-    if (occ?.kind !== 'after' || run.origin === 'manual' || run.origin === 'rerun') return;
-    const { end } = planDayBounds(run.planDate, this.calendar);
-    const next = endedAt + occ.afterMs!;
-    const entry = (await this.store.planEntries(run.planDate)).find((e) => e.jobName === run.jobName);
-    if (!entry || next >= end) return;
-    const e = { ...entry, nextDueAt: next };
-    await this.store.upsertPlanEntries([e]);
-    this.setEntry(e);
+  followAfter(run: RunRecord, endedAt: number): Promise<void> {
+    return this.book.followAfter(run, endedAt);
   }
 
   registeredAgents(): string[] {
@@ -818,22 +570,6 @@ function storedReason(r: WaitReason): unknown {
     default:
       return r;
   }
-}
-
-/** Wraps a schedule so that asking again for the same instant costs nothing (pure functions, same answer). */
-function rememberLast(occ: Occurrences): Occurrences {
-  let lastT = Number.NaN;
-  let lastV: number | null = null;
-  return {
-    ...occ,
-    next(t: number): number | null {
-      if (t !== lastT) {
-        lastV = occ.next(t);
-        lastT = t;
-      }
-      return lastV;
-    },
-  };
 }
 
 function compileRateWindow(rate: string): number {
