@@ -12,13 +12,7 @@ import { PlanBook } from './plan-book.js';
 import { Reconciler } from './reconcile.js';
 import { EngineState } from './state.js';
 
-/**
- * The scheduling engine (brief §4–§7): a thin loop around the pure `materialize` and `decide` functions.
- * A pass loads nothing it already knows: it takes due plan entries, turns them into runs, decides, commits
- * dispatches through the store (which re-checks capacity atomically) and hands them to the agent link.
- * Passes are triggered by events (run ended, agent connected, condition posted, hold released, definitions
- * applied) and by the clock, never sleeping longer than `maxSleepMs`.
- */
+/** The engine's time source: injected, so that tests and benchmarks step it. */
 export interface Clock {
   now(): number;
 }
@@ -55,6 +49,13 @@ export const DEFAULT_ENGINE_OPTIONS: Omit<EngineOptions, 'timezone'> = {
 
 const ACTOR = 'scheduler';
 
+/**
+ * The scheduling engine (brief §4–§7): a thin loop around the pure `materialize` and `decide` functions.
+ * A pass loads nothing it already knows: it takes due plan entries, turns them into runs, decides, commits
+ * dispatches through the store (which re-checks capacity atomically) and hands them to the agent link.
+ * Passes are triggered by events (run ended, agent connected, condition posted, hold released, definitions
+ * applied) and by the clock, never sleeping longer than `maxSleepMs`.
+ */
 export class Engine implements Service {
   readonly name = 'engine';
   readonly state = new EngineState();
@@ -530,14 +531,13 @@ export class Engine implements Service {
   }
 }
 
-const STORED_LIST_MAX = 20;
-
-
 /**
  * The persisted wait reason lists at most 20 holders / agents / active runs (else only their number): 10,000 runs waiting
  * for a pool held by 1,000 runs must not store 10,000 copies of a 1,000-entry list on every change (restart
  * bench). "Why is this not running?" (OperatorActions.why) still explains from the live state, in full.
  */
+const STORED_LIST_MAX = 20;
+
 /** A reason without what moves with every dispatch and completion (see persistReasons). */
 function lastingPart(stored: unknown): unknown {
   const r = stored as { code?: string };
