@@ -234,7 +234,8 @@ export class Engine implements Service {
     this.defs = await this.store.loadDefinitions();
     const before = this.calendar ? canonicalJson(this.calendar) : null;
     this.calendar = planCalendar(this.defs.settings.timezone ?? this.options.timezone, this.defs.settings.newDayAt ?? '00:00');
-    // Schedules are compiled again for the new definitions; a changed calendar plans the next plan day from now.
+    // Schedules are looked up again for the new definitions (compiled only when new); a changed calendar plans the
+    // next plan day from now.
     this.book.reset(before !== null && before !== canonicalJson(this.calendar));
   }
 

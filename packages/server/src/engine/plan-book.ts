@@ -8,12 +8,7 @@ import type { EventBus } from '../events.js';
 import { createdAhead, hasRunAhead } from './ahead.js';
 import type { EngineState } from './state.js';
 
-/**
- * The engine's plan book (brief §4, docs/scheduling.md): the plan days it has loaded, one plan entry per job and
- * day with its next due time, the due times in order, and the compiled schedules. It loads plan days, follows
- * definitions changes and `after` chains, and turns due entries into runs (materializeDue). The engine owns the
- * definitions, the plan calendar and the run mirror; what this needs of them it is given (PlanBookDeps).
- */
+/** What the plan book is given by the engine; never the Engine itself. */
 export interface PlanBookDeps {
   store: Store;
   events: EventBus;
@@ -32,6 +27,12 @@ export interface PlanBookDeps {
   track(r: RunRecord): void;
 }
 
+/**
+ * The engine's plan book (brief §4, docs/scheduling.md): the plan days it has loaded, one plan entry per job and
+ * day with its next due time, the due times in order, and the compiled schedules. It loads plan days, follows
+ * definitions changes and `after` chains, and turns due entries into runs (materializeDue). The engine owns the
+ * definitions, the plan calendar and the run mirror; what this needs of them it is given (PlanBookDeps).
+ */
 export class PlanBook {
   private readonly entries = new Map<string, PlanEntryRecord>();
   /** Due times of `entries`, ordered; stale heap items (entry moved or gone) are skipped when popped. */
@@ -78,6 +79,7 @@ export class PlanBook {
     return this.entries.get(key);
   }
 
+  /** Holds an entry under `key` and queues its due time; an entry with no next time is dropped. */
   setEntry(e: PlanEntryRecord, key = `${e.planDate}|${e.jobName}`): void {
     if (e.nextDueAt === null) {
       this.entries.delete(key);
