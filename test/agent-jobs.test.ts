@@ -39,13 +39,14 @@ describe('jobs on the agent (brief §3, §8)', () => {
   });
 
   it('passes the documented environment, masks secrets split across writes, and uses the working directory', async () => {
-    const { server, store, ended } = await setup();
-    const script = 'printf "%s|%s|%s|%s|%s|%s|" "$BATCHALYZER_RUN_ID" "$BATCHALYZER_ATTEMPT" "$BATCHALYZER_JOB" "$BATCHALYZER_PLAN_DATE" "$GREETING" "$(pwd)"; '
+    const { server, store, ended, agent } = await setup();
+    const script = 'printf "%s|%s|%s|%s|%s|%s|%s|" "$BATCHALYZER_RUN_ID" "$BATCHALYZER_ATTEMPT" "$BATCHALYZER_JOB" "$BATCHALYZER_PLAN_DATE" "$BATCHALYZER_RUN_TAG" "$GREETING" "$(pwd)"; '
       + 'printf "pass=hun"; sleep 0.3; printf "ter2!\\n"; test -n "$PATH" && test -n "$HOME" && echo "$BATCHALYZER_NOMINAL_TIME" >&2';
     const id = await server.run('a1', { shell: script }, { env: { GREETING: 'hello' }, secrets: ['hunter2!'], cwd: '/tmp' });
     const run = await ended(id);
     expect(run.state).toBe('succeeded');
-    expect((await store.readOutput(id, 'stdout')).toString()).toBe(`${id}|1|test-job|2026-01-15|hello|/tmp|pass=***\n`);
+    const queueId = readFileSync(join(agent.data, 'queue', 'id'), 'utf8').trim();
+    expect((await store.readOutput(id, 'stdout')).toString()).toBe(`${id}|1|test-job|2026-01-15|${queueId}/${id}/1|hello|/tmp|pass=***\n`);
     expect((await store.readOutput(id, 'stderr')).toString()).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\n$/);
   });
 

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { type DispatchPayloadMessage, type HostFacts, MAX_ACTIVE_RUNS, recycleOutputBuffer } from '@batchalyzer/protocol';
 import type { AgentConfig } from './config.js';
 import { JobRun } from './job.js';
-import { processStartTicks, RunJournal } from './journal.js';
+import { RunJournal } from './journal.js';
+import { endLeftovers } from './leftovers.js';
 import { ServerLink } from './link.js';
 import type { Log } from './log.js';
 import { type AgentItem, DiskQueue } from './queue.js';
@@ -111,20 +112,15 @@ export class Agent {
   private recover(): void {
     const finished = new Set<string>();
     for (const item of this.queue.unackedItems()) if (item.kind === 'finished' || item.kind === 'lost') finished.add(`${item.runId}:${item.attempt}`);
-    for (const e of this.journal.list()) {
+    const entries = this.journal.list();
+    for (const e of entries) {
       if (!finished.has(`${e.runId}:${e.attempt}`)) {
         this.queue.append({ kind: 'lost', runId: e.runId, attempt: e.attempt, at: Date.now(), reason: `agent ${this.config.name} restarted while run ${e.runId} was running; its result is unknown` });
         this.log.warn(`run ${e.runId} was running when the agent stopped; reporting it lost`);
       }
-      // Only when the process is the same one (start time matches): a reused PID is someone else's.
-      if (e.pid && e.startTicks !== undefined && processStartTicks(e.pid) === e.startTicks) {
-        try {
-          process.kill(-e.pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
     }
+    const ended = endLeftovers(entries, this.queue.queueId);
+    if (ended > 0) this.log.warn(`ended what runs of the previous agent process left running (${ended} process(es) or group(s) signalled)`);
     this.queue.flush();
     this.journal.clear();
     if (this.queue.length) this.log.info(`${this.queue.length} queued report(s) from before the restart will be re-sent`);
@@ -139,6 +135,7 @@ export class Agent {
       config: this.config,
       log: this.log,
       journal: this.journal,
+      agentId: this.queue.queueId,
       nativeSpawn: this.spawner.native,
       emit: (item: AgentItem) => {
         const seq = this.queue.append(item);

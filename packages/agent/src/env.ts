@@ -7,7 +7,7 @@ import type { DispatchPayloadMessage } from '@batchalyzer/protocol';
  * then the job's env, then the run's BATCHALYZER_* variables, which always win. With run-as, HOME, USER,
  * LOGNAME and SHELL describe the target user.
  */
-export function jobEnv(base: Record<string, string>, p: DispatchPayloadMessage, user?: PasswdEntry): Record<string, string> {
+export function jobEnv(base: Record<string, string>, p: DispatchPayloadMessage, tag: string, user?: PasswdEntry): Record<string, string> {
   const env: Record<string, string> = { ...base };
   if (user) Object.assign(env, { HOME: user.home, USER: user.name, LOGNAME: user.name, SHELL: user.shell });
   Object.assign(env, p.env);
@@ -16,7 +16,18 @@ export function jobEnv(base: Record<string, string>, p: DispatchPayloadMessage, 
   env.BATCHALYZER_JOB = p.jobName;
   env.BATCHALYZER_PLAN_DATE = p.planDate;
   env.BATCHALYZER_NOMINAL_TIME = p.nominalAt === null ? '' : new Date(p.nominalAt).toISOString();
+  env[RUN_TAG] = tag;
   return env;
+}
+
+/**
+ * Marks every process of a run (inherited by its children) as this agent's: `<queue id>/<run id>/<attempt>`. An
+ * agent killed before a run's pid reached the journal finds the run's processes by it at start (leftovers.ts).
+ */
+export const RUN_TAG = 'BATCHALYZER_RUN_TAG';
+
+export function runTag(agentId: string, runId: number, attempt: number): string {
+  return `${agentId}/${runId}/${attempt}`;
 }
 
 export interface PasswdEntry {

@@ -3,7 +3,7 @@ import { realpathSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { DispatchPayloadMessage } from '@batchalyzer/protocol';
 import type { AgentConfig } from './config.js';
-import { jobEnv, lookupGroup, lookupUser, type PasswdEntry, resolveExecutable } from './env.js';
+import { jobEnv, lookupGroup, lookupUser, type PasswdEntry, resolveExecutable, runTag } from './env.js';
 import { matchesAny } from './glob.js';
 import { processStartTicks, type RunJournal } from './journal.js';
 import type { Log } from './log.js';
@@ -16,6 +16,8 @@ export interface JobContext {
   config: AgentConfig;
   log: Log;
   journal: RunJournal;
+  /** This agent's data directory's identity (its queue id): part of each run's BATCHALYZER_RUN_TAG (env.ts). */
+  agentId: string;
   /** Start command and shell jobs with the native spawner (spawner.ts). */
   nativeSpawn: boolean;
   /** Appends an item to the disk queue; returns its sequence. */
@@ -118,7 +120,7 @@ export class JobRun {
         throw new Error(`cannot start: running as "${p.runAs.user}" needs the agent to run as root`);
       }
     }
-    const env = jobEnv(config.baseEnv, p, user);
+    const env = jobEnv(config.baseEnv, p, runTag(this.ctx.agentId, p.runId, p.attempt), user);
     const cwd = p.cwd ? resolve(env.HOME ?? '/', p.cwd) : (env.HOME ?? '/');
     try {
       if (!statSync(cwd).isDirectory()) throw new Error();

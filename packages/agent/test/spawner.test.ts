@@ -105,7 +105,7 @@ function jobRun(native: boolean, command: string[], over: { timeoutMs?: number; 
     runId: 1, attempt: 1, jobName: 'j', planDate: '2026-01-01', nominalAt: null, run: { command }, env: {}, secrets: [],
     cwd: '/', killGraceMs: 2000, maxOutputBytes: 1_000_000, ...over,
   }, {
-    config, log: createLog('silent'), journal: journal as unknown as RunJournal, nativeSpawn: native,
+    config, log: createLog('silent'), journal: journal as unknown as RunJournal, agentId: 'spawner-test', nativeSpawn: native,
     emit: (item) => {
       if (item.kind === 'started') procTicks.push(processStartTicks(item.pid!));
       return items.push(item);
