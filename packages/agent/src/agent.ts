@@ -119,8 +119,8 @@ export class Agent {
         this.log.warn(`run ${e.runId} was running when the agent stopped; reporting it lost`);
       }
     }
-    const ended = endLeftovers(entries, this.queue.queueId);
-    if (ended > 0) this.log.warn(`ended what runs of the previous agent process left running (${ended} process(es) or group(s) signalled)`);
+    const ended = endLeftovers(entries, (e) => !finished.has(`${e.runId}:${e.attempt}`), this.queue.queueId);
+    if (ended.length > 0) this.log.warn(`ended what runs of the previous agent process left running (SIGKILL to ${ended.map((p) => (p < 0 ? `group ${-p}` : `pid ${p}`)).join(', ')})`);
     this.queue.flush();
     this.journal.clear();
     if (this.queue.length) this.log.info(`${this.queue.length} queued report(s) from before the restart will be re-sent`);

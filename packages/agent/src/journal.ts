@@ -3,8 +3,8 @@ import { join } from 'node:path';
 
 /**
  * The "running" journal (brief §8): the runs the agent accepted and has not finished. If the agent finds entries
- * at start, it was killed while those runs were active: it reports them lost and ends whatever is left of their
- * process groups.
+ * at start, it was killed while those runs were active: it reports them lost and ends whatever is left of them
+ * (leftovers.ts: their process groups, or, for a run whose pid was not written yet, its tagged processes).
  *
  * One file, `running/slots`, of fixed 512-byte slots, one per active run, overwritten in place. The first half of
  * a slot holds the accepted run as a JSON line, written before the agent answers `accepted` and starts the run;
@@ -181,9 +181,9 @@ function parseEntry(first: string, second: string): JournalEntry | undefined {
 }
 
 /** Field 22 of /proc/PID/stat, or undefined (process gone, or not Linux). */
-export function processStartTicks(pid: number): number | undefined {
+export function processStartTicks(pid: number, proc = '/proc'): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(`${proc}/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return Number(fields[19]);
   } catch {

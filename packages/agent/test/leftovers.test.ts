@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,17 +8,33 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../src/agent.js';
 import { compileAgentConfig } from '../src/config.js';
 import { RUN_TAG, runTag } from '../src/env.js';
-import { endLeftovers } from '../src/leftovers.js';
+import { type JournalEntry, processStartTicks } from '../src/journal.js';
+import { endLeftovers, taggedProcesses } from '../src/leftovers.js';
 import { createLog } from '../src/log.js';
 
 // What a job leaves behind when the agent dies before the job's pid reaches the journal: processes carrying the
 // run's tag in their environment and nothing else that ties them to the run.
 const started: ChildProcess[] = [];
+const strays: number[] = [];
 afterEach(() => {
-  for (const c of started.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  // Each test process leads its own group (detached): the group takes its children too.
+  for (const c of started.splice(0)) {
+    try {
+      process.kill(-c.pid!, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  for (const pid of strays.splice(0)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
 });
 
-function tagged(tag: string, script = 'sleep 300'): ChildProcess {
+function tagged(tag: string, script = 'exec sleep 300'): ChildProcess {
   const c = spawn('sh', ['-c', script], { env: { PATH: process.env.PATH, [RUN_TAG]: tag }, stdio: ['ignore', 'pipe', 'ignore'], detached: true });
   started.push(c);
   return c;
@@ -40,26 +57,69 @@ const alive = (pid: number) => {
 const until = async (what: string, ok: () => boolean) => {
   for (const t = performance.now(); !ok(); await new Promise((r) => setTimeout(r, 10))) if (performance.now() - t > 10_000) throw new Error(`timed out: ${what}`);
 };
+const firstLine = (c: ChildProcess) => new Promise<number>((r) => c.stdout!.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
+const entry = (runId: number, attempt: number, extra: Partial<JournalEntry> = {}): JournalEntry => ({ runId, attempt, acceptedAt: Date.now(), ...extra });
+const all = () => true;
 
 describe.runIf(process.platform === 'linux')('leftovers of runs whose pid never reached the journal', () => {
-  it('ends every process tagged with a journal entry of this agent, also one that left the group, and nothing else', async () => {
-    const mine = tagged(runTag('q1', 7, 1));
+  it('ends every process tagged with such a run of this agent, also one that left the group, and nothing else', async () => {
+    const q = randomUUID();
+    const mine = tagged(runTag(q, 7, 1));
     // A child that made its own session (out of the run's process group) and reports its pid.
-    const parent = tagged(runTag('q1', 9, 2), 'setsid sleep 300 & echo $!; wait');
-    const escapedPid = await new Promise<number>((r) => parent.stdout!.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
-    const otherRun = tagged(runTag('q1', 8, 1));
-    const otherAttempt = tagged(runTag('q1', 7, 2));
-    const otherAgent = tagged(runTag('q2', 7, 1));
-    const prefix = tagged(`${runTag('q1', 7, 1)}0`); // a longer tag that starts with a listed one
-    await until('the processes exist', () => [mine, parent, otherRun, otherAttempt, otherAgent, prefix].every((c) => c.pid !== undefined && alive(c.pid)) && alive(escapedPid));
+    const parent = tagged(runTag(q, 9, 2), 'setsid sleep 300 & echo $!; wait');
+    const escaped = await firstLine(parent);
+    strays.push(escaped);
+    const otherRun = tagged(runTag(q, 8, 1));
+    const otherAttempt = tagged(runTag(q, 7, 2));
+    const otherAgent = tagged(runTag(randomUUID(), 7, 1));
+    const prefix = tagged(`${runTag(q, 7, 1)}0`); // a longer tag that starts with a listed one
+    // A run whose process was recorded: only its group is the agent's to end; a daemon it started with setsid (a
+    // deploy job restarting a service) is not, as with a timeout or a kill from the server.
+    const recorded = tagged(runTag(q, 10, 1), 'setsid sleep 300 & echo $!; wait');
+    const daemon = await firstLine(recorded);
+    strays.push(daemon);
+    // A run whose finished report is on disk: nothing of it is ended by its tag.
+    const reported = tagged(runTag(q, 11, 1));
+    const bystanders = [otherRun, otherAttempt, otherAgent, prefix, reported];
+    await until('the processes exist', () => [mine, parent, recorded, ...bystanders].every((c) => c.pid !== undefined && alive(c.pid)) && alive(escaped) && alive(daemon));
 
-    const n = endLeftovers([{ runId: 7, attempt: 1, acceptedAt: 0 }, { runId: 9, attempt: 2, acceptedAt: 0 }], 'q1');
+    const ended = endLeftovers([
+      entry(7, 1), entry(9, 2), entry(11, 1),
+      entry(10, 1, { pid: recorded.pid!, startTicks: processStartTicks(recorded.pid!)! }),
+    ], (e) => e.runId !== 11, q);
 
     expect(await exited(mine)).toBe('SIGKILL');
     expect(await exited(parent)).toBe('SIGKILL');
-    await until('the escaped child is gone', () => !alive(escapedPid));
-    expect(n).toBeGreaterThanOrEqual(3);
-    for (const c of [otherRun, otherAttempt, otherAgent, prefix]) expect(alive(c.pid!)).toBe(true);
+    expect(await exited(recorded)).toBe('SIGKILL'); // its group
+    await until('the escaped child is gone', () => !alive(escaped));
+    expect(ended).toEqual(expect.arrayContaining([-recorded.pid!, mine.pid!, parent.pid!, escaped]));
+    expect(alive(daemon)).toBe(true);
+    for (const c of bystanders) expect(alive(c.pid!)).toBe(true);
+  });
+
+  it('ends a run that keeps forking: each process is stopped when found and its group ended (none forks past the scan)', async () => {
+    const q = randomUUID();
+    // Few rounds, short ones: on some hosts (a VM whose init does not reap) every killed child stays a zombie.
+    for (let round = 1; round <= 3; round++) {
+      const tag = runTag(q, 5, round);
+      // Every few milliseconds a new background pair, each in a session of its own (out of reach of a group kill).
+      const loop = tagged(tag, "while :; do setsid sh -c 'sleep 0.002; sleep 300 & sleep 0.002; sleep 300 & wait' & sleep 0.005; done");
+      await new Promise((r) => setTimeout(r, 150));
+      endLeftovers([entry(5, round)], all, q);
+      expect(await exited(loop)).toBe('SIGKILL');
+      await new Promise((r) => setTimeout(r, 300));
+      expect(taggedProcesses(new Set([`${RUN_TAG}=${tag}`]))).toEqual([]);
+    }
+  });
+
+  it('reads only processes started after the run was accepted (less a margin)', async () => {
+    const q = randomUUID();
+    const c = tagged(runTag(q, 3, 1));
+    await until('the process runs', () => c.pid !== undefined && alive(c.pid));
+    const tags = new Set([`${RUN_TAG}=${runTag(q, 3, 1)}`]);
+    await until('it is found', () => taggedProcesses(tags).includes(c.pid!));
+    expect(taggedProcesses(tags, processStartTicks(c.pid!)!)).toEqual([c.pid]);
+    expect(taggedProcesses(tags, processStartTicks(c.pid!)! + 1)).toEqual([]);
   });
 
   it('an agent that restarts after a kill -9 ends the processes of a run it had accepted but not recorded a pid for', async () => {
@@ -72,7 +132,7 @@ describe.runIf(process.platform === 'linux')('leftovers of runs whose pid never 
     before.stop();
     const job = tagged(runTag(agentId, 41, 3), 'sleep 300 & wait');
     const bystander = tagged(runTag(agentId, 42, 1));
-    await until('the job runs', () => job.pid !== undefined && alive(job.pid) && bystander.pid !== undefined);
+    await until('the job runs', () => job.pid !== undefined && alive(job.pid) && bystander.pid !== undefined && alive(bystander.pid));
 
     const after = new Agent(config, createLog('silent'));
     try {
