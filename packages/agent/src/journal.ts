@@ -1,4 +1,5 @@
 import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
+import { uptime } from 'node:os';
 import { join } from 'node:path';
 
 /**
@@ -22,6 +23,8 @@ export interface JournalEntry {
   runId: number;
   attempt: number;
   acceptedAt: number;
+  /** When it was accepted in clock ticks since boot (bootTicksNow): what leftovers.ts compares start times with. */
+  acceptedTicks?: number;
   pid?: number;
   /** Start time of the process in clock ticks since boot (/proc/PID/stat field 22): guards against PID reuse. */
   startTicks?: number;
@@ -79,7 +82,7 @@ export class RunJournal {
   /** Records an accepted run (into the page cache; see above for why it is not synced). */
   write(e: Pick<JournalEntry, 'runId' | 'attempt' | 'acceptedAt'>): void {
     if (this.fd < 0) throw new Error('the running journal is closed');
-    const line = Buffer.from(`${JSON.stringify({ runId: e.runId, attempt: e.attempt, acceptedAt: e.acceptedAt })}\n`);
+    const line = Buffer.from(`${JSON.stringify({ runId: e.runId, attempt: e.attempt, acceptedAt: e.acceptedAt, acceptedTicks: bootTicksNow() })}\n`);
     if (line.length > HALF) throw new JournalEntryTooLargeError('entry');
     const held = this.slotOf.get(e.runId);
     const slot = held?.slot ?? this.free.pop() ?? this.slotCount++;
@@ -168,6 +171,7 @@ function parseEntry(first: string, second: string): JournalEntry | undefined {
     const e = JSON.parse(first) as JournalEntry;
     if (typeof e?.runId !== 'number' || typeof e.attempt !== 'number') return undefined;
     entry = { runId: e.runId, attempt: e.attempt, acceptedAt: e.acceptedAt };
+    if (typeof e.acceptedTicks === 'number') entry.acceptedTicks = e.acceptedTicks;
   } catch {
     return undefined; // torn by a power loss: the server declares the run lost (the agent no longer lists it)
   }
@@ -175,9 +179,22 @@ function parseEntry(first: string, second: string): JournalEntry | undefined {
     const p = JSON.parse(second) as { pid?: unknown; startTicks?: unknown };
     if (typeof p.pid === 'number') entry = { ...entry, pid: p.pid, ...(typeof p.startTicks === 'number' ? { startTicks: p.startTicks } : {}) };
   } catch {
-    /* no process line (not started, or torn): a leftover cannot be identified, so it is not killed */
+    /* no process line (not started, or torn): its processes are found by the run's tag (leftovers.ts) */
   }
   return entry;
+}
+
+/** Linux's USER_HZ, the unit of /proc/PID/stat's start time, on every architecture Node runs on. */
+export const TICKS_PER_SECOND = 100;
+const UPTIME0 = uptime();
+const PERF0 = performance.now();
+
+/**
+ * Now in clock ticks since boot, like /proc/PID/stat's start times, but on the monotonic clock: a wall-clock step
+ * does not move it, and after a suspend it is early (the monotonic clock stops), which only widens what is read.
+ */
+export function bootTicksNow(): number {
+  return Math.floor((UPTIME0 + (performance.now() - PERF0) / 1000) * TICKS_PER_SECOND);
 }
 
 /** Field 22 of /proc/PID/stat, or undefined (process gone, or not Linux). */

@@ -1,47 +1,52 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { uptime } from 'node:os';
 import { RUN_TAG, runTag } from './env.js';
-import { type JournalEntry, processStartTicks } from './journal.js';
+import { bootTicksNow, type JournalEntry, processStartTicks, TICKS_PER_SECOND } from './journal.js';
 
-/** Linux's USER_HZ, the unit of /proc/PID/stat's start time, on every architecture Node runs on. */
-const TICKS_PER_SECOND = 100;
-/** Processes that started this long before a run was accepted are not read (a stepped clock, rounding). */
-const START_MARGIN_MS = 60_000;
+/** Processes that started this long before a run was accepted are not read (rounding, a suspend). */
+const START_MARGIN_TICKS = 60 * TICKS_PER_SECOND;
 /** Scans at most: a run that forks faster than it can be stopped is ended with what was found by then. */
 const MAX_PASSES = 20;
 
 /**
  * Ends what a previous agent process left running of the runs in its journal (brief §8: a run reported lost must
  * not go on running, it may be retried), at start:
- * - a run whose process was recorded: its process group, when that process is still the same one (start time).
- *   Processes that left the group (a daemon a deploy job restarted with setsid) are left alone, as a timeout or a
- *   kill from the server leaves them.
+ * - a run whose process was recorded: its process group — when that process is still the same one (start time), or,
+ *   once it has exited, when a process still in the group carries the run's tag (a group id is not reused while the
+ *   group exists; the tag rules out one reused since). Processes that left the group (a service a deploy job
+ *   restarted with setsid) are left alone, as a timeout or a kill from the server leaves them.
  * - a run whose pid never reached the journal (the agent was killed in the milliseconds between the job's start and
- *   that write; `unreported` entries only, not finished ones): every process whose environment carries the run's
- *   BATCHALYZER_RUN_TAG (env.ts). Each is stopped (SIGSTOP: a stopped process cannot fork) as soon as it is found and
- *   the scan repeats until it finds nothing new; then all of them, and the groups they lead, get SIGKILL. Only
- *   processes started after the earliest such run was accepted are read: reading another process's environment
- *   takes its memory map's lock, which a process stuck in a page fault (hung NFS) holds.
- * Returns the processes and groups signalled with SIGKILL.
+ *   that write) and whose end is not reported (`unreported`): every process carrying the run's BATCHALYZER_RUN_TAG
+ *   (env.ts). Each is stopped (SIGSTOP: a stopped process cannot fork) as soon as it is found, and the scan repeats
+ *   until it finds nothing new with every thread of every stopped process stopped; then all of them, and the groups
+ *   they lead, get SIGKILL.
+ * Only processes started since the earliest such run was accepted (less a margin; boot ticks, so a wall-clock step
+ * does not matter) are read: reading another process's environment takes its memory map's lock, which a process
+ * stuck in a page fault (hung NFS) holds. Linux only. Returns the groups (negative) and processes signalled.
  */
 export function endLeftovers(entries: readonly JournalEntry[], unreported: (e: JournalEntry) => boolean, agentId: string): number[] {
+  if (process.platform !== 'linux') return [];
   const ended: number[] = [];
-  for (const e of entries) {
-    if (e.pid && e.startTicks !== undefined && processStartTicks(e.pid) === e.startTicks) {
-      try {
-        process.kill(-e.pid, 'SIGKILL');
-        ended.push(-e.pid);
-      } catch {
-        /* gone */
-      }
+  const now = bootTicksNow();
+  // An entry accepted "after now" is from before a reboot: nothing of it can be running.
+  const thisBoot = entries.filter((e) => e.acceptedTicks === undefined || e.acceptedTicks <= now);
+  const tagOf = (e: JournalEntry) => `${RUN_TAG}=${runTag(agentId, e.runId, e.attempt)}`;
+  const sinceTicks = (list: readonly JournalEntry[]) => Math.max(0, Math.min(...list.map((e) => (e.acceptedTicks ?? 0) - START_MARGIN_TICKS)));
+  const recorded = thisBoot.filter((e) => e.pid !== undefined);
+  const exited = recorded.filter((e) => e.startTicks === undefined || processStartTicks(e.pid!) !== e.startTicks);
+  const survivors = exited.length ? groupsStillTagged(exited.map((e) => ({ pgid: e.pid!, tag: tagOf(e) })), sinceTicks(exited)) : new Set<number>();
+  for (const e of recorded) {
+    if (!survivors.has(e.pid!) && exited.includes(e)) continue;
+    try {
+      process.kill(-e.pid!, 'SIGKILL');
+      ended.push(-e.pid!);
+    } catch {
+      /* gone */
     }
   }
-  const untracked = entries.filter((e) => e.pid === undefined && unreported(e));
-  if (untracked.length === 0 || process.platform !== 'linux') return ended;
-  const tags = new Set(untracked.map((e) => `${RUN_TAG}=${runTag(agentId, e.runId, e.attempt)}`));
-  const bootMs = Date.now() - uptime() * 1000;
-  const since = Math.min(...untracked.map((e) => e.acceptedAt)) - START_MARGIN_MS;
-  const minTicks = Math.max(0, Math.floor(((since - bootMs) / 1000) * TICKS_PER_SECOND));
+  const untracked = thisBoot.filter((e) => e.pid === undefined && unreported(e));
+  if (untracked.length === 0) return ended;
+  const tags = new Set(untracked.map(tagOf));
+  const minTicks = sinceTicks(untracked);
   const stopped = new Set<number>();
   for (let pass = 0; pass < MAX_PASSES; pass++) {
     let found = 0;
@@ -55,14 +60,13 @@ export function endLeftovers(entries: readonly JournalEntry[], unreported: (e: J
         /* gone meanwhile */
       }
     }
-    if (found === 0) break;
-    // A process stopped in the middle of a fork stops once the fork returns, with the child born: the next scan must
-    // come after that, or it could miss the child and end the loop.
-    waitStopped(stopped);
+    // A process stopped in the middle of a fork stops once the fork returns, with the child born (and another thread
+    // of it may be inside one): the last scan must come after all of them stopped, or it could miss a child.
+    if (waitStopped(stopped) && found === 0) break;
   }
   for (const pid of stopped) {
     try {
-      if (processGroup(pid) === pid) process.kill(-pid, 'SIGKILL');
+      if (statField(pid, 2) === pid) process.kill(-pid, 'SIGKILL');
       process.kill(pid, 'SIGKILL');
       ended.push(pid);
     } catch {
@@ -78,54 +82,84 @@ export function endLeftovers(entries: readonly JournalEntry[], unreported: (e: J
  */
 export function taggedProcesses(entries: ReadonlySet<string>, minTicks = 0, proc = '/proc'): number[] {
   const found: number[] = [];
-  let pids: string[];
-  try {
-    pids = readdirSync(proc).filter((f) => /^\d+$/.test(f));
-  } catch {
-    return found; // no procfs
-  }
-  for (const name of pids) {
-    const pid = Number(name);
-    if (pid === process.pid) continue;
+  for (const pid of processIds(proc)) {
     if (minTicks > 0 && (processStartTicks(pid, proc) ?? 0) < minTicks) continue; // older than the runs, or gone
-    let env: string;
-    try {
-      env = readFileSync(`${proc}/${name}/environ`, 'latin1');
-    } catch {
-      continue; // gone, or another user's (EACCES): not this agent's job unless the agent could read it
-    }
-    if (!env.includes(RUN_TAG)) continue;
-    if (env.split('\0').some((v) => entries.has(v))) found.push(pid);
+    if (hasTag(pid, entries, proc)) found.push(pid);
   }
   return found;
 }
 
-/** Waits (at most 100 ms) until each process is stopped or gone (/proc/PID/stat state T, t, Z, X, or no file). */
-function waitStopped(pids: ReadonlySet<number>): void {
+/** The groups (of `groups`) that still have a member carrying the group's run tag. */
+function groupsStillTagged(groups: readonly { pgid: number; tag: string }[], minTicks: number): Set<number> {
+  const tagOf = new Map(groups.map((g) => [g.pgid, new Set([g.tag])]));
+  const alive = new Set<number>();
+  for (const pid of processIds('/proc')) {
+    const pgid = statField(pid, 2);
+    const tag = pgid === undefined ? undefined : tagOf.get(pgid);
+    if (!tag || alive.has(pgid!)) continue;
+    if ((processStartTicks(pid) ?? 0) < minTicks) continue;
+    if (hasTag(pid, tag, '/proc')) alive.add(pgid!);
+  }
+  return alive;
+}
+
+function processIds(proc: string): number[] {
+  try {
+    return readdirSync(proc).filter((f) => /^\d+$/.test(f)).map(Number).filter((pid) => pid !== process.pid);
+  } catch {
+    return []; // no procfs
+  }
+}
+
+function hasTag(pid: number, entries: ReadonlySet<string>, proc: string): boolean {
+  let env: string;
+  try {
+    env = readFileSync(`${proc}/${pid}/environ`, 'latin1');
+  } catch {
+    return false; // gone, or another user's (EACCES): not this agent's job unless the agent could read it
+  }
+  return env.includes(RUN_TAG) && env.split('\0').some((v) => entries.has(v));
+}
+
+/**
+ * Waits (at most 100 ms) until every thread of each process is stopped or gone (/proc/PID/task/TID/stat state T,
+ * t, Z, X, or no file); whether they all are.
+ */
+function waitStopped(pids: ReadonlySet<number>): boolean {
   const deadline = performance.now() + 100;
   for (const pid of pids) {
-    while (performance.now() < deadline) {
-      const state = processState(pid);
-      if (state === undefined || 'TtZX'.includes(state)) break;
+    for (;;) {
+      if (threadsStopped(pid)) break;
+      if (performance.now() >= deadline) return false;
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1); // 1 ms: this runs once, at start, before the link
     }
   }
+  return true;
 }
 
-function processState(pid: number): string | undefined {
+function threadsStopped(pid: number): boolean {
+  let tids: string[];
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.charAt(stat.lastIndexOf(')') + 2);
+    tids = readdirSync(`/proc/${pid}/task`);
   } catch {
-    return undefined;
+    return true; // gone
   }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      if (!'TtZX'.includes(stat.charAt(stat.lastIndexOf(')') + 2))) return false;
+    } catch {
+      /* the thread is gone */
+    }
+  }
+  return true;
 }
 
-/** The process group of `pid` (/proc/PID/stat field 5), or undefined. */
-function processGroup(pid: number): number | undefined {
+/** Field `i` (0-based) after the command name in /proc/PID/stat (0: state, 2: process group), or undefined. */
+function statField(pid: number, i: number): number | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[i]);
   } catch {
     return undefined;
   }

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../src/agent.js';
 import { compileAgentConfig } from '../src/config.js';
 import { RUN_TAG, runTag } from '../src/env.js';
-import { type JournalEntry, processStartTicks } from '../src/journal.js';
+import { bootTicksNow, type JournalEntry, processStartTicks } from '../src/journal.js';
 import { endLeftovers, taggedProcesses } from '../src/leftovers.js';
 import { createLog } from '../src/log.js';
 
@@ -58,7 +58,7 @@ const until = async (what: string, ok: () => boolean) => {
   for (const t = performance.now(); !ok(); await new Promise((r) => setTimeout(r, 10))) if (performance.now() - t > 10_000) throw new Error(`timed out: ${what}`);
 };
 const firstLine = (c: ChildProcess) => new Promise<number>((r) => c.stdout!.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
-const entry = (runId: number, attempt: number, extra: Partial<JournalEntry> = {}): JournalEntry => ({ runId, attempt, acceptedAt: Date.now(), ...extra });
+const entry = (runId: number, attempt: number, extra: Partial<JournalEntry> = {}): JournalEntry => ({ runId, attempt, acceptedAt: Date.now(), acceptedTicks: bootTicksNow(), ...extra });
 const all = () => true;
 
 describe.runIf(process.platform === 'linux')('leftovers of runs whose pid never reached the journal', () => {
@@ -110,6 +110,42 @@ describe.runIf(process.platform === 'linux')('leftovers of runs whose pid never 
       await new Promise((r) => setTimeout(r, 300));
       expect(taggedProcesses(new Set([`${RUN_TAG}=${tag}`]))).toEqual([]);
     }
+  });
+
+  it('a run whose recorded process exited: what it left in its group is ended if it carries the run\'s tag', async () => {
+    const q = randomUUID();
+    // The leader prints its worker's pid and exits; the worker stays in the leader's group.
+    const leader = tagged(runTag(q, 12, 1), 'sleep 300 & echo $!');
+    const worker = await firstLine(leader);
+    strays.push(worker);
+    await exited(leader);
+    // The same with a group whose members carry another run's tag: a group id seen again, not this run's.
+    const other = tagged(runTag(q, 99, 1), 'sleep 300 & echo $!');
+    const otherWorker = await firstLine(other);
+    strays.push(otherWorker);
+    await exited(other);
+    await until('the workers run', () => alive(worker) && alive(otherWorker));
+
+    const ended = endLeftovers([entry(12, 1, { pid: leader.pid!, startTicks: 1 }), entry(13, 1, { pid: other.pid!, startTicks: 1 })], all, q);
+
+    await until('the worker is gone', () => !alive(worker));
+    expect(ended).toEqual([-leader.pid!]);
+    expect(alive(otherWorker)).toBe(true);
+  });
+
+  it('is not misled by the wall clock: acceptance is kept in boot ticks; a run from before a reboot is skipped', async () => {
+    const q = randomUUID();
+    const job = tagged(runTag(q, 14, 1));
+    const old = tagged(runTag(q, 15, 1));
+    await until('the jobs run', () => [job, old].every((c) => c.pid !== undefined && alive(c.pid)));
+    // Accepted an hour "later" by a wall clock that was stepped back since: the boot ticks still say now.
+    const ended = endLeftovers([
+      entry(14, 1, { acceptedAt: Date.now() + 3_600_000 }),
+      entry(15, 1, { acceptedTicks: bootTicksNow() + 1_000_000 }), // ticks beyond now: a previous boot's
+    ], all, q);
+    expect(await exited(job)).toBe('SIGKILL');
+    expect(ended).toEqual([job.pid]);
+    expect(alive(old.pid!)).toBe(true);
   });
 
   it('reads only processes started after the run was accepted (less a margin)', async () => {
