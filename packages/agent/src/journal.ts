@@ -25,6 +25,8 @@ export interface JournalEntry {
   acceptedAt: number;
   /** When it was accepted in clock ticks since boot (bootTicksNow): what leftovers.ts compares start times with. */
   acceptedTicks?: number;
+  /** The boot it was accepted in (/proc/sys/kernel/random/boot_id): nothing of a previous boot's run still runs. */
+  bootId?: string;
   pid?: number;
   /** Start time of the process in clock ticks since boot (/proc/PID/stat field 22): guards against PID reuse. */
   startTicks?: number;
@@ -82,7 +84,7 @@ export class RunJournal {
   /** Records an accepted run (into the page cache; see above for why it is not synced). */
   write(e: Pick<JournalEntry, 'runId' | 'attempt' | 'acceptedAt'>): void {
     if (this.fd < 0) throw new Error('the running journal is closed');
-    const line = Buffer.from(`${JSON.stringify({ runId: e.runId, attempt: e.attempt, acceptedAt: e.acceptedAt, acceptedTicks: bootTicksNow() })}\n`);
+    const line = Buffer.from(`${JSON.stringify({ runId: e.runId, attempt: e.attempt, acceptedAt: e.acceptedAt, acceptedTicks: bootTicksNow(), bootId: BOOT_ID })}\n`);
     if (line.length > HALF) throw new JournalEntryTooLargeError('entry');
     const held = this.slotOf.get(e.runId);
     const slot = held?.slot ?? this.free.pop() ?? this.slotCount++;
@@ -172,6 +174,7 @@ function parseEntry(first: string, second: string): JournalEntry | undefined {
     if (typeof e?.runId !== 'number' || typeof e.attempt !== 'number') return undefined;
     entry = { runId: e.runId, attempt: e.attempt, acceptedAt: e.acceptedAt };
     if (typeof e.acceptedTicks === 'number') entry.acceptedTicks = e.acceptedTicks;
+    if (typeof e.bootId === 'string') entry.bootId = e.bootId;
   } catch {
     return undefined; // torn by a power loss: the server declares the run lost (the agent no longer lists it)
   }
@@ -188,6 +191,14 @@ function parseEntry(first: string, second: string): JournalEntry | undefined {
 export const TICKS_PER_SECOND = 100;
 const UPTIME0 = uptime();
 const PERF0 = performance.now();
+/** This boot's id (Linux), or undefined. */
+export const BOOT_ID: string | undefined = (() => {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+})();
 
 /**
  * Now in clock ticks since boot, like /proc/PID/stat's start times, but on the monotonic clock: a wall-clock step

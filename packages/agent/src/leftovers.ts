@@ -1,18 +1,22 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { RUN_TAG, runTag } from './env.js';
-import { bootTicksNow, type JournalEntry, processStartTicks, TICKS_PER_SECOND } from './journal.js';
+import { BOOT_ID, type JournalEntry, processStartTicks, TICKS_PER_SECOND } from './journal.js';
 
 /** Processes that started this long before a run was accepted are not read (rounding, a suspend). */
 const START_MARGIN_TICKS = 60 * TICKS_PER_SECOND;
-/** Scans at most: a run that forks faster than it can be stopped is ended with what was found by then. */
+/**
+ * Scans at most: a run that forks faster than it can be stopped is ended with what was found by then. A thread that
+ * never stops (a vfork parent whose child was stopped, a wait on a hung NFS mount) makes every pass run: the agent's
+ * start is held ~2 s (20 × 100 ms), once.
+ */
 const MAX_PASSES = 20;
 
 /**
  * Ends what a previous agent process left running of the runs in its journal (brief §8: a run reported lost must
  * not go on running, it may be retried), at start:
  * - a run whose process was recorded: its process group — when that process is still the same one (start time), or,
- *   once it has exited, when a process still in the group carries the run's tag (a group id is not reused while the
- *   group exists; the tag rules out one reused since). Processes that left the group (a service a deploy job
+ *   once it has exited (its pid free, not reused), when a process still in the group carries the run's tag (a group id
+ *   is not reused while the group exists). Processes that left the group (a service a deploy job
  *   restarted with setsid) are left alone, as a timeout or a kill from the server leaves them.
  * - a run whose pid never reached the journal (the agent was killed in the milliseconds between the job's start and
  *   that write) and whose end is not reported (`unreported`): every process carrying the run's BATCHALYZER_RUN_TAG
@@ -26,16 +30,18 @@ const MAX_PASSES = 20;
 export function endLeftovers(entries: readonly JournalEntry[], unreported: (e: JournalEntry) => boolean, agentId: string): number[] {
   if (process.platform !== 'linux') return [];
   const ended: number[] = [];
-  const now = bootTicksNow();
-  // An entry accepted "after now" is from before a reboot: nothing of it can be running.
-  const thisBoot = entries.filter((e) => e.acceptedTicks === undefined || e.acceptedTicks <= now);
+  // Nothing of a run accepted in a previous boot can be running.
+  const thisBoot = entries.filter((e) => e.bootId === undefined || BOOT_ID === undefined || e.bootId === BOOT_ID);
   const tagOf = (e: JournalEntry) => `${RUN_TAG}=${runTag(agentId, e.runId, e.attempt)}`;
   const sinceTicks = (list: readonly JournalEntry[]) => Math.max(0, Math.min(...list.map((e) => (e.acceptedTicks ?? 0) - START_MARGIN_TICKS)));
   const recorded = thisBoot.filter((e) => e.pid !== undefined);
-  const exited = recorded.filter((e) => e.startTicks === undefined || processStartTicks(e.pid!) !== e.startTicks);
+  // The leader exited and its pid is free (a pid another process took since says the group is gone): its group may
+  // live on. A leader without a recorded start time cannot be told apart from a reused pid: only its group is asked.
+  const exited = recorded.filter((e) => (e.startTicks === undefined ? true : processStartTicks(e.pid!) === undefined));
   const survivors = exited.length ? groupsStillTagged(exited.map((e) => ({ pgid: e.pid!, tag: tagOf(e) })), sinceTicks(exited)) : new Set<number>();
   for (const e of recorded) {
-    if (!survivors.has(e.pid!) && exited.includes(e)) continue;
+    const leaderLives = e.startTicks !== undefined && processStartTicks(e.pid!) === e.startTicks;
+    if (!leaderLives && !survivors.has(e.pid!)) continue;
     try {
       process.kill(-e.pid!, 'SIGKILL');
       ended.push(-e.pid!);
@@ -47,12 +53,12 @@ export function endLeftovers(entries: readonly JournalEntry[], unreported: (e: J
   if (untracked.length === 0) return ended;
   const tags = new Set(untracked.map(tagOf));
   const minTicks = sinceTicks(untracked);
-  const stopped = new Set<number>();
+  /** Each stopped process and its start time (checked again before the kill: the pid could be reused meanwhile). */
+  const stopped = new Map<number, number | undefined>();
   for (let pass = 0; pass < MAX_PASSES; pass++) {
     let found = 0;
-    for (const pid of taggedProcesses(tags, minTicks)) {
-      if (stopped.has(pid)) continue;
-      stopped.add(pid);
+    for (const pid of taggedProcesses(tags, minTicks, stopped)) {
+      stopped.set(pid, processStartTicks(pid));
       found++;
       try {
         process.kill(pid, 'SIGSTOP');
@@ -62,9 +68,10 @@ export function endLeftovers(entries: readonly JournalEntry[], unreported: (e: J
     }
     // A process stopped in the middle of a fork stops once the fork returns, with the child born (and another thread
     // of it may be inside one): the last scan must come after all of them stopped, or it could miss a child.
-    if (waitStopped(stopped) && found === 0) break;
+    if (waitStopped(stopped.keys()) && found === 0) break;
   }
-  for (const pid of stopped) {
+  for (const [pid, startTicks] of stopped) {
+    if (processStartTicks(pid) !== startTicks) continue; // gone (reaped), or another process with its pid
     try {
       if (statField(pid, 2) === pid) process.kill(-pid, 'SIGKILL');
       process.kill(pid, 'SIGKILL');
@@ -77,12 +84,13 @@ export function endLeftovers(entries: readonly JournalEntry[], unreported: (e: J
 }
 
 /**
- * Processes (other than this one) whose environment holds one of `entries` (`NAME=value`) exactly; with `minTicks`,
- * only those started at or after that many clock ticks since boot.
+ * Processes (other than this one, and not in `skip`) whose environment holds one of `entries` (`NAME=value`)
+ * exactly; with `minTicks`, only those started at or after that many clock ticks since boot.
  */
-export function taggedProcesses(entries: ReadonlySet<string>, minTicks = 0, proc = '/proc'): number[] {
+export function taggedProcesses(entries: ReadonlySet<string>, minTicks = 0, skip: ReadonlyMap<number, unknown> = new Map(), proc = '/proc'): number[] {
   const found: number[] = [];
   for (const pid of processIds(proc)) {
+    if (skip.has(pid)) continue;
     if (minTicks > 0 && (processStartTicks(pid, proc) ?? 0) < minTicks) continue; // older than the runs, or gone
     if (hasTag(pid, entries, proc)) found.push(pid);
   }
@@ -125,7 +133,7 @@ function hasTag(pid: number, entries: ReadonlySet<string>, proc: string): boolea
  * Waits (at most 100 ms) until every thread of each process is stopped or gone (/proc/PID/task/TID/stat state T,
  * t, Z, X, or no file); whether they all are.
  */
-function waitStopped(pids: ReadonlySet<number>): boolean {
+function waitStopped(pids: Iterable<number>): boolean {
   const deadline = performance.now() + 100;
   for (const pid of pids) {
     for (;;) {

@@ -449,8 +449,9 @@ describe('disk queue: raw output records and group commit', () => {
 });
 
 describe('running journal', () => {
-  // Written with each entry (boot ticks, for leftovers.ts): a number, whatever its value.
+  // Written with each entry (boot ticks and boot id, for leftovers.ts): whatever their values.
   const ticks = expect.any(Number);
+  const boot = expect.any(String);
   const fds = () => readdirSync('/proc/self/fd').length;
   const written = (j: RunJournal, runId: number) => j.write({ runId, attempt: 1, acceptedAt: 5 });
 
@@ -466,8 +467,8 @@ describe('running journal', () => {
     j.remove(2); // ended before it started
     j.remove(2); // and a second removal is harmless
     expect(new RunJournal(dir).list().sort((a, b) => a.runId - b.runId)).toEqual([
-      { runId: 1, attempt: 1, acceptedAt: 5, acceptedTicks: ticks, pid: 4242, startTicks: 77 },
-      { runId: 3, attempt: 1, acceptedAt: 5, acceptedTicks: ticks },
+      { runId: 1, attempt: 1, acceptedAt: 5, acceptedTicks: ticks, bootId: boot, pid: 4242, startTicks: 77 },
+      { runId: 3, attempt: 1, acceptedAt: 5, acceptedTicks: ticks, bootId: boot },
     ]);
     await written(j, 4); // takes the freed slot: the file does not grow
     j.writeProcess(3, 99, undefined);
@@ -475,8 +476,8 @@ describe('running journal', () => {
     expect(readdirSync(dir)).toEqual(['slots']);
     expect(statSync(join(dir, 'slots')).size).toBe(64 * 512);
     expect(new RunJournal(dir).list().sort((a, b) => a.runId - b.runId)).toEqual([
-      { runId: 3, attempt: 1, acceptedAt: 5, acceptedTicks: ticks, pid: 99 },
-      { runId: 4, attempt: 1, acceptedAt: 5, acceptedTicks: ticks },
+      { runId: 3, attempt: 1, acceptedAt: 5, acceptedTicks: ticks, bootId: boot, pid: 99 },
+      { runId: 4, attempt: 1, acceptedAt: 5, acceptedTicks: ticks, bootId: boot },
     ]);
     j.close();
   });
@@ -488,10 +489,10 @@ describe('running journal', () => {
     j.writeProcess(7, 100, 5);
     j.remove(7);
     await written(j, 8); // same slot as 7 had
-    expect(new RunJournal(dir).list()).toEqual([{ runId: 8, attempt: 1, acceptedAt: 5, acceptedTicks: ticks }]);
+    expect(new RunJournal(dir).list()).toEqual([{ runId: 8, attempt: 1, acceptedAt: 5, acceptedTicks: ticks, bootId: boot }]);
     j.write({ runId: 8, attempt: 2, acceptedAt: 6 });
     j.remove(8, 1);
-    expect(new RunJournal(dir).list()).toEqual([{ runId: 8, attempt: 2, acceptedAt: 6, acceptedTicks: ticks }]);
+    expect(new RunJournal(dir).list()).toEqual([{ runId: 8, attempt: 2, acceptedAt: 6, acceptedTicks: ticks, bootId: boot }]);
     j.close();
   });
 

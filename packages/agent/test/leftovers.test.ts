@@ -141,7 +141,7 @@ describe.runIf(process.platform === 'linux')('leftovers of runs whose pid never 
     // Accepted an hour "later" by a wall clock that was stepped back since: the boot ticks still say now.
     const ended = endLeftovers([
       entry(14, 1, { acceptedAt: Date.now() + 3_600_000 }),
-      entry(15, 1, { acceptedTicks: bootTicksNow() + 1_000_000 }), // ticks beyond now: a previous boot's
+      entry(15, 1, { bootId: 'a-previous-boot' }),
     ], all, q);
     expect(await exited(job)).toBe('SIGKILL');
     expect(ended).toEqual([job.pid]);
@@ -156,6 +156,7 @@ describe.runIf(process.platform === 'linux')('leftovers of runs whose pid never 
     await until('it is found', () => taggedProcesses(tags).includes(c.pid!));
     expect(taggedProcesses(tags, processStartTicks(c.pid!)!)).toEqual([c.pid]);
     expect(taggedProcesses(tags, processStartTicks(c.pid!)! + 1)).toEqual([]);
+    expect(taggedProcesses(tags, 0, new Map([[c.pid!, 0]]))).toEqual([]); // already stopped: not read again
   });
 
   it('an agent that restarts after a kill -9 ends the processes of a run it had accepted but not recorded a pid for', async () => {
