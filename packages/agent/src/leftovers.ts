@@ -57,7 +57,8 @@ export function endLeftovers(entries: readonly JournalEntry[], unreported: (e: J
   const stopped = new Map<number, number | undefined>();
   for (let pass = 0; pass < MAX_PASSES; pass++) {
     let found = 0;
-    for (const pid of taggedProcesses(tags, minTicks, stopped)) {
+    const seen = scan(tags, minTicks, stopped, '/proc');
+    for (const pid of seen.found) {
       stopped.set(pid, processStartTicks(pid));
       found++;
       try {
@@ -67,8 +68,10 @@ export function endLeftovers(entries: readonly JournalEntry[], unreported: (e: J
       }
     }
     // A process stopped in the middle of a fork stops once the fork returns, with the child born (and another thread
-    // of it may be inside one): the last scan must come after all of them stopped, or it could miss a child.
-    if (waitStopped(stopped.keys()) && found === 0) break;
+    // of it may be inside one): the last scan must come after all of them stopped, or it could miss a child. A
+    // process in the middle of an exec shows no environment for a moment: it is read again.
+    if (waitStopped(stopped.keys()) && found === 0 && seen.unsure === 0) break;
+    if (seen.unsure > 0) pause(1);
   }
   for (const [pid, startTicks] of stopped) {
     if (processStartTicks(pid) !== startTicks) continue; // gone (reaped), or another process with its pid
@@ -88,13 +91,21 @@ export function endLeftovers(entries: readonly JournalEntry[], unreported: (e: J
  * exactly; with `minTicks`, only those started at or after that many clock ticks since boot.
  */
 export function taggedProcesses(entries: ReadonlySet<string>, minTicks = 0, skip: ReadonlyMap<number, unknown> = new Map(), proc = '/proc'): number[] {
+  return scan(entries, minTicks, skip, proc).found;
+}
+
+/** taggedProcesses, and how many processes showed no environment (an exec in progress: ask again). */
+function scan(entries: ReadonlySet<string>, minTicks: number, skip: ReadonlyMap<number, unknown>, proc: string): { found: number[]; unsure: number } {
   const found: number[] = [];
+  let unsure = 0;
   for (const pid of processIds(proc)) {
     if (skip.has(pid)) continue;
     if (minTicks > 0 && (processStartTicks(pid, proc) ?? 0) < minTicks) continue; // older than the runs, or gone
-    if (hasTag(pid, entries, proc)) found.push(pid);
+    const tagged = hasTag(pid, entries, proc);
+    if (tagged === true) found.push(pid);
+    else if (tagged === undefined) unsure++;
   }
-  return found;
+  return { found, unsure };
 }
 
 /** The groups (of `groups`) that still have a member carrying the group's run tag. */
@@ -119,14 +130,41 @@ function processIds(proc: string): number[] {
   }
 }
 
-function hasTag(pid: number, entries: ReadonlySet<string>, proc: string): boolean {
+/**
+ * Whether the process's environment holds one of `entries`; undefined when it shows none though it is a live user
+ * process (during an exec the old environment is gone and the new one not yet there).
+ */
+function hasTag(pid: number, entries: ReadonlySet<string>, proc: string): boolean | undefined {
   let env: string;
   try {
     env = readFileSync(`${proc}/${pid}/environ`, 'latin1');
   } catch {
     return false; // gone, or another user's (EACCES): not this agent's job unless the agent could read it
   }
+  if (env.length === 0) {
+    // Kernel threads and zombies never show one.
+    const state = statText(pid, proc);
+    if (state === undefined || 'ZX'.includes(state.charAt(0)) || (Number(state.split(' ')[6]) & PF_KTHREAD) !== 0) return false;
+    return undefined;
+  }
   return env.includes(RUN_TAG) && env.split('\0').some((v) => entries.has(v));
+}
+
+/** /proc/PID/stat's flags bit of a kernel thread. */
+const PF_KTHREAD = 0x00200000;
+
+/** /proc/PID/stat after the command name (state first), or undefined. */
+function statText(pid: number, proc = '/proc'): string | undefined {
+  try {
+    const stat = readFileSync(`${proc}/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2);
+  } catch {
+    return undefined;
+  }
+}
+
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms); // at start only, before the link: see MAX_PASSES
 }
 
 /**
@@ -139,7 +177,7 @@ function waitStopped(pids: Iterable<number>): boolean {
     for (;;) {
       if (threadsStopped(pid)) break;
       if (performance.now() >= deadline) return false;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1); // 1 ms: this runs once, at start, before the link
+      pause(1);
     }
   }
   return true;
@@ -163,12 +201,8 @@ function threadsStopped(pid: number): boolean {
   return true;
 }
 
-/** Field `i` (0-based) after the command name in /proc/PID/stat (0: state, 2: process group), or undefined. */
+/** Field `i` (0-based) after the command name in /proc/PID/stat (2: process group), or undefined. */
 function statField(pid: number, i: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[i]);
-  } catch {
-    return undefined;
-  }
+  const text = statText(pid);
+  return text === undefined ? undefined : Number(text.split(' ')[i]);
 }

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateAgentKey } from '@batchalyzer/protocol';
@@ -56,6 +56,13 @@ const alive = (pid: number) => {
 };
 const until = async (what: string, ok: () => boolean) => {
   for (const t = performance.now(); !ok(); await new Promise((r) => setTimeout(r, 10))) if (performance.now() - t > 10_000) throw new Error(`timed out: ${what}`);
+};
+const comm = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
 };
 const firstLine = (c: ChildProcess) => new Promise<number>((r) => c.stdout!.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
 const entry = (runId: number, attempt: number, extra: Partial<JournalEntry> = {}): JournalEntry => ({ runId, attempt, acceptedAt: Date.now(), acceptedTicks: bootTicksNow(), ...extra });
@@ -151,7 +158,8 @@ describe.runIf(process.platform === 'linux')('leftovers of runs whose pid never 
   it('reads only processes started after the run was accepted (less a margin)', async () => {
     const q = randomUUID();
     const c = tagged(runTag(q, 3, 1));
-    await until('the process runs', () => c.pid !== undefined && alive(c.pid));
+    // Past its exec (`sh` becomes `sleep`): during an exec a process shows no environment for a moment.
+    await until('the process runs sleep', () => c.pid !== undefined && comm(c.pid) === 'sleep');
     const tags = new Set([`${RUN_TAG}=${runTag(q, 3, 1)}`]);
     await until('it is found', () => taggedProcesses(tags).includes(c.pid!));
     expect(taggedProcesses(tags, processStartTicks(c.pid!)!)).toEqual([c.pid]);
