@@ -57,11 +57,9 @@ export function endLeftovers(entries: readonly JournalEntry[], unreported: (e: J
   /** Each stopped process and its start time (checked again before the kill: the pid could be reused meanwhile). */
   const stopped = new Map<number, number | undefined>();
   for (let pass = 0; pass < MAX_PASSES; pass++) {
-    let found = 0;
     const seen = scan(tags, minTicks, stopped, '/proc');
     for (const pid of seen.found) {
       stopped.set(pid, processStartTicks(pid));
-      found++;
       try {
         process.kill(pid, 'SIGSTOP');
       } catch {
@@ -71,7 +69,7 @@ export function endLeftovers(entries: readonly JournalEntry[], unreported: (e: J
     // A process stopped in the middle of a fork stops once the fork returns, with the child born (and another thread
     // of it may be inside one): the last scan must come after all of them stopped, or it could miss a child. A
     // process in the middle of an exec shows no environment for a moment: it is read again.
-    if (waitStopped(stopped.keys()) && found === 0 && seen.unsure === 0) break;
+    if (waitStopped(stopped.keys()) && seen.found.length === 0 && seen.unsure === 0) break;
     if (seen.unsure > 0) pause(1);
   }
   for (const [pid, startTicks] of stopped) {
